@@ -1,0 +1,61 @@
+# Makefile for coffer. GNU make and bash are required.
+#
+#   make build        build bin/coffer
+#   make demo         build, then run the end-to-end demo in ./demo (needs root or FUSE)
+#   make test         deps + check + unit + integration + fuzz-quick (what CI runs)
+#   make install      copy bin/coffer to $(DESTDIR)$(PREFIX)/bin
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+# Debian's golang packages and the upstream tarball install go in different places.
+export PATH := /usr/local/go/bin:$(PATH)
+
+GO      ?= go
+PREFIX  ?= /usr/local
+BIN     := bin/coffer
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+# Packages the tests and the demo run; scripts/deps.sh installs the missing ones.
+DEPS := fuse3 sqlite3 git openssl tar rsync
+
+FUZZTIME ?= 10s
+
+.PHONY: build demo test deps check unit integration fuzz-quick clean install
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/coffer
+
+demo: deps build
+	scripts/demo.sh $(BIN)
+
+test: deps check unit integration fuzz-quick
+
+deps:
+	scripts/deps.sh $(DEPS)
+
+check:
+	@unformatted="$$(gofmt -l .)"; \
+	if [[ -n "$$unformatted" ]]; then \
+		echo "gofmt would change these files:" >&2; echo "$$unformatted" >&2; exit 1; \
+	fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+unit:
+	$(GO) test -race $$($(GO) list ./... | grep -v '/integration')
+
+integration:
+	$(GO) test ./integration/... -count=1 -timeout 30m
+
+fuzz-quick:
+	scripts/fuzz-quick.sh $(FUZZTIME)
+
+clean:
+	scripts/demo.sh --clean $(BIN)
+	rm -rf bin
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/coffer
