@@ -30,7 +30,8 @@ func testCipher(t testing.TB, id FileID) *Cipher {
 
 // independentOpen decrypts a sealed block with x/crypto directly and the block
 // associated data built from the spec, not through Cipher.
-func independentOpen(t testing.TB, key []byte, id FileID, block uint64, sealed []byte) ([]byte, error) {
+func independentOpen(t testing.TB, key []byte, id FileID, block uint64,
+	sealed []byte) ([]byte, error) {
 	t.Helper()
 	aead, err := chacha20poly1305.NewX(key)
 	require.NoError(t, err)

@@ -32,7 +32,7 @@
 //
 // Every block holds 4096 plaintext bytes except the last, which holds 1 to
 // 4096. The plaintext size follows from the backing size alone; see
-// PlainSize and CipherSize.
+// [PlainSize] and [CipherSize].
 //
 // # Block encryption
 //
@@ -48,26 +48,26 @@
 //	file ID[16] || block number[8]
 //
 // so a block moved to another position or copied from another file fails to
-// open with ErrAuth, as does any modified or truncated block. Removing whole
+// open with [ErrAuth], as does any modified or truncated block. Removing whole
 // blocks from the end of a file is not detected: the file reads shorter.
 //
 // # Key slots
 //
 // The wrapped DEK is bound to its file, volume, ring key and generation by
-// the associated data returned by SlotAD:
+// the associated data returned by [SlotAD]:
 //
 //	"coffer-dek-v1\x00"[14] || volume ID[16] || file ID[16] ||
 //	    key ID[4] || generation[8]
 //
 // The current slot is the non-empty one with the higher generation (see
-// Header.Order). A re-wrap under a new ring key writes the other slot with a
-// higher generation (Header.NextSlotAfter), so the slot that holds a working
+// [Header.Order]). A re-wrap under a new ring key writes the other slot with a
+// higher generation ([Header.NextSlotAfter]), so the slot that holds a working
 // key is never overwritten and a crash during a re-wrap leaves a readable
 // file.
 //
 // # Errors and concurrency
 //
-// Tampered, torn or misplaced data is reported as ErrAuth; malformed headers
-// and impossible sizes as ErrCorrupt; a header of a newer format version as a
-// *VersionError. A Cipher is safe for concurrent use.
+// Tampered, torn or misplaced data is reported as [ErrAuth]; malformed headers
+// and impossible sizes as [ErrCorrupt]; a header of a newer format version as
+// a [*VersionError]. A [Cipher] is safe for concurrent use.
 package content
