@@ -1,0 +1,90 @@
+// Package keys holds coffer's key hierarchy: the master keys, the key ring
+// they seal, and the volume config that stores the sealed ring.
+//
+// # Hierarchy
+//
+//	master key(s)  outside the backing directory: key file, passphrase, ...
+//	   │ each seals one copy of the ring payload (Master.Seal), bound by
+//	   │ associated data to the volume ID and the master's ID
+//	ring           a Tink keyset of AES-256-GCM key-wrapping keys (Ring)
+//	   │ the primary key wraps each file's data key (Ring.Wrap), bound by
+//	   │ associated data the caller chooses (volume, file, key ID, generation)
+//	data key       32 random bytes per file, stored wrapped in the file header
+//
+// A Master is one master key: it seals and unseals the ring payload but
+// never hands out its key (HSM, TPM and KMS masters cannot). Sub-packages
+// implement the kinds: keyfile (file:///PATH) and passphrase (passphrase:),
+// with masterkey parsing URIs and choosing the kind.
+//
+// The ring is a Tink keyset of AES-256-GCM keys with the TINK output prefix,
+// so every wrapped key starts with 0x01 and the ID of the key that wrapped
+// it. Each key has a creation time and a state: one primary (wraps and
+// unwraps), any number active or retired (unwrap only). The ring payload
+// sealed by each master is JSON holding the cleartext Tink keyset; it exists
+// unsealed only in memory.
+//
+// The volume config, .coffer/volume.json in the backing directory (Config,
+// ReadConfig, WriteConfig), is public: volume ID, file format, the master
+// entries (kind, URI, public params such as an Argon2id salt), the ring's
+// public key list and the sealed ring copies. Init creates a volume; Unlock
+// returns its Ring given one working master. docs/format.md specifies the
+// bytes.
+//
+// # Threat model
+//
+// An attacker who can read and write the backing directory, but holds no
+// master key, learns file sizes (to 4 KiB blocks plus a fixed header),
+// names, the directory tree, timestamps, the number and kinds of master
+// keys, key-file paths and Argon2id costs. They cannot read file contents or
+// ring keys; they cannot alter a sealed ring copy, move it to another master
+// entry or another volume, or make Unlock accept a ring other than the one
+// sealed (the associated data binds each copy to volume ID and master ID,
+// and the payload repeats the volume ID). Editing the public parts of the
+// config can make Unlock fail, never succeed with a wrong ring. They can
+// guess passphrases offline at the Argon2id cost recorded in the config,
+// roll the whole directory back to an older state, or delete it.
+//
+// An attacker with root on the running host while a volume is unlocked can
+// read the ring and every data key from process memory, read plaintext
+// through the mount, and capture passphrases as they are typed. Secret
+// (locked, redacted, wipeable memory) only narrows accidental exposure
+// through swap, core dumps, logs and error messages; it is no defence
+// against such an attacker. Tink keeps ring keys on the Go heap, where
+// they are neither locked nor wiped; callers that need that can lock the
+// whole process (mlockall) and disable core dumps.
+//
+// # Concurrency
+//
+// Ring is safe for concurrent use: Wrap, Unwrap and Keys read an immutable
+// snapshot, and the rotation methods (AddKey, SetPrimary, Retire) install a
+// new snapshot atomically. Masters from the sub-packages are safe for
+// concurrent use. Config values are plain data with no locking. Secret is
+// safe for concurrent reads but not for a Wipe racing a read. Two processes
+// running Init on one directory at once cannot both succeed: creating
+// .coffer is atomic.
+//
+// # Errors
+//
+// Callers act on these sentinels, matched with errors.Is:
+//
+//   - ErrWrongKey: a master failed to unseal the ring (wrong key file or
+//     passphrase, or an altered sealed copy). Unlock returns an
+//     *UnlockError listing each master tried; it matches ErrWrongKey.
+//   - ErrUnsupportedVersion: the config, the file format or the ring payload
+//     is newer than this build.
+//   - ErrNotInitialized: the backing directory has no volume config.
+//   - ErrAlreadyInitialized: Init found an existing .coffer folder.
+//   - ErrNotEmpty: Init found other files in the backing directory.
+//   - ErrMalformed: the config or ring payload breaks a rule.
+//   - ErrAuth and ErrUnknownKey: Unwrap failed authentication, or names a
+//     ring key this ring lacks (reload the ring and retry).
+//
+// A missing backing directory gives an error matching fs.ErrNotExist. Error
+// messages never hold key material; master-key URIs in them pass through
+// RedactURI.
+//
+// # Dependencies
+//
+// keys never imports fs or any of its sub-packages: the file layer depends
+// on the keys layer, through the Wrap/Unwrap pair only.
+package keys

@@ -1,0 +1,226 @@
+// Package masterkey names master keys by URI and opens or enrolls the right
+// kind. Kinds supported now:
+//
+//	file:///ABSOLUTE/PATH  a key file of 32 random bytes (package keyfile)
+//	passphrase:            a passphrase through Argon2id (package passphrase)
+//
+// URIs of kinds planned but not built yet (pkcs11:, tpm2:, systemd-creds:,
+// aws-kms://, hcvault://, gcp-kms://, azure-kv://, recovery:, dpapi:) are
+// recognised and refused with ErrNotSupported, distinct from an unknown
+// scheme (ErrUnknownScheme) or a malformed URI (ErrMalformed).
+package masterkey
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/keyfile"
+	"github.com/cofferfs/coffer/keys/passphrase"
+)
+
+// Errors from Parse, Enroll and Open.
+var (
+	// ErrMalformed reports a URI that does not parse or breaks its kind's rules.
+	ErrMalformed = errors.New("malformed master key URI")
+	// ErrUnknownScheme reports a URI scheme coffer does not know.
+	ErrUnknownScheme = errors.New("unknown master key scheme")
+	// ErrNotSupported reports a master key kind planned but not supported in
+	// this version.
+	ErrNotSupported = errors.New("master key kind not supported in this version")
+	// ErrNoPassphrase reports a passphrase master opened without a
+	// passphrase source.
+	ErrNoPassphrase = errors.New("no passphrase source")
+)
+
+// Supported lists the URI forms this version accepts, for error messages and
+// help text.
+const Supported = "file:///ABSOLUTE/PATH, passphrase:"
+
+// planned are schemes of master-key kinds that later versions will support.
+var planned = map[string]bool{
+	"pkcs11": true, "tpm2": true, "systemd-creds": true, "aws-kms": true,
+	"hcvault": true, "gcp-kms": true, "azure-kv": true, "recovery": true,
+	"dpapi": true,
+}
+
+// Ref is a parsed master-key URI.
+type Ref struct {
+	Kind string // keyfile.Kind or passphrase.Kind
+	URI  string // canonical form, as recorded in the config
+	Path string // the key file, for keyfile.Kind
+}
+
+// Parse parses a master-key URI.
+func Parse(uri string) (Ref, error) {
+	scheme, rest, ok := strings.Cut(uri, ":")
+	if !ok || !isScheme(scheme) {
+		return Ref{}, fmt.Errorf("%w %q: want a URI such as %s", ErrMalformed,
+			keys.RedactURI(uri), Supported)
+	}
+
+	switch scheme = strings.ToLower(scheme); {
+	case scheme == keyfile.Scheme:
+		path, err := keyfile.ParseURI(scheme + ":" + rest)
+		if err != nil {
+			return Ref{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return Ref{Kind: keyfile.Kind, URI: keyfile.URI(path), Path: path}, nil
+	case scheme == passphrase.Kind:
+		if rest != "" {
+			return Ref{}, fmt.Errorf("%w: passphrase: takes nothing after the colon; the "+
+				"passphrase is prompted for or read from a file", ErrMalformed)
+		}
+		return Ref{Kind: passphrase.Kind, URI: passphrase.Kind + ":"}, nil
+	case planned[scheme]:
+		return Ref{}, fmt.Errorf("%w: %s: master keys are not supported yet (supported: %s)",
+			ErrNotSupported, scheme, Supported)
+	default:
+		return Ref{}, fmt.Errorf("%w %q (supported: %s)", ErrUnknownScheme, scheme, Supported)
+	}
+}
+
+// isScheme reports whether s is an RFC 3986 scheme.
+func isScheme(s string) bool {
+	if s == "" || !isAlpha(s[0]) {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !isAlpha(c) && (c < '0' || c > '9') && c != '+' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlpha(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
+
+// Redacted returns the URI with any secret it carries replaced, fit for
+// logs and error messages.
+func (r Ref) Redacted() string { return keys.RedactURI(r.URI) }
+
+// String returns Redacted, so that printing a Ref never shows a secret.
+func (r Ref) String() string { return r.Redacted() }
+
+// PassphraseRequest tells a PassphraseFunc what the passphrase is for.
+type PassphraseRequest struct {
+	// MasterID is the master entry being opened; empty at enrollment.
+	MasterID string
+	// Enroll is true for a new passphrase, which a prompt should ask twice.
+	Enroll bool
+}
+
+// PassphraseFunc supplies a passphrase. Enroll and Open wipe the returned
+// Secret when they are done with it.
+type PassphraseFunc func(ctx context.Context, req PassphraseRequest) (*keys.Secret, error)
+
+// Options carries what opening or enrolling a master key may need.
+type Options struct {
+	// Passphrase supplies passphrases; nil makes passphrase masters fail
+	// with ErrNoPassphrase.
+	Passphrase PassphraseFunc
+	// PassphraseCost overrides the Argon2id cost of a new passphrase master;
+	// nil means passphrase.DefaultCost().
+	PassphraseCost *passphrase.Cost
+}
+
+// Enroll prepares the master key named by uri for keys.Init: for a key
+// file it loads the existing file (create one with keyfile.Create), for a
+// passphrase it asks for one and draws a fresh salt.
+func Enroll(ctx context.Context, uri string, opts Options) (keys.Enrollment, error) {
+	ref, err := Parse(uri)
+	if err != nil {
+		return keys.Enrollment{}, err
+	}
+	switch ref.Kind {
+	case keyfile.Kind:
+		m, err := keyfile.Open(ref.Path)
+		if err != nil {
+			return keys.Enrollment{}, err
+		}
+		return keys.Enrollment{Kind: ref.Kind, URI: ref.URI, Master: m}, nil
+	default:
+		return enrollPassphrase(ctx, ref, opts)
+	}
+}
+
+func enrollPassphrase(ctx context.Context, ref Ref, opts Options) (keys.Enrollment, error) {
+	cost := passphrase.DefaultCost()
+	if opts.PassphraseCost != nil {
+		cost = *opts.PassphraseCost
+	}
+	if err := cost.Validate(); err != nil {
+		return keys.Enrollment{}, fmt.Errorf("invalid passphrase cost: %w", err)
+	}
+	pass, err := getPassphrase(ctx, opts, PassphraseRequest{Enroll: true})
+	if err != nil {
+		return keys.Enrollment{}, err
+	}
+	defer pass.Wipe()
+
+	m, params, err := passphrase.Enroll(pass, cost)
+	if err != nil {
+		return keys.Enrollment{}, err
+	}
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return keys.Enrollment{}, fmt.Errorf("failed to encode passphrase params: %w", err)
+	}
+	return keys.Enrollment{Kind: ref.Kind, URI: ref.URI, Params: raw, Master: m}, nil
+}
+
+func getPassphrase(ctx context.Context, opts Options, req PassphraseRequest) (*keys.Secret,
+	error) {
+	if opts.Passphrase == nil {
+		return nil, fmt.Errorf("%w: a passphrase master key needs a terminal or a "+
+			"passphrase file", ErrNoPassphrase)
+	}
+	pass, err := opts.Passphrase(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read passphrase: %w", err)
+	}
+	return pass, nil
+}
+
+// Open opens the master key recorded in entry. Failures to reach the key
+// (a missing key file, no passphrase source) are reported here; a wrong key
+// shows as keys.ErrWrongKey when the master unseals.
+func Open(ctx context.Context, entry keys.MasterEntry, opts Options) (keys.Master, error) {
+	ref, err := Parse(entry.URI)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Kind != entry.Kind {
+		return nil, fmt.Errorf("%w: master key %s has kind %q but URI of kind %q",
+			ErrMalformed, entry.ID, entry.Kind, ref.Kind)
+	}
+	switch ref.Kind {
+	case keyfile.Kind:
+		return keyfile.Open(ref.Path)
+	default:
+		return openPassphrase(ctx, entry, opts)
+	}
+}
+
+func openPassphrase(ctx context.Context, entry keys.MasterEntry, opts Options) (keys.Master,
+	error) {
+	params, err := passphrase.ParseParams(entry.Params)
+	if err != nil {
+		return nil, fmt.Errorf("master key %s: %w", entry.ID, err)
+	}
+	pass, err := getPassphrase(ctx, opts, PassphraseRequest{MasterID: entry.ID})
+	if err != nil {
+		return nil, err
+	}
+	defer pass.Wipe()
+	return passphrase.Open(pass, params)
+}
+
+// Opener returns a keys.OpenFunc that opens entries with Open, for
+// keys.Unlock.
+func Opener(ctx context.Context, opts Options) keys.OpenFunc {
+	return func(e keys.MasterEntry) (keys.Master, error) { return Open(ctx, e, opts) }
+}

@@ -1,0 +1,170 @@
+package keys
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/tink-crypto/tink-go/v2/aead/aesgcm"
+	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+)
+
+// PayloadVersion is the version of the ring payload that master keys seal.
+const PayloadVersion = 1
+
+// maxRingKeys bounds the ring so that a hostile payload cannot make Unlock
+// build an enormous keyset.
+const maxRingKeys = 1024
+
+// ringADPrefix starts the associated data of every sealed ring copy.
+const ringADPrefix = "coffer-ring-v1\x00"
+
+// ringPayload is the plaintext that each master key seals: the whole ring,
+// secret keys included. It never touches the disk unsealed.
+type ringPayload struct {
+	Version    int       `json:"version"`
+	VolumeID   VolumeID  `json:"volume_id"`
+	Generation uint64    `json:"generation"`
+	Keyset     []byte    `json:"keyset"` // Tink cleartext keyset, binary
+	Keys       []KeyInfo `json:"keys"`
+}
+
+// RingAD returns the associated data that binds a sealed ring copy to its
+// volume and master key: "coffer-ring-v1\x00" || volume ID (16 bytes) ||
+// master ID (ASCII).
+func RingAD(vol VolumeID, masterID string) []byte {
+	ad := make([]byte, 0, len(ringADPrefix)+len(vol)+len(masterID))
+	ad = append(ad, ringADPrefix...)
+	ad = append(ad, vol[:]...)
+	return append(ad, masterID...)
+}
+
+// marshalPayload encodes the ring for sealing. The result holds secret key
+// material: the caller wipes it after sealing.
+func (r *Ring) marshalPayload(vol VolumeID) ([]byte, error) {
+	st := r.state.Load()
+	var ks bytes.Buffer
+	if err := insecurecleartextkeyset.Write(st.handle, keyset.NewBinaryWriter(&ks)); err != nil {
+		return nil, fmt.Errorf("failed to encode ring keyset: %w", err)
+	}
+	defer clear(ks.Bytes())
+
+	p := ringPayload{
+		Version:    PayloadVersion,
+		VolumeID:   vol,
+		Generation: st.generation,
+		Keyset:     ks.Bytes(),
+		Keys:       st.keys,
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode ring payload: %w", err)
+	}
+	return b, nil
+}
+
+// unmarshalPayload decodes and checks a ring payload. Every structural rule
+// is enforced: a payload that decodes is a ring that works.
+func unmarshalPayload(b []byte) (VolumeID, *Ring, error) {
+	var p ringPayload
+	if err := decodeVersioned(b, &p, PayloadVersion, "ring payload"); err != nil {
+		return VolumeID{}, nil, err
+	}
+	defer clear(p.Keyset)
+
+	if p.Generation == 0 {
+		return VolumeID{}, nil, fmt.Errorf("%w: ring payload generation is 0", ErrMalformed)
+	}
+	if err := validateKeyInfos(p.Keys); err != nil {
+		return VolumeID{}, nil, err
+	}
+	h, err := insecurecleartextkeyset.Read(keyset.NewBinaryReader(bytes.NewReader(p.Keyset)))
+	if err != nil {
+		return VolumeID{}, nil, fmt.Errorf("%w: failed to decode ring keyset: %v", ErrMalformed, err)
+	}
+	if err := checkKeyset(h, p.Keys); err != nil {
+		return VolumeID{}, nil, err
+	}
+
+	st, err := newRingState(h, p.Keys, p.Generation)
+	if err != nil {
+		return VolumeID{}, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	r := &Ring{}
+	r.state.Store(st)
+	return p.VolumeID, r, nil
+}
+
+// validateKeyInfos checks ring key metadata: at least one key, at most
+// maxRingKeys, IDs non-zero and unique, states known, exactly one primary.
+func validateKeyInfos(info []KeyInfo) error {
+	if len(info) == 0 || len(info) > maxRingKeys {
+		return fmt.Errorf("%w: ring has %d keys, want 1 to %d", ErrMalformed, len(info), maxRingKeys)
+	}
+	seen := make(map[uint32]bool, len(info))
+	primaries := 0
+	for _, k := range info {
+		switch {
+		case k.ID == 0:
+			return fmt.Errorf("%w: ring key ID 0 is reserved", ErrMalformed)
+		case seen[k.ID]:
+			return fmt.Errorf("%w: ring key %d is listed twice", ErrMalformed, k.ID)
+		case !k.State.valid():
+			return fmt.Errorf("%w: ring key %d has unknown state %q", ErrMalformed, k.ID, k.State)
+		}
+		seen[k.ID] = true
+		if k.State == StatePrimary {
+			primaries++
+		}
+	}
+	if primaries != 1 {
+		return fmt.Errorf("%w: ring has %d primary keys, want 1", ErrMalformed, primaries)
+	}
+	return nil
+}
+
+// checkKeyset checks that the keyset holds exactly the keys in info, each an
+// enabled AES-256-GCM key with the TINK prefix, and the same primary.
+func checkKeyset(h *keyset.Handle, info []KeyInfo) error {
+	if h.Len() != len(info) {
+		return fmt.Errorf("%w: ring keyset has %d keys, metadata lists %d",
+			ErrMalformed, h.Len(), len(info))
+	}
+	for i := range h.Len() {
+		e, err := h.Entry(i)
+		if err != nil {
+			return fmt.Errorf("%w: failed to read ring key %d: %v", ErrMalformed, i, err)
+		}
+		j := slices.IndexFunc(info, func(k KeyInfo) bool { return k.ID == e.KeyID() })
+		if j < 0 {
+			return fmt.Errorf("%w: ring key %d has no metadata", ErrMalformed, e.KeyID())
+		}
+		if err := checkEntry(e, info[j]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkEntry(e *keyset.Entry, info KeyInfo) error {
+	if e.KeyStatus() != keyset.Enabled {
+		return fmt.Errorf("%w: ring key %d is not enabled", ErrMalformed, info.ID)
+	}
+	if e.IsPrimary() != (info.State == StatePrimary) {
+		return fmt.Errorf("%w: ring key %d primary flag disagrees with metadata",
+			ErrMalformed, info.ID)
+	}
+	k, ok := e.Key().(*aesgcm.Key)
+	if !ok {
+		return fmt.Errorf("%w: ring key %d is not an AES-GCM key", ErrMalformed, info.ID)
+	}
+	p, ok := k.Parameters().(*aesgcm.Parameters)
+	if !ok || p.KeySizeInBytes() != 32 || p.IVSizeInBytes() != 12 ||
+		p.TagSizeInBytes() != 16 || p.Variant() != aesgcm.VariantTink {
+		return fmt.Errorf("%w: ring key %d is not AES-256-GCM with a TINK prefix",
+			ErrMalformed, info.ID)
+	}
+	return nil
+}
