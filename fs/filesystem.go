@@ -1,0 +1,148 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/fs/content"
+)
+
+// filesystem is the state of one coffer mount shared by all its nodes.
+type filesystem struct {
+	backing string // absolute, symlink-free path of the backing directory
+	opts    Options
+	log     zerolog.Logger
+	root    *gofs.LoopbackRoot
+	inodes  inodeTable
+}
+
+func newFilesystem(backing string, opts Options) *filesystem {
+	return &filesystem{backing: backing, opts: opts, log: opts.Logger}
+}
+
+// newNode is the loopback's NewNode hook: every node of the tree is ours.
+func (f *filesystem) newNode(r *gofs.LoopbackRoot, _ *gofs.Inode, _ string,
+	_ *syscall.Stat_t) gofs.InodeEmbedder {
+	return &node{LoopbackNode: gofs.LoopbackNode{RootData: r}, fs: f}
+}
+
+// keptOpenFlags are the open flags passed on to backing files. The access
+// mode is ours to choose, O_APPEND and O_TRUNC are implemented here, and
+// O_DIRECT would demand aligned buffers that the data path does not use.
+const keptOpenFlags = syscall.O_SYNC | syscall.O_DSYNC | syscall.O_NOATIME
+
+// openBacking opens the backing file at rel (relative to the backing
+// directory) for a FUSE open with flags. It opens read-write whenever it can,
+// because partial block writes read the block first; it falls back to
+// read-only for a read-only open of a file we may not write. extra is added
+// to the flags (O_CREAT, O_EXCL) and mode is used on creation.
+func (f *filesystem) openBacking(rel string, flags, extra int, mode uint32) (fd int, writable bool, err error) {
+	base := flags&keptOpenFlags | extra | syscall.O_CLOEXEC
+	if f.opts.ReadOnly {
+		fd, err = f.openat(rel, base|syscall.O_RDONLY, mode)
+		return fd, false, err
+	}
+
+	fd, err = f.openat(rel, base|syscall.O_RDWR, mode)
+	if err == nil {
+		return fd, true, nil
+	}
+	readOnly := flags&syscall.O_ACCMODE == syscall.O_RDONLY
+	if readOnly && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS)) {
+		fd, err = f.openat(rel, base|syscall.O_RDONLY, mode)
+		return fd, false, err
+	}
+	return -1, false, err
+}
+
+// openat opens rel below the backing directory without following symlinks,
+// so a symlink planted in the backing directory cannot redirect an open.
+func (f *filesystem) openat(rel string, flags int, mode uint32) (int, error) {
+	p := filepath.Join(f.backing, rel)
+	// openat2 refuses a mode without O_CREAT, and file type bits, which
+	// FUSE CREATE requests carry.
+	if flags&unix.O_CREAT == 0 {
+		mode = 0
+	}
+	mode &= 0o7777
+	how := unix.OpenHow{Flags: uint64(flags), Mode: uint64(mode), Resolve: unix.RESOLVE_NO_SYMLINKS}
+	for {
+		fd, err := unix.Openat2(unix.AT_FDCWD, p, &how)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.ENOSYS:
+			return unix.Open(p, flags|unix.O_NOFOLLOW, mode)
+		}
+		return fd, err
+	}
+}
+
+// newHandle wraps a backing fd in a file handle sharing the inode state of
+// every other handle of the same backing inode. It takes ownership of fd.
+func (f *filesystem) newHandle(n pather, fd int, writable bool) (*handle, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		_ = unix.Close(fd)
+		return nil, err
+	}
+	in := f.inodes.acquire(inodeKey{dev: st.Dev, ino: st.Ino})
+	return &handle{fs: f, node: n, ino: in, fd: fd, writable: writable}, nil
+}
+
+// preserveOwner gives a file created by the daemon running as root the
+// owner of the calling process, as the loopback does.
+func preserveOwner(ctx context.Context, fd int) {
+	if os.Getuid() != 0 {
+		return
+	}
+	if caller, ok := fuse.FromContext(ctx); ok {
+		_ = unix.Fchown(fd, int(caller.Uid), int(caller.Gid))
+	}
+}
+
+// reportedSize is the size a regular file shows through the mount for a
+// backing size. Damaged files report one byte more than their readable
+// blocks: the kernel reads nothing past the size it knows, so the extra byte
+// makes a read reach the damaged block and fail with EIO instead of ending
+// early without notice.
+func reportedSize(cipherSize int64) int64 {
+	size, torn, err := content.PlainSize(cipherSize)
+	if err != nil || torn {
+		return size + 1
+	}
+	return size
+}
+
+// blocks512 returns st_blocks for a plaintext size: whole 4 KiB blocks in
+// 512-byte units, so that no file looks sparse.
+func blocks512(size uint64) uint64 {
+	return (size + content.BlockSize - 1) / content.BlockSize * (content.BlockSize / 512)
+}
+
+// fixAttr turns the attributes of a backing file into those of its
+// plaintext.
+func fixAttr(a *fuse.Attr) {
+	if a.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return
+	}
+	a.Size = uint64(reportedSize(int64(a.Size)))
+	a.Blocks = blocks512(a.Size)
+}
+
+// fixStatx is fixAttr for statx results.
+func fixStatx(s *fuse.Statx) {
+	if uint32(s.Mode)&syscall.S_IFMT != syscall.S_IFREG {
+		return
+	}
+	s.Size = uint64(reportedSize(int64(s.Size)))
+	s.Blocks = blocks512(s.Size)
+}

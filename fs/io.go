@@ -1,0 +1,458 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/fs/content"
+)
+
+const (
+	bs  = content.BlockSize
+	cbs = content.CipherBlockSize
+)
+
+// zeroChunk is how much plaintext a gap fill encrypts per backing write.
+const zeroChunk = 256 << 10
+
+// zeros is the plaintext of gap fills. It is never written to.
+var zeros = make([]byte, zeroChunk)
+
+// sizes describes a backing file.
+type sizes struct {
+	cipher int64 // backing size
+	plain  int64 // plaintext size of the readable blocks
+	torn   bool  // the last block was cut to 1..Overhead bytes
+}
+
+// stat reads the backing size. A size no file can have is an integrity
+// error.
+func (h *handle) stat() (sizes, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(h.fd, &st); err != nil {
+		return sizes{}, fmt.Errorf("failed to stat backing file: %w", err)
+	}
+	plain, torn, err := content.PlainSize(st.Size)
+	if err != nil {
+		return sizes{cipher: st.Size}, &integrityError{path: h.path(), block: headerBlock, err: err}
+	}
+	return sizes{cipher: st.Size, plain: plain, torn: torn}, nil
+}
+
+// tornError is the error for an access to the torn last block.
+func (h *handle) tornError(sz sizes) error {
+	return &integrityError{path: h.path(), block: sz.plain / bs,
+		err: fmt.Errorf("block cut to %d bytes: %w", sz.cipher-content.BlockOffset(uint64(sz.plain/bs)),
+			content.ErrAuth)}
+}
+
+// cipher returns the file's cipher, unwrapping its key on first use. The
+// caller holds ino.mu and the file has a header.
+func (h *handle) cipher() (*content.Cipher, error) {
+	if c := h.ino.cipher.Load(); c != nil {
+		return c, nil
+	}
+	h.ino.loadMu.Lock()
+	defer h.ino.loadMu.Unlock()
+	if c := h.ino.cipher.Load(); c != nil {
+		return c, nil
+	}
+
+	hdr := make([]byte, content.HeaderSize)
+	if err := preadFull(h.fd, hdr, 0); err != nil {
+		return nil, h.readError(err, headerBlock)
+	}
+	c, err := h.fs.openHeader(hdr, h.path())
+	if err != nil {
+		return nil, err
+	}
+	h.ino.cipher.Store(c)
+	return c, nil
+}
+
+// readError turns a short read, a backing file that shrank under us, into
+// an integrity error and passes other errors on.
+func (h *handle) readError(err error, block int64) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return &integrityError{path: h.path(), block: block, err: err}
+	}
+	return fmt.Errorf("failed to read backing file: %w", err)
+}
+
+// readAt reads plaintext at off into dest and returns the byte count, short
+// only at the end of the file.
+func (h *handle) readAt(dest []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	h.ino.mu.RLock()
+	defer h.ino.mu.RUnlock()
+
+	sz, err := h.stat()
+	if err != nil {
+		return 0, err
+	}
+	if sz.torn && off+int64(len(dest)) > sz.plain {
+		return 0, h.tornError(sz)
+	}
+	if off >= sz.plain || len(dest) == 0 {
+		return 0, nil
+	}
+	c, err := h.cipher()
+	if err != nil {
+		return 0, err
+	}
+	return h.decrypt(c, dest, off, min(off+int64(len(dest)), sz.plain), sz)
+}
+
+// decrypt reads the blocks holding plaintext [off, end) with one pread and
+// decrypts them into dest. end is at most the plaintext size.
+func (h *handle) decrypt(c *content.Cipher, dest []byte, off, end int64, sz sizes) (int, error) {
+	first, last := off/bs, (end-1)/bs
+	start := content.BlockOffset(uint64(first))
+	stop := min(content.BlockOffset(uint64(last+1)), sz.cipher)
+
+	cb := getBuf(int(stop - start))
+	defer putBuf(cb)
+	if err := preadFull(h.fd, *cb, start); err != nil {
+		return 0, h.readError(err, first)
+	}
+
+	// Requests that start and end on block boundaries (or at the end of
+	// the file), the usual case, decrypt straight into dest.
+	direct := off%bs == 0 && (end%bs == 0 || end == sz.plain)
+	var out []byte
+	if direct {
+		out = dest[:0]
+	} else {
+		pb := getBuf(int(last-first+1) * bs)
+		defer putBuf(pb)
+		out = (*pb)[:0]
+	}
+
+	sealed := *cb
+	for b := first; b <= last; b++ {
+		n := min(cbs, len(sealed))
+		var err error
+		if out, err = c.Open(out, sealed[:n], uint64(b)); err != nil {
+			return 0, &integrityError{path: h.path(), block: b, err: err}
+		}
+		sealed = sealed[n:]
+	}
+	if direct {
+		return len(out), nil
+	}
+	return copy(dest, out[off-first*bs:end-first*bs]), nil
+}
+
+// writeAt writes data at plaintext offset off. A gap between the end of the
+// file and off is filled with encrypted zeros first.
+func (h *handle) writeAt(data []byte, off int64) (int, error) {
+	if err := h.checkWritable(); err != nil {
+		return 0, err
+	}
+	end := off + int64(len(data))
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	if end > content.MaxPlainSize {
+		return 0, syscall.EFBIG
+	}
+	if len(data) == 0 {
+		return 0, nil
+	}
+
+	h.ino.mu.Lock()
+	defer h.ino.mu.Unlock()
+
+	w, err := h.writer(end)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.extend(off); err != nil {
+		return 0, err
+	}
+	if err := w.write(data, off); err != nil {
+		return 0, err
+	}
+	return len(data), nil
+}
+
+// truncate sets the plaintext size. Shrinking re-encrypts the new last block
+// if it is partial; growing appends encrypted zeros; zero drops the header,
+// so the next write starts the file with a fresh key.
+func (h *handle) truncate(size int64) error {
+	if err := h.checkWritable(); err != nil {
+		return err
+	}
+	if size < 0 {
+		return syscall.EINVAL
+	}
+	if size > content.MaxPlainSize {
+		return syscall.EFBIG
+	}
+
+	h.ino.mu.Lock()
+	defer h.ino.mu.Unlock()
+
+	if size == 0 {
+		// Also the way out for a file whose header is damaged.
+		if err := ftruncate(h.fd, 0); err != nil {
+			return err
+		}
+		h.ino.cipher.Store(nil)
+		return nil
+	}
+
+	sz, err := h.stat()
+	switch {
+	case err != nil:
+		return err
+	case size < sz.plain || (sz.torn && size == sz.plain):
+		return h.shrink(sz, size)
+	case size == sz.plain:
+		return nil
+	}
+
+	w, err := h.writer(size)
+	if err != nil {
+		return err
+	}
+	return w.extend(size)
+}
+
+// allocate implements fallocate mode 0: it extends the file with encrypted
+// zeros up to off+length and never shrinks it.
+func (h *handle) allocate(off, length int64) error {
+	if err := h.checkWritable(); err != nil {
+		return err
+	}
+	end := off + length
+	if off < 0 || length <= 0 || end < off {
+		return syscall.EINVAL
+	}
+	if end > content.MaxPlainSize {
+		return syscall.EFBIG
+	}
+
+	h.ino.mu.Lock()
+	defer h.ino.mu.Unlock()
+
+	w, err := h.writer(end)
+	if err != nil {
+		return err
+	}
+	return w.extend(end)
+}
+
+// shrink cuts the file to size bytes, size being below its plaintext size
+// (or equal to it, to cut off a torn block). The caller holds ino.mu.
+func (h *handle) shrink(sz sizes, size int64) error {
+	rem := size % bs
+	if rem == 0 {
+		return ftruncate(h.fd, content.CipherSize(size))
+	}
+
+	c, err := h.cipher()
+	if err != nil {
+		return err
+	}
+	b := size / bs
+	pb := getBuf(bs)
+	defer putBuf(pb)
+	old, err := h.readBlock(c, (*pb)[:0], b, sz.plain)
+	if err != nil {
+		return err
+	}
+
+	cb := getBuf(cbs)
+	defer putBuf(cb)
+	sealed := c.Seal((*cb)[:0], old[:rem], uint64(b))
+	if err := ftruncate(h.fd, content.CipherSize(size)); err != nil {
+		return err
+	}
+	return pwriteFull(h.fd, sealed, content.BlockOffset(uint64(b)))
+}
+
+// readBlock reads and decrypts block b of a file of plaintext size size,
+// appending the plaintext to dst.
+func (h *handle) readBlock(c *content.Cipher, dst []byte, b, size int64) ([]byte, error) {
+	n := min(bs, size-b*bs) + content.Overhead
+	cb := getBuf(int(n))
+	defer putBuf(cb)
+	if err := preadFull(h.fd, *cb, content.BlockOffset(uint64(b))); err != nil {
+		return nil, h.readError(err, b)
+	}
+	out, err := c.Open(dst, *cb, uint64(b))
+	if err != nil {
+		return nil, &integrityError{path: h.path(), block: b, err: err}
+	}
+	return out, nil
+}
+
+// checkWritable refuses changes through a handle whose backing file is open
+// read-only.
+func (h *handle) checkWritable() error {
+	switch {
+	case h.writable:
+		return nil
+	case h.fs.opts.ReadOnly:
+		return syscall.EROFS
+	default:
+		return syscall.EBADF
+	}
+}
+
+// blockWriter encrypts writes to one file under its exclusive lock.
+type blockWriter struct {
+	h      *handle
+	c      *content.Cipher
+	size   int64  // current plaintext size
+	header []byte // header to write with the first block of a new file
+}
+
+// writer prepares writes that end at end. It refuses them if they would
+// touch a torn last block, and draws a new key if the file has no header
+// yet. The caller holds ino.mu exclusively.
+func (h *handle) writer(end int64) (*blockWriter, error) {
+	sz, err := h.stat()
+	if err != nil {
+		return nil, err
+	}
+	if sz.torn && end > sz.plain {
+		return nil, h.tornError(sz)
+	}
+
+	w := &blockWriter{h: h, size: sz.plain}
+	if sz.cipher == 0 {
+		w.c, w.header, err = h.fs.newKey()
+	} else {
+		w.c, err = h.cipher()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// extend fills the file with encrypted zeros up to size, in chunks that end
+// on block boundaries.
+func (w *blockWriter) extend(size int64) error {
+	for w.size < size {
+		n := min(size-w.size, zeroChunk-w.size%bs)
+		if err := w.write(zeros[:n], w.size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write encrypts data at plaintext offset off, at most the current size,
+// with one backing write. Partial blocks at either end are read, decrypted
+// and merged first.
+func (w *blockWriter) write(data []byte, off int64) error {
+	end := off + int64(len(data))
+	newSize := max(w.size, end)
+	first, last := off/bs, (end-1)/bs
+
+	cb := getBuf(len(w.header) + int(last-first+1)*cbs)
+	defer putBuf(cb)
+	out := append((*cb)[:0], w.header...)
+	pb := getBuf(bs)
+	defer putBuf(pb)
+
+	for b := first; b <= last; b++ {
+		plain, err := w.blockPlain(data, off, b, newSize, (*pb)[:0])
+		if err != nil {
+			return err
+		}
+		out = w.c.Seal(out, plain, uint64(b))
+	}
+
+	at := content.BlockOffset(uint64(first))
+	if w.header != nil {
+		at = 0
+	}
+	if err := pwriteFull(w.h.fd, out, at); err != nil {
+		return err
+	}
+	if w.header != nil {
+		w.h.ino.cipher.Store(w.c)
+		w.header = nil
+	}
+	w.size = newSize
+	return nil
+}
+
+// blockPlain returns the new plaintext of block b when data is written at
+// off: a slice of data if it covers the whole block, else the old block
+// decrypted into scratch with data copied over it.
+func (w *blockWriter) blockPlain(data []byte, off, b, newSize int64, scratch []byte) ([]byte, error) {
+	end := off + int64(len(data))
+	bStart, bEnd := b*bs, min(b*bs+bs, newSize)
+	dStart, dEnd := max(off, bStart), min(end, bEnd)
+	if dStart == bStart && dEnd == bEnd {
+		return data[dStart-off : dEnd-off], nil
+	}
+
+	// Bytes of the block outside [dStart, dEnd) lie below the old size,
+	// because off <= size; so the old block exists and covers them.
+	old, err := w.h.readBlock(w.c, scratch, b, w.size)
+	if err != nil {
+		return nil, err
+	}
+	plain := old[:bEnd-bStart]
+	copy(plain[dStart-bStart:], data[dStart-off:dEnd-off])
+	return plain, nil
+}
+
+// preadFull fills b from offset off, failing with io.ErrUnexpectedEOF if the
+// file ends first.
+func preadFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pread(fd, b, off)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrUnexpectedEOF
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+// pwriteFull writes all of b at offset off.
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("failed to write backing file: %w", err)
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+// ftruncate sets the backing size.
+func ftruncate(fd int, size int64) error {
+	for {
+		err := unix.Ftruncate(fd, size)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("failed to truncate backing file: %w", err)
+		}
+		return nil
+	}
+}

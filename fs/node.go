@@ -1,0 +1,326 @@
+package fs
+
+import (
+	"context"
+	"path/filepath"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// node is a file, directory, symlink or special file of the mount. The
+// embedded loopback node answers every namespace operation on the backing
+// directory; node overrides what touches file contents or sizes and guards
+// the reserved folder in the root.
+type node struct {
+	gofs.LoopbackNode
+	fs *filesystem
+}
+
+var (
+	_ gofs.InodeEmbedder      = (*node)(nil)
+	_ gofs.NodeLookuper       = (*node)(nil)
+	_ gofs.NodeGetattrer      = (*node)(nil)
+	_ gofs.NodeStatxer        = (*node)(nil)
+	_ gofs.NodeSetattrer      = (*node)(nil)
+	_ gofs.NodeOpener         = (*node)(nil)
+	_ gofs.NodeCreater        = (*node)(nil)
+	_ gofs.NodeTmpfiler       = (*node)(nil)
+	_ gofs.NodeMkdirer        = (*node)(nil)
+	_ gofs.NodeMknoder        = (*node)(nil)
+	_ gofs.NodeSymlinker      = (*node)(nil)
+	_ gofs.NodeLinker         = (*node)(nil)
+	_ gofs.NodeRenamer        = (*node)(nil)
+	_ gofs.NodeUnlinker       = (*node)(nil)
+	_ gofs.NodeRmdirer        = (*node)(nil)
+	_ gofs.NodeOpendirHandler = (*node)(nil)
+	_ gofs.NodeReaddirer      = (*node)(nil)
+	_ gofs.NodeCopyFileRanger = (*node)(nil)
+	_ pather                  = (*node)(nil)
+)
+
+// relPath returns the node's path relative to the backing directory.
+func (n *node) relPath() string {
+	return n.Path(nil)
+}
+
+// backingPath returns the node's path in the backing directory, for logs.
+func (n *node) backingPath() string {
+	return filepath.Join(n.fs.backing, n.relPath())
+}
+
+// reserved reports whether name is the reserved folder of the root.
+func (n *node) reserved(name string) bool {
+	return name == ReservedName && n.IsRoot()
+}
+
+// Lookup hides the reserved folder and reports plaintext sizes.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.reserved(name) {
+		return nil, syscall.ENOENT
+	}
+	ch, errno := n.LoopbackNode.Lookup(ctx, name, out)
+	if errno == 0 {
+		fixAttr(&out.Attr)
+	}
+	return ch, errno
+}
+
+// Getattr reports plaintext sizes.
+func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		return h.Getattr(ctx, out)
+	}
+	if errno := n.LoopbackNode.Getattr(ctx, nil, out); errno != 0 {
+		return errno
+	}
+	fixAttr(&out.Attr)
+	return 0
+}
+
+// Statx reports plaintext sizes.
+func (n *node) Statx(ctx context.Context, f gofs.FileHandle, flags, mask uint32,
+	out *fuse.StatxOut) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		return h.Statx(ctx, flags, mask, out)
+	}
+	if errno := n.LoopbackNode.Statx(ctx, nil, flags, mask, out); errno != 0 {
+		return errno
+	}
+	fixStatx(&out.Statx)
+	return 0
+}
+
+// Setattr changes attributes; a size change goes through the encrypted
+// truncation, the rest to the loopback.
+func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn,
+	out *fuse.AttrOut) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		return h.Setattr(ctx, in, out)
+	}
+
+	if size, ok := in.GetSize(); ok {
+		if err := n.truncate(size); err != nil {
+			return n.fs.errno(err)
+		}
+		rest := *in
+		rest.Valid &^= fuse.FATTR_SIZE
+		in = &rest
+	}
+	if errno := n.LoopbackNode.Setattr(ctx, nil, in, out); errno != 0 {
+		return errno
+	}
+	fixAttr(&out.Attr)
+	return 0
+}
+
+// truncate sets the plaintext size of the file without an open handle, as
+// truncate(2) and open with O_TRUNC do.
+func (n *node) truncate(size uint64) error {
+	if n.fs.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	fd, writable, err := n.fs.openBacking(n.relPath(), syscall.O_WRONLY, 0, 0)
+	if err != nil {
+		return err
+	}
+	h, err := n.fs.newHandle(n, fd, writable)
+	if err != nil {
+		return err
+	}
+	defer h.release()
+	return h.truncate(int64(size))
+}
+
+// Open opens the backing file and returns a handle that encrypts and
+// decrypts.
+func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	fd, writable, err := n.fs.openBacking(n.relPath(), int(flags), 0, 0)
+	if err != nil {
+		return nil, 0, n.fs.errno(err)
+	}
+	h, err := n.fs.newHandle(n, fd, writable)
+	if err != nil {
+		return nil, 0, n.fs.errno(err)
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		if err := h.truncate(0); err != nil {
+			h.release()
+			return nil, 0, n.fs.errno(err)
+		}
+	}
+	return h, 0, 0
+}
+
+// Create creates and opens a file. The backing file starts empty; its header
+// is written with the first data.
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
+	out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	if n.reserved(name) {
+		return nil, nil, 0, syscall.EPERM
+	}
+
+	h, errno := n.createHandle(ctx, name, int(flags), mode)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	ch, errno := n.Lookup(ctx, name, out)
+	if errno != 0 {
+		h.release()
+		return nil, nil, 0, errno
+	}
+	h.node = ch.Operations().(*node)
+	return ch, h, 0, 0
+}
+
+// createHandle opens name with O_CREAT and returns its handle. The owner is
+// set only if the file is new: with O_CREAT alone, a file that appeared since
+// the kernel's lookup is opened as it is.
+func (n *node) createHandle(ctx context.Context, name string, flags int,
+	mode uint32) (*handle, syscall.Errno) {
+	rel := filepath.Join(n.relPath(), name)
+	fd, writable, err := n.fs.openBacking(rel, flags, syscall.O_CREAT|syscall.O_EXCL, mode)
+	created := err == nil
+	if err == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
+		fd, writable, err = n.fs.openBacking(rel, flags, 0, mode)
+	}
+	if err != nil {
+		return nil, n.fs.errno(err)
+	}
+	if created {
+		preserveOwner(ctx, fd)
+	}
+
+	h, err := n.fs.newHandle(n, fd, writable)
+	if err != nil {
+		return nil, n.fs.errno(err)
+	}
+	if !created && flags&syscall.O_TRUNC != 0 {
+		if err := h.truncate(0); err != nil {
+			h.release()
+			return nil, n.fs.errno(err)
+		}
+	}
+	return h, 0
+}
+
+// Tmpfile refuses O_TMPFILE: the file it makes can only be named through a
+// link from /proc/self/fd, which the loopback cannot serve. ENOSYS makes the
+// kernel answer EOPNOTSUPP without asking again, and programs fall back to
+// a named temporary file.
+func (n *node) Tmpfile(context.Context, uint32, uint32,
+	*fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.ENOSYS
+}
+
+// Mkdir guards the reserved name.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32,
+	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.reserved(name) {
+		return nil, syscall.EPERM
+	}
+	return n.LoopbackNode.Mkdir(ctx, name, mode, out)
+}
+
+// Mknod guards the reserved name.
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32,
+	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.reserved(name) {
+		return nil, syscall.EPERM
+	}
+	ch, errno := n.LoopbackNode.Mknod(ctx, name, mode, dev, out)
+	if errno == 0 {
+		fixAttr(&out.Attr)
+	}
+	return ch, errno
+}
+
+// Symlink guards the reserved name.
+func (n *node) Symlink(ctx context.Context, target, name string,
+	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.reserved(name) {
+		return nil, syscall.EPERM
+	}
+	return n.LoopbackNode.Symlink(ctx, target, name, out)
+}
+
+// Link guards the reserved name and reports the plaintext size.
+func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
+	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if n.reserved(name) {
+		return nil, syscall.EPERM
+	}
+	ch, errno := n.LoopbackNode.Link(ctx, target, name, out)
+	if errno == 0 {
+		fixAttr(&out.Attr)
+	}
+	return ch, errno
+}
+
+// Rename refuses the reserved name as a target, and as a source (it is
+// invisible, so the kernel never asks for it).
+func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder,
+	newName string, flags uint32) syscall.Errno {
+	if n.reserved(name) {
+		return syscall.ENOENT
+	}
+	if np, ok := newParent.(*node); ok && np.reserved(newName) {
+		return syscall.EPERM
+	}
+	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+}
+
+// Unlink hides the reserved name.
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if n.reserved(name) {
+		return syscall.ENOENT
+	}
+	return n.LoopbackNode.Unlink(ctx, name)
+}
+
+// Rmdir hides the reserved name.
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if n.reserved(name) {
+		return syscall.ENOENT
+	}
+	return n.LoopbackNode.Rmdir(ctx, name)
+}
+
+// CopyFileRange declines: a byte copy between backing files would copy
+// ciphertext bound to another file. ENOSYS makes the kernel fall back to
+// reads and writes for the rest of the mount.
+func (n *node) CopyFileRange(context.Context, gofs.FileHandle, uint64, *gofs.Inode,
+	gofs.FileHandle, uint64, uint64, uint64) (uint32, syscall.Errno) {
+	return 0, syscall.ENOSYS
+}
+
+// OpendirHandle hides the reserved folder from listings of the root.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	fh, fuseFlags, errno := n.LoopbackNode.OpendirHandle(ctx, flags)
+	if errno != 0 || !n.IsRoot() {
+		return fh, fuseFlags, errno
+	}
+	return &rootDir{inner: fh}, fuseFlags, 0
+}
+
+// Readdir hides the reserved folder from listings of the root.
+func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ds, errno := n.LoopbackNode.Readdir(ctx)
+	if errno != 0 || !n.IsRoot() {
+		return ds, errno
+	}
+	defer ds.Close()
+
+	var list []fuse.DirEntry
+	for ds.HasNext() {
+		e, errno := ds.Next()
+		if errno != 0 {
+			return nil, errno
+		}
+		if e.Name != ReservedName {
+			list = append(list, e)
+		}
+	}
+	return gofs.NewListDirStream(list), 0
+}
