@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/passphrase"
+)
+
+type initOptions struct {
+	backing        string
+	masters        []string
+	passphraseFile string
+
+	// Argon2id cost of a passphrase master; costSet says whether any flag
+	// changed the default.
+	cost    passphrase.Cost
+	costSet bool
+}
+
+func newInitCommand(a *app) *cobra.Command {
+	var opts initOptions
+	def := passphrase.DefaultCost()
+	var memMiB uint32
+	cmd := &cobra.Command{
+		Use:   "init BACKING --master URI [--master URI ...]",
+		Short: "Create a volume in an empty backing directory",
+		Long: `Create a volume in BACKING: a random volume ID, a new key ring, and one
+sealed copy of the ring per master key, all in BACKING/.coffer/volume.json.
+
+BACKING must be an existing, empty directory; init never overwrites a volume.
+Every --master names a master key that can unlock the volume on its own:
+  file:///ABSOLUTE/PATH  a key file made by "coffer keys create"
+  passphrase:            a passphrase, asked twice on the terminal or read
+                         from --passphrase-file, stretched with Argon2id
+Init prints the volume ID and the ID of each master key.`,
+		Example: `  mkdir -m 700 /srv/app.enc
+  coffer init /srv/app.enc --master file:///etc/coffer/app.key
+  coffer init /srv/app.enc --master file:///etc/coffer/app.key --master passphrase:
+  coffer init /srv/app.enc --master passphrase: --passphrase-file /root/pass.txt`,
+		Args: exactArgs("BACKING"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.backing = args[0]
+			opts.cost.MemoryKiB = memMiB << 10
+			f := cmd.Flags()
+			opts.costSet = f.Changed("argon2-time") || f.Changed("argon2-memory") ||
+				f.Changed("argon2-threads")
+			return runInit(cmd.Context(), a, opts)
+		},
+	}
+
+	f := cmd.Flags()
+	f.StringArrayVar(&opts.masters, "master", nil, "master key URI (repeat for several master keys)")
+	f.StringVar(&opts.passphraseFile, "passphrase-file", "",
+		"read the passphrase from this file (mode 0600) instead of the terminal")
+	f.Uint32Var(&opts.cost.Time, "argon2-time", def.Time, "Argon2id passes for a passphrase master")
+	f.Uint32Var(&memMiB, "argon2-memory", def.MemoryKiB>>10, "Argon2id memory in MiB for a passphrase master")
+	f.Uint8Var(&opts.cost.Threads, "argon2-threads", def.Threads, "Argon2id threads for a passphrase master")
+	return cmd
+}
+
+// runInit creates the volume and prints its ID and master key IDs.
+func runInit(ctx context.Context, a *app, opts initOptions) error {
+	refs, err := opts.check()
+	if err != nil {
+		return err
+	}
+	if err := checkInitTarget(opts.backing); err != nil {
+		return err
+	}
+
+	enrollments, err := enrollAll(ctx, a, opts, refs)
+	defer wipeMasters(enrollments)
+	if err != nil {
+		return err
+	}
+	cfg, ring, err := keys.Init(ctx, opts.backing, enrollments, keys.InitOptions{Logger: a.log})
+	if err != nil {
+		return initError(opts.backing, err)
+	}
+	printInit(a.stdout, opts.backing, cfg, ring)
+	return nil
+}
+
+// check validates the flags and parses the master URIs.
+func (o initOptions) check() ([]masterkey.Ref, error) {
+	if len(o.masters) == 0 {
+		return nil, withHints(usageErrorf("init needs at least one --master URI"),
+			"for example: coffer init "+o.backing+" --master file:///etc/coffer/app.key")
+	}
+	var refs []masterkey.Ref
+	seen := map[string]bool{}
+	hasPassphrase := false
+	for _, uri := range o.masters {
+		ref, err := parseMasterURI(uri)
+		if err != nil {
+			return nil, err
+		}
+		if seen[ref.URI] {
+			return nil, usageErrorf("master key %s is given twice", ref)
+		}
+		seen[ref.URI] = true
+		hasPassphrase = hasPassphrase || ref.Kind == passphrase.Kind
+		refs = append(refs, ref)
+	}
+
+	switch {
+	case !hasPassphrase && o.passphraseFile != "":
+		return nil, usageErrorf("--passphrase-file needs a --master passphrase:")
+	case !hasPassphrase && o.costSet:
+		return nil, usageErrorf("--argon2-* flags need a --master passphrase:")
+	case o.costSet:
+		if err := o.cost.Validate(); err != nil {
+			return nil, asUsage(fmt.Errorf("invalid Argon2id cost: %w", err))
+		}
+	}
+	return refs, nil
+}
+
+// checkInitTarget refuses early, before any passphrase prompt, a backing
+// directory that keys.Init would refuse. keys.Init checks again.
+func checkInitTarget(backing string) error {
+	fi, err := os.Stat(backing)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return withHints(fmt.Errorf("backing directory %s does not exist", backing),
+			"create it first: mkdir -m 700 "+backing)
+	case err != nil:
+		return fmt.Errorf("failed to inspect backing directory: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("backing path %s is not a directory", backing)
+	}
+
+	if _, err := os.Lstat(filepath.Join(backing, keys.DirName)); err == nil {
+		return initError(backing, fmt.Errorf("%w: %s already holds a volume",
+			keys.ErrAlreadyInitialized, backing))
+	}
+	names, err := readDirNames(backing, 1)
+	if err != nil {
+		return fmt.Errorf("failed to read backing directory: %w", err)
+	}
+	if len(names) > 0 {
+		return initError(backing, fmt.Errorf("%w: %s holds %q", keys.ErrNotEmpty, backing, names[0]))
+	}
+	return nil
+}
+
+// initError adds advice to the errors of keys.Init.
+func initError(backing string, err error) error {
+	switch {
+	case errors.Is(err, keys.ErrAlreadyInitialized):
+		return withHints(err, "init never overwrites a volume; see it with: coffer status "+backing)
+	case errors.Is(err, keys.ErrNotEmpty):
+		return withHints(err,
+			"coffer encrypts only files written through the mount: init an empty directory, "+
+				"mount it, then copy the files in")
+	case errors.Is(err, fs.ErrNotExist):
+		return withHints(err, "create it first: mkdir -m 700 "+backing)
+	}
+	return err
+}
+
+// enrollAll prepares each master key for keys.Init, asking for passphrases.
+func enrollAll(ctx context.Context, a *app, opts initOptions, refs []masterkey.Ref) ([]keys.Enrollment, error) {
+	mopts := masterkey.Options{Passphrase: enrollPassphraseFunc(a, opts.passphraseFile)}
+	if opts.costSet {
+		mopts.PassphraseCost = &opts.cost
+	}
+	var out []keys.Enrollment
+	for _, ref := range refs {
+		e, err := masterkey.Enroll(ctx, ref.URI, mopts)
+		if err != nil {
+			return out, fmt.Errorf("failed to use master key %s: %w", ref, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// enrollPassphraseFunc reads a new passphrase from file, or prompts twice.
+func enrollPassphraseFunc(a *app, file string) masterkey.PassphraseFunc {
+	return func(_ context.Context, req masterkey.PassphraseRequest) (*keys.Secret, error) {
+		if file != "" {
+			return readPassphraseFile(file)
+		}
+		return promptPassphrase(a, "New passphrase: ", req.Enroll)
+	}
+}
+
+// wipeMasters wipes the key material of masters that hold some.
+func wipeMasters(es []keys.Enrollment) {
+	for _, e := range es {
+		if w, ok := e.Master.(interface{ Wipe() }); ok {
+			w.Wipe()
+		}
+	}
+}
+
+// printInit prints the new volume's ID and master keys.
+func printInit(w io.Writer, backing string, cfg *keys.Config, ring *keys.Ring) {
+	fmt.Fprintf(w, "initialised volume %s in %s\n", cfg.VolumeID, backing)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, m := range cfg.Masters {
+		fmt.Fprintf(tw, "master key\t%s\t%s\t%s\n", m.ID, m.Kind, keys.RedactURI(m.URI))
+	}
+	p := ring.Primary()
+	fmt.Fprintf(tw, "ring key\t%d\t%s\n", p.ID, p.State)
+	_ = tw.Flush()
+	fmt.Fprintf(w, "mount it with: coffer mount %s MOUNTPOINT\n", backing)
+}
+
+// readDirNames returns up to n names in dir.
+func readDirNames(dir string, n int) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(n)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return names, err
+}

@@ -1,0 +1,47 @@
+// Command coffer creates, mounts and inspects coffer volumes: directories
+// whose files are stored encrypted in a backing directory and served in the
+// clear through a FUSE mount.
+//
+// Run "coffer --help" for the commands, docs/cli.md for the full reference.
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the process exit code. It is the
+// one place where errors are printed and turned into exit codes.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRootCommand(a)
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
+	}
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	printError(stderr, err)
+	return exitCode(err)
+}
+
+// exitCode maps an error returned by a command to the exit status.
+func exitCode(err error) int {
+	var usage *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &usage):
+		return exitUsage
+	default:
+		return exitFailure
+	}
+}

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/keyfile"
+	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/passphrase"
+)
+
+type mountOptions struct {
+	backing        string
+	mountPoint     string
+	foreground     bool
+	options        []string // -o values, parsed into the fields below
+	master         string   // master key ID or URI to use, "" for any
+	passphraseFile string
+	logFile        string
+
+	readOnly, allowOther, debug bool
+
+	// Set by the parent on the detached mount process; see daemon.go.
+	readyFD, secretFD int
+}
+
+const mountLong = `Mount the volume in BACKING on MOUNTPOINT and serve it until unmounted.
+
+Before anything is unlocked, coffer checks that BACKING holds a volume and
+that MOUNTPOINT is an existing, empty directory that is not mounted already.
+The volume is unlocked with the first of its master keys that works, or only
+with the one --master names (by ID, as "coffer status" lists them, or URI).
+A passphrase is asked on the terminal, or read from --passphrase-file, only
+when a passphrase master key is to be tried and no key file is readable.
+
+By default coffer mount returns once the mount answers, and a background
+process keeps serving it; that process logs JSON lines to --log-file
+(default /var/log/coffer/VOLUME-ID.log as root, else
+$XDG_STATE_HOME/coffer/VOLUME-ID.log or ~/.local/state/coffer/VOLUME-ID.log).
+With --foreground it serves in the calling process and logs to stderr;
+SIGINT or SIGTERM unmount cleanly.
+
+Mount options (-o, comma-separated or repeated):
+  ro           read-only mount
+  allow_other  let other users use the mount, with the kernel's permission
+               checks (default_permissions); as non-root it needs
+               user_allow_other in /etc/fuse.conf
+  debug        log every FUSE request at debug level (shows file names and
+               data in the clear: never on real secrets)`
+
+const mountExample = `  coffer mount /srv/app.enc /srv/app
+  coffer mount /srv/app.enc /srv/app -o ro,allow_other
+  coffer mount /srv/app.enc /srv/app --master 1a2b3c4d --passphrase-file /root/pass.txt
+  coffer mount /srv/app.enc /srv/app --foreground --log-level debug`
+
+func newMountCommand(a *app) *cobra.Command {
+	opts := mountOptions{readyFD: -1, secretFD: -1}
+	cmd := &cobra.Command{
+		Use:     "mount BACKING MOUNTPOINT",
+		Short:   "Mount a volume and serve its files in the clear",
+		Long:    mountLong,
+		Example: mountExample,
+		Args:    exactArgs("BACKING", "MOUNTPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.backing, opts.mountPoint = args[0], args[1]
+			return runMount(cmd.Context(), a, opts)
+		},
+	}
+
+	f := cmd.Flags()
+	f.BoolVarP(&opts.foreground, "foreground", "f", false, "serve in this process instead of the background")
+	f.StringSliceVarP(&opts.options, "options", "o", nil, "mount options: ro, allow_other, debug")
+	f.StringVar(&opts.master, "master", "", "unlock only with this master key (ID or URI)")
+	f.StringVar(&opts.passphraseFile, "passphrase-file", "",
+		"read the passphrase from this file (mode 0600) instead of the terminal")
+	f.StringVar(&opts.logFile, "log-file", "", "write the mount's log to this file, as JSON lines "+
+		"(default for a background mount: see above)")
+	f.IntVar(&opts.readyFD, "ready-fd", -1, "internal: pipe to report readiness on")
+	f.IntVar(&opts.secretFD, "passphrase-fd", -1, "internal: pipe to read the passphrase from")
+	_ = f.MarkHidden("ready-fd")
+	_ = f.MarkHidden("passphrase-fd")
+	return cmd
+}
+
+// runMount checks, unlocks and mounts the volume; in the background unless
+// opts.foreground.
+func runMount(ctx context.Context, a *app, opts mountOptions) error {
+	// No core dumps of a process that holds the ring and maybe a passphrase.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		a.log.Warn().Err(err).Msg("failed to disable core dumps")
+	}
+	if err := opts.parse(); err != nil {
+		return err
+	}
+	if opts.readyFD >= 0 {
+		return runMountChild(ctx, a, opts)
+	}
+
+	cfg, err := checkMount(opts)
+	if err != nil {
+		return err
+	}
+	secret, err := mountPassphrase(a, opts, cfg)
+	if err != nil {
+		return err
+	}
+	if opts.foreground {
+		if err := logToFile(a, opts.logFile); err != nil {
+			secret.Wipe()
+			return err
+		}
+		return serve(ctx, a, opts, cfg, secret, notifier{})
+	}
+
+	logFile, err := opts.logPath(cfg.VolumeID)
+	if err != nil {
+		secret.Wipe()
+		return err
+	}
+	return startDetached(ctx, opts.childArgs(a, logFile), secret, logFile)
+}
+
+// parse checks the -o options and makes the paths absolute, as the detached
+// process runs in "/".
+func (o *mountOptions) parse() error {
+	for _, opt := range o.options {
+		switch strings.TrimSpace(opt) {
+		case "ro":
+			o.readOnly = true
+		case "rw":
+			o.readOnly = false
+		case "allow_other":
+			o.allowOther = true
+		case "debug":
+			o.debug = true
+		default:
+			return withHints(usageErrorf("unknown mount option %q", opt),
+				"known options: ro, rw, allow_other, debug")
+		}
+	}
+	for _, p := range []*string{&o.backing, &o.mountPoint, &o.passphraseFile, &o.logFile} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("failed to resolve %s: %w", *p, err)
+		}
+		*p = abs
+	}
+	return nil
+}
+
+// checkMount runs every check that needs no key: the volume config is
+// readable and supported, the mount point can take a mount, allow_other is
+// permitted, and --master names a master key of the volume.
+func checkMount(opts mountOptions) (*keys.Config, error) {
+	cfg, err := readConfig(opts.backing)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMountPoint(opts.mountPoint); err != nil {
+		return nil, err
+	}
+	if err := checkNotInside(opts.backing, opts.mountPoint); err != nil {
+		return nil, err
+	}
+	if opts.allowOther {
+		if err := checkAllowOther(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := opts.candidates(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// candidates returns the master keys the unlock will try.
+func (o mountOptions) candidates(cfg *keys.Config) ([]keys.MasterEntry, error) {
+	if o.master == "" {
+		return cfg.Masters, nil
+	}
+	id, err := masterID(cfg, o.master)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := cfg.Master(id)
+	return []keys.MasterEntry{m}, nil
+}
+
+// masterID resolves --master, an ID or a URI, to a master key ID of cfg.
+func masterID(cfg *keys.Config, s string) (string, error) {
+	if _, ok := cfg.Master(s); ok {
+		return s, nil
+	}
+	if ref, err := masterkey.Parse(s); err == nil {
+		for _, m := range cfg.Masters {
+			if m.URI == ref.URI {
+				return m.ID, nil
+			}
+		}
+	}
+	ids := make([]string, len(cfg.Masters))
+	for i, m := range cfg.Masters {
+		ids[i] = m.ID + " (" + m.Kind + ")"
+	}
+	return "", withHints(fmt.Errorf("volume has no master key %s", keys.RedactURI(s)),
+		"its master keys: "+strings.Join(ids, ", "))
+}
+
+// mountPassphrase returns the passphrase for the unlock, or nil when none is
+// needed: read from --passphrase-file if given, else asked on the terminal
+// when a passphrase master will be tried and no key file is readable.
+func mountPassphrase(a *app, opts mountOptions, cfg *keys.Config) (*keys.Secret, error) {
+	if opts.passphraseFile != "" {
+		return readPassphraseFile(opts.passphraseFile)
+	}
+	cands, err := opts.candidates(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hasPassphrase := false
+	for _, m := range cands {
+		switch m.Kind {
+		case passphrase.Kind:
+			hasPassphrase = true
+		case keyfile.Kind:
+			if keyFileReadable(m.URI) {
+				return nil, nil
+			}
+		}
+	}
+	if !hasPassphrase {
+		return nil, nil
+	}
+	return promptPassphrase(a, fmt.Sprintf("Passphrase for volume %s: ", cfg.VolumeID), false)
+}
+
+// keyFileReadable reports whether the key file of a file:// URI can be read.
+func keyFileReadable(uri string) bool {
+	path, err := keyfile.ParseURI(uri)
+	return err == nil && unix.Access(path, unix.R_OK) == nil
+}
+
+// logPath returns --log-file or the default log file of the volume.
+func (o mountOptions) logPath(vol keys.VolumeID) (string, error) {
+	if o.logFile != "" {
+		return o.logFile, nil
+	}
+	name := vol.String() + ".log"
+	if os.Geteuid() == 0 {
+		return filepath.Join("/var/log/coffer", name), nil
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "coffer", name), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", withHints(fmt.Errorf("failed to choose a log file: %w", err), "pass --log-file FILE")
+	}
+	return filepath.Join(home, ".local", "state", "coffer", name), nil
+}
+
+// childArgs returns the command line of the detached mount process.
+func (o mountOptions) childArgs(a *app, logFile string) []string {
+	args := []string{"mount", "--foreground",
+		fmt.Sprintf("--ready-fd=%d", childReadyFD), fmt.Sprintf("--passphrase-fd=%d", childSecretFD),
+		"--log-file=" + logFile, "--log-level=" + a.logLevel, "--log-format=json"}
+	if len(o.options) > 0 {
+		args = append(args, "-o", strings.Join(o.options, ","))
+	}
+	if o.master != "" {
+		args = append(args, "--master="+o.master)
+	}
+	return append(args, "--", o.backing, o.mountPoint)
+}
+
+// runMountChild is the detached mount process: it logs to the log file,
+// takes the passphrase from its parent, mounts, and reports the outcome on
+// the ready pipe.
+func runMountChild(ctx context.Context, a *app, opts mountOptions) error {
+	n := openNotifier(opts.readyFD)
+	err := startChild(ctx, a, opts, n)
+	if err != nil {
+		a.log.Error().Err(err).Msg("mount failed")
+		n.failed(err)
+	}
+	return err
+}
+
+func startChild(ctx context.Context, a *app, opts mountOptions, n notifier) error {
+	if err := redirectLogs(a, opts.logFile); err != nil {
+		return err
+	}
+	secret, err := readParentSecret(opts.secretFD)
+	if err != nil {
+		return err
+	}
+	cfg, err := checkMount(opts)
+	if err != nil {
+		secret.Wipe()
+		return err
+	}
+	return serve(ctx, a, opts, cfg, secret, n)
+}
+
+// redirectLogs points the logger, and stderr for panics, at the log file.
+func redirectLogs(a *app, path string) error {
+	f, err := openLogFile(path)
+	if err != nil {
+		return err
+	}
+	if err := unix.Dup3(int(f.Fd()), int(os.Stderr.Fd()), 0); err != nil {
+		f.Close()
+		return fmt.Errorf("failed to redirect stderr to the log file: %w", err)
+	}
+	return setFileLogger(a, f)
+}
+
+// logToFile points the logger of a foreground mount at path, if not empty.
+func logToFile(a *app, path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := openLogFile(path)
+	if err != nil {
+		return err
+	}
+	return setFileLogger(a, f)
+}
+
+// openLogFile opens path for appending, creating it (0600) and its
+// directory (0700) if needed.
+func openLogFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create log directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open log file: %w", err)
+	}
+	return f, nil
+}
+
+// setFileLogger makes a JSON logger on f the app's logger. f stays open for
+// the life of the process.
+func setFileLogger(a *app, f *os.File) error {
+	log, err := newLogger(f, a.logLevel, logFormatJSON)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	a.log = log
+	return nil
+}
+
+// readParentSecret reads the passphrase the parent sent on fd; nil if the
+// parent sent none.
+func readParentSecret(fd int) (*keys.Secret, error) {
+	if fd < 0 {
+		return nil, nil
+	}
+	f := os.NewFile(uintptr(fd), "passphrase-pipe")
+	defer f.Close()
+	buf := make([]byte, maxPassphraseFile)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		clear(buf)
+		return nil, fmt.Errorf("failed to read passphrase from parent: %w", err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	s := keys.SecretFromBytes(buf[:n])
+	clear(buf)
+	return s, nil
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+)
+
+// app holds what every command shares: the standard streams and the logger
+// built from the global flags.
+type app struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+
+	logLevel  string
+	logFormat string
+	log       zerolog.Logger
+}
+
+const rootLong = `coffer is a transparent encryption filesystem. Files written through the
+mount point are stored encrypted in the backing directory, each under its own
+data key; the data keys are wrapped by the volume's key ring, and the ring is
+sealed by one or more master keys kept outside the backing directory.
+
+Master keys are named by URI:
+  file:///PATH   a 32-byte key file (create one with "coffer keys create")
+  passphrase:    a passphrase, stretched with Argon2id`
+
+const rootExample = `  coffer keys create file:///etc/coffer/app.key
+  mkdir -m 700 /srv/app.enc /srv/app
+  coffer init /srv/app.enc --master file:///etc/coffer/app.key
+  coffer mount /srv/app.enc /srv/app
+  coffer status /srv/app.enc
+  coffer unmount /srv/app`
+
+// newRootCommand builds the command tree around a.
+func newRootCommand(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "coffer",
+		Short:         "Transparent encryption filesystem with per-file data keys",
+		Long:          rootLong,
+		Example:       rootExample,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          runGroup,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// A mount logs its life (mounted, unlocked, unmounted) by
+			// default; one-shot commands only their problems.
+			if cmd.Name() == "mount" && !cmd.Flags().Changed("log-level") {
+				a.logLevel = "info"
+			}
+			log, err := newLogger(a.stderr, a.logLevel, a.logFormat)
+			a.log = log
+			return err
+		},
+		SuggestionsMinimumDistance: 2,
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(flagError)
+	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp + "\n")
+
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.logLevel, "log-level", "warn",
+		"log level: debug, info, warn or error (mount defaults to info)")
+	pf.StringVar(&a.logFormat, "log-format", logFormatAuto,
+		"log format: auto (console on a terminal, JSON otherwise), console or json")
+
+	root.AddCommand(
+		newKeysCommand(a),
+		newInitCommand(a),
+		newMountCommand(a),
+		newUnmountCommand(a),
+		newStatusCommand(a),
+		newVersionCommand(a),
+	)
+	return root
+}
+
+// runGroup runs a command that only groups subcommands: without arguments it
+// prints the help, with any it reports an unknown command.
+func runGroup(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	err := usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	hints := []string{fmt.Sprintf("run '%s --help' for the list of commands", cmd.CommandPath())}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		hints = append([]string{"did you mean " + strings.Join(s, " or ") + "?"}, hints...)
+	}
+	return withHints(err, hints...)
+}
+
+// flagError turns a flag parsing error into a usage error.
+func flagError(cmd *cobra.Command, err error) error {
+	return withHints(asUsage(err), fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath()))
+}
+
+// exactArgs is a cobra.PositionalArgs that wants one argument per name and
+// reports a usage error naming what is missing or extra.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		var err error
+		switch {
+		case len(args) < len(names):
+			err = usageErrorf("missing argument %s", strings.Join(names[len(args):], " "))
+		case len(args) > len(names):
+			err = usageErrorf("unexpected argument %q", args[len(names)])
+		default:
+			return nil
+		}
+		return withHints(err, fmt.Sprintf("usage: %s", cmd.UseLine()))
+	}
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	cofferfs "github.com/cofferfs/coffer/fs"
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/masterkey"
+)
+
+// serve unlocks the volume, mounts it, reports readiness on n and serves
+// until the mount goes away. SIGINT, SIGTERM and SIGHUP unmount. It wipes
+// secret.
+func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
+	secret *keys.Secret, n notifier) error {
+	// Caught from now on, so that a signal during the unlock cannot leave a
+	// mount without its process.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	ring, err := unlock(ctx, a, opts, cfg, secret)
+	if err != nil {
+		return err
+	}
+	srv, err := cofferfs.Mount(opts.backing, opts.mountPoint, cofferfs.Options{
+		VolumeID:   cfg.VolumeID,
+		Keys:       ringWrapper{ring},
+		Logger:     a.log,
+		ReadOnly:   opts.readOnly,
+		AllowOther: opts.allowOther,
+		Debug:      opts.debug,
+	})
+	if err != nil {
+		return mountError(opts, err)
+	}
+
+	n.ready()
+	serveUntilUnmounted(a, srv, sigs)
+	a.log.Info().Str("mountpoint", opts.mountPoint).Msg("unmounted")
+	return nil
+}
+
+// unlock opens the volume's ring with its master keys; secret, if not nil,
+// is the passphrase for passphrase masters. It wipes secret.
+func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
+	secret *keys.Secret) (*keys.Ring, error) {
+	defer secret.Wipe()
+	var only string
+	if opts.master != "" {
+		id, err := masterID(cfg, opts.master)
+		if err != nil {
+			return nil, err
+		}
+		only = id
+	}
+
+	pass := func(context.Context, masterkey.PassphraseRequest) (*keys.Secret, error) {
+		if secret.Len() == 0 {
+			return nil, errNoTerminal
+		}
+		// The opener wipes what it gets: hand it a copy.
+		return keys.SecretFromBytes(append([]byte(nil), secret.InsecureBytes()...)), nil
+	}
+	open := masterkey.Opener(ctx, masterkey.Options{Passphrase: pass})
+	ring, _, err := keys.Unlock(ctx, cfg, open, keys.UnlockOptions{Only: only, Logger: a.log})
+	if err != nil {
+		return nil, unlockError(opts, err)
+	}
+	return ring, nil
+}
+
+// unlockError adds advice to a failed unlock.
+func unlockError(opts mountOptions, err error) error {
+	var hints []string
+	if errors.Is(err, keys.ErrWrongKey) {
+		hints = append(hints, "check the key file or passphrase; 'coffer status "+opts.backing+
+			"' lists the volume's master keys")
+	}
+	if errors.Is(err, masterkey.ErrNoPassphrase) && opts.passphraseFile == "" {
+		hints = append(hints, "to unlock with a passphrase, run on a terminal or pass --passphrase-file FILE")
+	}
+	return withHints(fmt.Errorf("failed to unlock volume: %w", err), hints...)
+}
+
+// mountError adds advice to a failed mount.
+func mountError(opts mountOptions, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "allow_other"):
+		return withHints(err, "as root, add the line 'user_allow_other' to "+fuseConfPath)
+	case strings.Contains(msg, "/dev/fuse"):
+		return withHints(err, "load the FUSE module (modprobe fuse) and install fuse3")
+	}
+	return err
+}
+
+// serveUntilUnmounted serves until the mount is gone, unmounting on a signal. If
+// the unmount fails (files still open), it keeps serving.
+func serveUntilUnmounted(a *app, srv *fuse.Server, sigs <-chan os.Signal) {
+	done := make(chan struct{})
+	go func() {
+		srv.Wait()
+		close(done)
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		case s := <-sigs:
+			a.log.Info().Stringer("signal", s).Msg("unmounting")
+			if err := srv.Unmount(); err != nil {
+				a.log.Warn().Err(err).Msg("failed to unmount: still serving; close open files and retry")
+			}
+		}
+	}
+}

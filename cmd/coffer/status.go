@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferfs/coffer/keys"
+)
+
+type statusOptions struct {
+	backing string
+	json    bool
+}
+
+func newStatusCommand(a *app) *cobra.Command {
+	var opts statusOptions
+	cmd := &cobra.Command{
+		Use:   "status BACKING",
+		Short: "Show a volume's configuration, master keys and ring keys",
+		Long: `Show what BACKING/.coffer/volume.json records: volume ID, config and file
+format versions, creation time, the master keys that can unlock the volume
+(ID, kind, URI with any secret redacted, when added), the ring keys (ID,
+state, creation time, age in days) and the ring generation, and where the
+volume is mounted now. No key is needed: status reads only public metadata.`,
+		Example: `  coffer status /srv/app.enc
+  coffer status /srv/app.enc --json | jq .ring.keys`,
+		Args: exactArgs("BACKING"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.backing = args[0]
+			return runStatus(cmd.Context(), a, opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.json, "json", false, "print the status as one JSON object")
+	return cmd
+}
+
+// volumeStatus is what status reports; its JSON form is the --json output.
+type volumeStatus struct {
+	VolumeID      string         `json:"volume_id"`
+	Backing       string         `json:"backing"`
+	ConfigVersion int            `json:"config_version"`
+	FormatVersion int            `json:"format_version"`
+	Created       time.Time      `json:"created"`
+	Generation    uint64         `json:"generation"`
+	Masters       []masterStatus `json:"masters"`
+	RingKeys      []ringKeyInfo  `json:"ring_keys"`
+	MountedOn     []string       `json:"mounted_on"`
+}
+
+type masterStatus struct {
+	ID    string    `json:"id"`
+	Kind  string    `json:"kind"`
+	URI   string    `json:"uri"`
+	Added time.Time `json:"added"`
+}
+
+type ringKeyInfo struct {
+	ID      uint32    `json:"id"`
+	State   string    `json:"state"`
+	Created time.Time `json:"created"`
+	AgeDays int       `json:"age_days"`
+}
+
+// runStatus prints the status of the volume in opts.backing.
+func runStatus(_ context.Context, a *app, opts statusOptions) error {
+	cfg, err := readConfig(opts.backing)
+	if err != nil {
+		return err
+	}
+	backing, err := filepath.Abs(opts.backing)
+	if err != nil {
+		return fmt.Errorf("failed to resolve %s: %w", opts.backing, err)
+	}
+	st := newVolumeStatus(backing, cfg, time.Now())
+	st.MountedOn, err = mountsOf(opts.backing)
+	if err != nil {
+		a.log.Warn().Err(err).Msg("failed to find where the volume is mounted")
+	}
+
+	if opts.json {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return st.print(a.stdout)
+}
+
+// newVolumeStatus gathers the status of cfg, with key ages as of now.
+func newVolumeStatus(backing string, cfg *keys.Config, now time.Time) volumeStatus {
+	st := volumeStatus{
+		VolumeID:      cfg.VolumeID.String(),
+		Backing:       backing,
+		ConfigVersion: cfg.Version,
+		FormatVersion: cfg.Format,
+		Created:       cfg.Created,
+		Generation:    cfg.Ring.Generation,
+		Masters:       []masterStatus{},
+		RingKeys:      []ringKeyInfo{},
+		MountedOn:     []string{},
+	}
+	for _, m := range cfg.Masters {
+		st.Masters = append(st.Masters, masterStatus{ID: m.ID, Kind: m.Kind,
+			URI: keys.RedactURI(m.URI), Added: m.Added})
+	}
+	for _, k := range cfg.Ring.Keys {
+		st.RingKeys = append(st.RingKeys, ringKeyInfo{ID: k.ID, State: string(k.State),
+			Created: k.Created, AgeDays: int(now.Sub(k.Created) / (24 * time.Hour))})
+	}
+	return st
+}
+
+// print writes the status as aligned text.
+func (st volumeStatus) print(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "volume:\t%s\n", st.VolumeID)
+	fmt.Fprintf(tw, "backing:\t%s\n", st.Backing)
+	fmt.Fprintf(tw, "config version:\t%d\n", st.ConfigVersion)
+	fmt.Fprintf(tw, "file format:\t%d\n", st.FormatVersion)
+	fmt.Fprintf(tw, "created:\t%s\n", st.Created.Format(time.RFC3339))
+	fmt.Fprintf(tw, "ring generation:\t%d\n", st.Generation)
+	mounted := "no"
+	if len(st.MountedOn) > 0 {
+		mounted = strings.Join(st.MountedOn, ", ")
+	}
+	fmt.Fprintf(tw, "mounted on:\t%s\n", mounted)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "\nmaster keys:\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  ID\tKIND\tADDED\tURI\n")
+	for _, m := range st.Masters {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", m.ID, m.Kind, m.Added.Format(time.RFC3339), m.URI)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "\nring keys:\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  ID\tSTATE\tCREATED\tAGE\n")
+	for _, k := range st.RingKeys {
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%d days\n", k.ID, k.State, k.Created.Format(time.RFC3339), k.AgeDays)
+	}
+	return tw.Flush()
+}
+
+// readConfig reads the volume config of backing, with advice for the usual
+// failures.
+func readConfig(backing string) (*keys.Config, error) {
+	cfg, err := keys.ReadConfig(backing)
+	switch {
+	case err == nil:
+		return cfg, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, withHints(err, "check the path of the backing directory")
+	case errors.Is(err, keys.ErrNotInitialized):
+		return nil, withHints(err, "initialise it: coffer init "+backing+" --master URI")
+	case errors.Is(err, keys.ErrUnsupportedVersion):
+		return nil, withHints(err, "this volume was written by a newer coffer: upgrade coffer to use it")
+	}
+	return nil, err
+}
+
+// mountsOf lists the mount points where backing is mounted by coffer.
+func mountsOf(backing string) ([]string, error) {
+	canon, err := canonicalPath(backing)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := readMountTable()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.fsType == fsType && e.source == canon {
+			out = append(out, e.mountPoint)
+		}
+	}
+	return out, nil
+}
