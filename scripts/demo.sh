@@ -25,7 +25,11 @@ key=$demo/master.key
 log=$demo/mount.log
 sample=$repo/examples/config
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then
+	step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+	step() { printf '\n==> %s\n' "$*"; }
+fi
 run() {
 	printf '$ %s\n' "$*"
 	"$@"
@@ -111,8 +115,11 @@ verify
 
 step "The same web.config in the backing directory: only ciphertext"
 run ls -l "$backing/app"
-echo "\$ head -c 192 $backing/app/web.config | od -A x -t x1z -v"
-head -c 192 "$backing/app/web.config" | od -A x -t x1z -v
+echo "The 280-byte header: magic 'coffer', format version, random file ID, then two"
+echo "key slots (ring key ID, generation, the file's data key wrapped by the ring):"
+run od -A d -N 64 -t x1z -v "$backing/app/web.config"
+echo "Then the content, in blocks of nonce, XChaCha20-Poly1305 ciphertext and tag:"
+run od -A d -j 280 -N 96 -t x1z -v "$backing/app/web.config"
 for secret in "Password=Tr0ub4dor" "correct-horse-battery-staple" "PRIVATE KEY"; do
 	if grep -rqF "$secret" "$backing"; then
 		fail "plaintext '$secret' found in the backing directory"
