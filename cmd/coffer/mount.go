@@ -175,7 +175,7 @@ func checkMount(opts mountOptions) (*keys.Config, error) {
 		return nil, err
 	}
 	if opts.allowOther {
-		if err := checkAllowOther(); err != nil {
+		if err := checkAllowOther(os.Geteuid()); err != nil {
 			return nil, err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"time"
@@ -40,6 +41,9 @@ make the unmount fail with "busy": close them and try again.`,
 // runUnmount unmounts opts.mountPoint if it is a coffer mount.
 func runUnmount(ctx context.Context, a *app, opts unmountOptions) error {
 	dir, err := canonicalPath(opts.mountPoint)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("mount point %s does not exist", opts.mountPoint)
+	}
 	if err != nil {
 		return err
 	}

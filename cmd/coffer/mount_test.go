@@ -1,0 +1,289 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// requireFUSE skips a test that needs FUSE where it is missing, except on
+// CI, where a missing FUSE is a failure.
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	_, errDev := os.Stat("/dev/fuse")
+	_, errBin := fusermountPath()
+	if errDev == nil && errBin == nil {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("FUSE is not available (/dev/fuse: %v, fusermount3: %v)", errDev, errBin)
+	}
+	t.Skipf("FUSE is not available (/dev/fuse: %v, fusermount3: %v)", errDev, errBin)
+}
+
+// mountFixture is a fixture with a mount point and a mount log.
+type mountFixture struct {
+	*fixture
+	mnt, log string
+}
+
+func newMountFixture(t *testing.T) *mountFixture {
+	t.Helper()
+	requireFUSE(t)
+	f := &mountFixture{fixture: newFixture(t)}
+	f.mnt = filepath.Join(f.dir, "mnt")
+	f.log = filepath.Join(f.dir, "mount.log")
+	require.NoError(t, os.Mkdir(f.mnt, 0o700))
+	t.Cleanup(func() { forceUnmount(t, f.mnt) })
+	return f
+}
+
+// mount runs "coffer mount" in the background mode, as a process.
+func (f *mountFixture) mount(t *testing.T, extra ...string) result {
+	t.Helper()
+	args := append([]string{"mount", f.backing, f.mnt, "--log-file", f.log}, extra...)
+	r := cliProcess(t, args...)
+	if r.code != exitOK {
+		f.dumpLog(t)
+	}
+	return r
+}
+
+func (f *mountFixture) dumpLog(t *testing.T) {
+	if b, err := os.ReadFile(f.log); err == nil {
+		t.Logf("mount log:\n%s", b)
+	}
+}
+
+// isMounted reports whether dir is a coffer mount point.
+func isMounted(t *testing.T, dir string) bool {
+	t.Helper()
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	canon, err := canonicalPath(dir)
+	require.NoError(t, err)
+	m, err := findMount(canon)
+	require.NoError(t, err)
+	return m != nil && m.fsType == fsType
+}
+
+// forceUnmount removes a mount a test left behind, even after a failure.
+func forceUnmount(t *testing.T, dir string) {
+	if !isMounted(t, dir) {
+		return
+	}
+	if r := cliProcess(t, "unmount", dir); r.code != exitOK {
+		t.Logf("coffer unmount %s in cleanup: %s", dir, r.stderr)
+	}
+	if isMounted(t, dir) {
+		_ = exec.Command("fusermount3", "-u", "-z", dir).Run()
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+	}
+}
+
+func TestMountRoundTrip(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+
+	r := f.mount(t)
+	requireOK(t, r)
+	require.True(t, isMounted(t, f.mnt), "coffer mount returned but nothing is mounted")
+	assert.Empty(t, r.stdout)
+
+	secret := "Password=hunter2-through-the-mount"
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "app.config"), []byte(secret), 0o600))
+	got, err := os.ReadFile(filepath.Join(f.mnt, "app.config"))
+	require.NoError(t, err)
+	assert.Equal(t, secret, string(got))
+	stored, err := os.ReadFile(filepath.Join(f.backing, "app.config"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(stored), "hunter2", "plaintext in the backing directory")
+
+	st := cli(t, "status", f.backing)
+	requireOK(t, st)
+	assert.Contains(t, st.stdout, "mounted on:       "+f.mnt)
+
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+	assert.False(t, isMounted(t, f.mnt), "coffer unmount returned but the mount is still there")
+	assertFailure(t, cliProcess(t, "unmount", f.mnt), exitFailure, "is not mounted")
+
+	logData, err := os.ReadFile(f.log)
+	require.NoError(t, err)
+	assert.Contains(t, string(logData), `"message":"mounted"`)
+	assert.Contains(t, string(logData), `"message":"unmounted"`)
+}
+
+func TestMountRefusals(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, f *mountFixture) (backing, mnt string)
+		extra []string
+		want  string
+		hint  string
+	}{
+		{"mount point missing", func(t *testing.T, f *mountFixture) (string, string) {
+			return f.backing, filepath.Join(f.dir, "nope")
+		}, nil, "does not exist", "hint: create it: mkdir"},
+		{"mount point is a file", func(t *testing.T, f *mountFixture) (string, string) {
+			p := filepath.Join(f.dir, "file")
+			require.NoError(t, os.WriteFile(p, nil, 0o600))
+			return f.backing, p
+		}, nil, "is not a directory", ""},
+		{"mount point not empty", func(t *testing.T, f *mountFixture) (string, string) {
+			require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "x"), nil, 0o600))
+			return f.backing, f.mnt
+		}, nil, "is not empty", "hint: coffer mounts only on an empty directory"},
+		{"mount point inside backing", func(t *testing.T, f *mountFixture) (string, string) {
+			p := filepath.Join(f.backing, "inner")
+			require.NoError(t, os.Mkdir(p, 0o700))
+			return f.backing, p
+		}, nil, "inside the backing directory", ""},
+		{"backing not initialised", func(t *testing.T, f *mountFixture) (string, string) {
+			p := filepath.Join(f.dir, "plain")
+			require.NoError(t, os.Mkdir(p, 0o700))
+			return p, f.mnt
+		}, nil, "not initialised", "hint: initialise it"},
+		{"backing missing", func(t *testing.T, f *mountFixture) (string, string) {
+			return filepath.Join(f.dir, "nope"), f.mnt
+		}, nil, "does not exist", ""},
+		{"unknown master ID", func(t *testing.T, f *mountFixture) (string, string) {
+			return f.backing, f.mnt
+		}, []string{"--master", "0badc0de"}, "volume has no master key 0badc0de", "hint: its master keys:"},
+		{"key file readable by others", func(t *testing.T, f *mountFixture) (string, string) {
+			require.NoError(t, os.Chmod(f.key, 0o640))
+			return f.backing, f.mnt
+		}, nil, "failed to unlock volume", "hint: chmod 600 "},
+		{"wrong key file", func(t *testing.T, f *mountFixture) (string, string) {
+			require.NoError(t, os.Remove(f.key))
+			requireOK(t, cli(t, "keys", "create", f.keyURI()))
+			return f.backing, f.mnt
+		}, nil, "wrong master key", "hint: check the key file or passphrase"},
+		{"missing key file", func(t *testing.T, f *mountFixture) (string, string) {
+			require.NoError(t, os.Remove(f.key))
+			return f.backing, f.mnt
+		}, nil, "no such file or directory", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newMountFixture(t)
+			f.init(t)
+			backing, mnt := tt.setup(t, f)
+			before := snapshot(t, f.backing)
+
+			args := append([]string{"mount", backing, mnt, "--log-file", f.log}, tt.extra...)
+			r := cliProcess(t, args...)
+			assertFailure(t, r, exitFailure, tt.want)
+			if tt.hint != "" {
+				assert.Contains(t, r.stderr, tt.hint)
+			}
+			assert.False(t, isMounted(t, mnt), "a refused mount is mounted")
+			assert.Equal(t, before, snapshot(t, f.backing), "a refused mount changed the backing directory")
+		})
+	}
+}
+
+func TestMountAlreadyMounted(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	before := snapshot(t, f.backing)
+
+	r := f.mount(t)
+	assertFailure(t, r, exitFailure, "is already a mount point (fuse.coffer)")
+	assert.Contains(t, r.stderr, "hint: unmount it first: coffer unmount "+f.mnt)
+	assert.Equal(t, before, snapshot(t, f.backing))
+	assert.True(t, isMounted(t, f.mnt), "the first mount must survive")
+}
+
+func TestMountPassphrase(t *testing.T) {
+	f := newMountFixture(t)
+	good := f.passphraseFile(t, "good.txt", "the right passphrase")
+	bad := f.passphraseFile(t, "bad.txt", "the wrong passphrase")
+	args := append([]string{"init", f.backing, "--master", "passphrase:", "--passphrase-file", good},
+		cheapArgon2...)
+	requireOK(t, cli(t, args...))
+	before := snapshot(t, f.backing)
+
+	r := f.mount(t, "--passphrase-file", bad)
+	assertFailure(t, r, exitFailure, "wrong master key")
+	assert.False(t, isMounted(t, f.mnt))
+	assert.Equal(t, before, snapshot(t, f.backing))
+
+	// No terminal, no file: a clear error, not a hang.
+	r = f.mount(t)
+	assertFailure(t, r, exitFailure, "no terminal")
+	assert.Contains(t, r.stderr, "hint: pass --passphrase-file FILE")
+	assert.Equal(t, before, snapshot(t, f.backing))
+
+	requireOK(t, f.mount(t, "--passphrase-file", good))
+	require.True(t, isMounted(t, f.mnt))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "f"), []byte("data"), 0o600))
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+	assert.False(t, isMounted(t, f.mnt))
+}
+
+func TestMountReadOnly(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t, "-o", "ro"))
+	err := os.WriteFile(filepath.Join(f.mnt, "f"), []byte("x"), 0o600)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, syscall.EROFS)
+}
+
+func TestMountForegroundSignal(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			f := newMountFixture(t)
+			f.init(t)
+
+			readyR, readyW, err := os.Pipe()
+			require.NoError(t, err)
+			defer readyR.Close()
+			cmd := exec.Command(os.Args[0], "mount", "--foreground", "--ready-fd=3", "--log-file", f.log,
+				f.backing, f.mnt)
+			cmd.Env = append(os.Environ(), mainEnv+"=1")
+			cmd.ExtraFiles = []*os.File{readyW}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			require.NoError(t, cmd.Start())
+			readyW.Close()
+			t.Cleanup(func() {
+				if cmd.ProcessState == nil {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
+				}
+			})
+
+			var msg readyMessage
+			require.NoError(t, json.NewDecoder(readyR).Decode(&msg), "stderr: %s", stderr.String())
+			require.True(t, msg.OK, "mount failed: %s", msg.Error)
+			require.True(t, isMounted(t, f.mnt))
+
+			require.NoError(t, cmd.Process.Signal(sig))
+			require.NoError(t, cmd.Wait(), "stderr: %s", stderr.String())
+			assert.Equal(t, 0, cmd.ProcessState.ExitCode())
+			assert.False(t, isMounted(t, f.mnt), "the mount survived %s", sig)
+		})
+	}
+}
+
+func TestUnmountRefusals(t *testing.T) {
+	dir := t.TempDir()
+	assertFailure(t, cli(t, "unmount", dir), exitFailure, "is not mounted")
+	assertFailure(t, cli(t, "unmount", filepath.Join(dir, "missing")), exitFailure, "does not exist")
+
+	r := cli(t, "unmount", "/proc")
+	assertFailure(t, r, exitFailure, "is not a coffer mount (it is proc)")
+}
