@@ -1,0 +1,182 @@
+package fs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/fs/content"
+)
+
+// tamperSize is the plaintext size of the files the tampering tests damage:
+// three full blocks and a partial fourth.
+const tamperSize = 3*bs + 500
+
+// writeBacking writes plaintext files into the volume with the engine, as a
+// mount would.
+func writeBacking(t *testing.T, v *testVolume, files map[string][]byte) {
+	t.Helper()
+	f := newFilesystem(v.backing, v.opts)
+	for name, data := range files {
+		h := openTestHandle(t, f, name)
+		_, err := h.writeAt(data, 0)
+		require.NoError(t, err)
+	}
+}
+
+// edit changes a backing file in place.
+func edit(t *testing.T, path string, change func([]byte) []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, change(b), 0o644))
+}
+
+func flip(off int64) func([]byte) []byte {
+	return func(b []byte) []byte { b[off] ^= 0x04; return b }
+}
+
+func blockAt(i int) int64 { return content.BlockOffset(uint64(i)) }
+
+func TestTamperedFilesFailWithEIO(t *testing.T) {
+	const slot0 = 24
+	all := []int{0, 1, 2, 3}
+	tests := []struct {
+		name      string
+		tamper    func(t *testing.T, a, b string)
+		badBlocks []int // blocks whose reads fail
+		logBlock  any   // block named by the first warning: a number or "header"
+		size      int64 // size stat reports, 0 for tamperSize
+	}{
+		{name: "bit flip in wrapped key of slot", badBlocks: all, logBlock: "header",
+			tamper: func(t *testing.T, a, _ string) { edit(t, a, flip(slot0+14+20)) }},
+		{name: "bit flip in slot key ID", badBlocks: all, logBlock: "header",
+			tamper: func(t *testing.T, a, _ string) { edit(t, a, flip(slot0+3)) }},
+		{name: "bit flip in slot generation", badBlocks: all, logBlock: "header",
+			tamper: func(t *testing.T, a, _ string) { edit(t, a, flip(slot0+11)) }},
+		{name: "bit flip in file ID", badBlocks: all, logBlock: "header",
+			tamper: func(t *testing.T, a, _ string) { edit(t, a, flip(10)) }},
+		{name: "bit flip in magic", badBlocks: all, logBlock: "header",
+			tamper: func(t *testing.T, a, _ string) { edit(t, a, flip(0)) }},
+		{name: "newer format version", badBlocks: all, logBlock: "header",
+			tamper: func(t *testing.T, a, _ string) {
+				edit(t, a, func(b []byte) []byte { binary.BigEndian.PutUint16(b[6:], 2); return b })
+			}},
+		{name: "bit flip in block ciphertext", badBlocks: []int{1}, logBlock: 1.0,
+			tamper: func(t *testing.T, a, _ string) { edit(t, a, flip(blockAt(1)+1000)) }},
+		{name: "bit flip in block nonce", badBlocks: []int{2}, logBlock: 2.0,
+			tamper: func(t *testing.T, a, _ string) { edit(t, a, flip(blockAt(2)+3)) }},
+		{name: "bit flip in tag of last block", badBlocks: []int{3}, logBlock: 3.0,
+			tamper: func(t *testing.T, a, _ string) { edit(t, a, flip(blockAt(3)+content.NonceSize+500+5)) }},
+		{name: "zeroed block", badBlocks: []int{2}, logBlock: 2.0,
+			tamper: func(t *testing.T, a, _ string) {
+				edit(t, a, func(b []byte) []byte { clear(b[blockAt(2):blockAt(3)]); return b })
+			}},
+		{name: "swapped blocks", badBlocks: []int{0, 1}, logBlock: 0.0,
+			tamper: func(t *testing.T, a, _ string) {
+				edit(t, a, func(b []byte) []byte {
+					b0 := slices.Clone(b[blockAt(0):blockAt(1)])
+					copy(b[blockAt(0):], b[blockAt(1):blockAt(2)])
+					copy(b[blockAt(1):], b0)
+					return b
+				})
+			}},
+		{name: "block moved from another file", badBlocks: []int{1}, logBlock: 1.0,
+			tamper: func(t *testing.T, a, other string) {
+				src, err := os.ReadFile(other)
+				require.NoError(t, err)
+				edit(t, a, func(b []byte) []byte {
+					copy(b[blockAt(1):blockAt(2)], src[blockAt(1):blockAt(2)])
+					return b
+				})
+			}},
+		{name: "header copied from another file", badBlocks: all, logBlock: 0.0,
+			tamper: func(t *testing.T, a, other string) {
+				src, err := os.ReadFile(other)
+				require.NoError(t, err)
+				edit(t, a, func(b []byte) []byte { copy(b, src[:content.HeaderSize]); return b })
+			}},
+		{name: "truncated mid-block", badBlocks: []int{3}, logBlock: 3.0, size: 3*bs + 160,
+			tamper: func(t *testing.T, a, _ string) { require.NoError(t, os.Truncate(a, blockAt(3)+200)) }},
+		{name: "truncated to a torn tail", badBlocks: []int{3}, logBlock: 3.0, size: 3*bs + 1,
+			tamper: func(t *testing.T, a, _ string) { require.NoError(t, os.Truncate(a, blockAt(3)+20)) }},
+		{name: "truncated inside the header", badBlocks: []int{0}, logBlock: "header", size: 1,
+			tamper: func(t *testing.T, a, _ string) { require.NoError(t, os.Truncate(a, 100)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newTestVolume(t)
+			want := pattern(1, tamperSize)
+			writeBacking(t, v, map[string][]byte{"a": want, "b": pattern(2, tamperSize)})
+			a := filepath.Join(v.backing, "a")
+			tt.tamper(t, a, filepath.Join(v.backing, "b"))
+			before := snapshot(t, v.backing)
+
+			mnt := v.mount(t)
+			p := filepath.Join(mnt, "a")
+			size := tt.size
+			if size == 0 {
+				size = tamperSize
+			}
+			st, err := os.Stat(p)
+			require.NoError(t, err)
+			assert.Equal(t, size, st.Size())
+
+			got, err := readAll(p)
+			assert.ErrorIs(t, err, syscall.EIO, "reading the whole file")
+			assert.True(t, bytes.HasPrefix(want, got), "bytes before the error must be the plaintext")
+
+			checkBlocks(t, p, want, tt.badBlocks, size)
+			assertWarned(t, v, a, tt.logBlock)
+			assert.Equal(t, before, snapshot(t, v.backing), "reads must not change the backing directory")
+
+			other, err := os.ReadFile(filepath.Join(mnt, "b"))
+			require.NoError(t, err, "the other file is intact")
+			assert.Equal(t, pattern(2, tamperSize), other)
+		})
+	}
+}
+
+// checkBlocks reads each block on its own: bad ones fail with EIO, the
+// others return the plaintext.
+func checkBlocks(t *testing.T, path string, want []byte, bad []int, size int64) {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fd)
+
+	for i := range 4 {
+		if int64(i*bs) >= size {
+			break
+		}
+		buf := make([]byte, bs)
+		n, err := unix.Pread(fd, buf, int64(i*bs))
+		if slices.Contains(bad, i) {
+			assert.ErrorIs(t, err, syscall.EIO, "block %d", i)
+			continue
+		}
+		require.NoError(t, err, "block %d", i)
+		assert.Equal(t, want[i*bs:min(len(want), (i+1)*bs)], buf[:n], "block %d", i)
+	}
+}
+
+// assertWarned checks that a warning names the backing file and the block.
+func assertWarned(t *testing.T, v *testVolume, backing string, block any) {
+	t.Helper()
+	for _, e := range v.logs.entries(t) {
+		if e["level"] == "warn" && e["backing"] == backing {
+			assert.Equal(t, block, e["block"], "block in %v", e)
+			assert.NotEmpty(t, e["reason"])
+			return
+		}
+	}
+	t.Errorf("no warning names %s; log:\n%s", backing, v.logs.String())
+}
