@@ -27,8 +27,9 @@
 // ReadConfig, WriteConfig), is public: volume ID, file format, the master
 // entries (kind, URI, public params such as an Argon2id salt), the ring's
 // public key list and the sealed ring copies. Init creates a volume; Unlock
-// returns its Ring given one working master. docs/format.md specifies the
-// bytes.
+// returns its Ring given one working master; SealRing and UnsealRing make
+// and open single sealed copies, for rotation and enrolment of further
+// masters. docs/format.md specifies the bytes.
 //
 // # Threat model
 //

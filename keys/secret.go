@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"fmt"
-	"runtime"
 
 	"github.com/rs/zerolog"
 )
@@ -12,23 +11,24 @@ import (
 const redacted = "[REDACTED]"
 
 // Secret holds key material: a master key, a passphrase, a key derived from
-// either. Its bytes live in their own memory mapping that is locked against
+// either. Its bytes sit on whole memory pages of their own, locked against
 // swapping (mlock) and excluded from core dumps where the OS allows it;
 // Locked reports whether the lock succeeded. The bytes are reached only
 // through InsecureBytes, and String, fmt verbs, JSON and zerolog output all
 // print a redaction marker instead.
 //
-// Wipe zeroes and releases the memory; a Secret that becomes unreachable
-// without Wipe is wiped by a cleanup when the garbage collector frees it.
-// A Secret is not safe for use by several goroutines while one of them calls
-// Wipe. The zero value and nil are empty secrets.
+// Wipe zeroes the bytes and unlocks the pages. Call it as soon as the
+// secret is no longer needed: a Secret dropped without Wipe is not zeroed
+// (its pages stay locked and out of core dumps until the process exits).
+// The memory is ordinary Go memory, so a slice from InsecureBytes stays
+// valid for as long as it is referenced, even after the Secret itself is
+// unreachable. A Secret is not safe for use by several goroutines while one
+// of them calls Wipe. The zero value and nil are empty secrets.
 type Secret struct {
-	_       noCopy
-	b       []byte // the secret, a prefix of mem
-	mem     []byte // the whole mapping, nil when heap-allocated
-	locked  bool
-	cleanup runtime.Cleanup
-	hasCln  bool
+	_      noCopy
+	b      []byte // the secret, a prefix of pages
+	pages  []byte // whole pages holding b, nil when not page-backed
+	locked bool
 }
 
 // NewSecret returns a zeroed Secret of n bytes for the caller to fill through
@@ -38,14 +38,12 @@ func NewSecret(n int) *Secret {
 		panic("keys: negative secret length")
 	}
 	s := &Secret{}
-	s.mem, s.locked = allocLocked(n)
-	if s.mem == nil {
+	s.pages, s.locked = allocPages(n)
+	if s.pages == nil {
 		s.b = make([]byte, n)
 		return s
 	}
-	s.b = s.mem[:n:n]
-	s.cleanup = runtime.AddCleanup(s, freeLocked, lockedMem{mem: s.mem, locked: s.locked})
-	s.hasCln = true
+	s.b = s.pages[:n:n]
 	return s
 }
 
@@ -98,19 +96,17 @@ func (s *Secret) Equal(o *Secret) bool {
 		s.Len() == o.Len()
 }
 
-// Wipe zeroes the secret and releases its memory. It is idempotent; after
+// Wipe zeroes the secret and unlocks its pages. It is idempotent; after
 // Wipe the Secret is empty.
 func (s *Secret) Wipe() {
 	if s == nil {
 		return
 	}
 	clear(s.b)
-	if s.hasCln {
-		s.cleanup.Stop()
-		s.hasCln = false
-		freeLocked(lockedMem{mem: s.mem, locked: s.locked})
+	if s.pages != nil {
+		releasePages(s.pages, s.locked)
 	}
-	s.b, s.mem, s.locked = nil, nil, false
+	s.b, s.pages, s.locked = nil, nil, false
 }
 
 // String returns a redaction marker, never the secret.
@@ -131,13 +127,6 @@ func (s *Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // MarshalZerologObject logs only that a secret was present.
 func (s *Secret) MarshalZerologObject(e *zerolog.Event) { e.Bool("redacted", true) }
-
-// lockedMem is a mapping to release, passed to the GC cleanup by value so
-// that the cleanup does not keep the Secret reachable.
-type lockedMem struct {
-	mem    []byte
-	locked bool
-}
 
 // noCopy makes go vet's copylocks check report copies of a Secret, which
 // would escape Wipe.

@@ -2,38 +2,36 @@ package keys
 
 import (
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// allocLocked maps n bytes (rounded up to whole pages) of anonymous memory,
-// excludes it from core dumps and locks it against swapping. It returns nil
-// when the mapping fails, and locked=false when only mlock fails.
-func allocLocked(n int) (mem []byte, locked bool) {
+// allocPages returns page-aligned Go memory of whole pages holding at least
+// n bytes, used by nothing else, so that locking and unlocking it cannot
+// affect other data. It marks the pages excluded from core dumps and locks
+// them; locked is false when mlock fails. It returns nil for n == 0.
+//
+// Go's garbage collector never moves heap objects, so the pages stay where
+// they were locked; slices into them keep the whole allocation alive.
+func allocPages(n int) (pages []byte, locked bool) {
 	if n == 0 {
 		return nil, false
 	}
 	page := os.Getpagesize()
 	size := (n + page - 1) / page * page
-	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return nil, false
-	}
-	// Best effort: older kernels lack these advice values.
-	_ = unix.Madvise(mem, unix.MADV_DONTDUMP)
-	_ = unix.Madvise(mem, unix.MADV_WIPEONFORK)
-	return mem, unix.Mlock(mem) == nil
+	raw := make([]byte, size+page)
+	off := (page - int(uintptr(unsafe.Pointer(&raw[0]))%uintptr(page))) % page
+	pages = raw[off : off+size : off+size]
+
+	_ = unix.Madvise(pages, unix.MADV_DONTDUMP) // best effort: kernels before 3.4 lack it
+	return pages, unix.Mlock(pages) == nil
 }
 
-// freeLocked zeroes, unlocks and unmaps memory from allocLocked.
-func freeLocked(m lockedMem) {
-	if m.mem == nil {
-		return
+// releasePages undoes allocPages once the pages are zeroed.
+func releasePages(pages []byte, locked bool) {
+	if locked {
+		_ = unix.Munlock(pages)
 	}
-	clear(m.mem)
-	if m.locked {
-		_ = unix.Munlock(m.mem)
-	}
-	_ = unix.Munmap(m.mem)
+	_ = unix.Madvise(pages, unix.MADV_DODUMP)
 }

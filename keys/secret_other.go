@@ -2,9 +2,9 @@
 
 package keys
 
-// allocLocked returns nil: on this platform secrets live on the Go heap and
-// are not locked against swapping.
-func allocLocked(n int) (mem []byte, locked bool) { return nil, false }
+// allocPages returns nil: on this platform secrets live in ordinary Go
+// memory and are not locked against swapping.
+func allocPages(int) (pages []byte, locked bool) { return nil, false }
 
-// freeLocked zeroes memory; there is no mapping to release.
-func freeLocked(m lockedMem) { clear(m.mem) }
+// releasePages has nothing to undo on this platform.
+func releasePages([]byte, bool) {}

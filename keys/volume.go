@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,7 +29,8 @@ type InitOptions struct {
 // .coffer folder (ErrAlreadyInitialized: it never overwrites a volume), or
 // that holds any other entry (ErrNotEmpty). Every master seals, and each
 // sealed copy is checked to unseal, before the disk is touched; on any
-// failure backing is left as it was.
+// failure backing is left as it was. Init does not wipe the masters: that
+// is left to the caller, which may still need them.
 func Init(ctx context.Context, backing string, masters []Enrollment,
 	opts InitOptions) (*Config, *Ring, error) {
 	if err := checkEnrollments(masters); err != nil {
@@ -138,7 +140,8 @@ func newVolume(ctx context.Context, masters []Enrollment) (*Config, *Ring, error
 	return cfg, ring, nil
 }
 
-// enroll adds master m to cfg with a fresh ID and its sealed ring copy.
+// enroll adds master m to cfg with a fresh ID and its sealed ring copy,
+// checking that the copy unseals.
 func (c *Config) enroll(ctx context.Context, m Enrollment, payload []byte) error {
 	id, err := c.newMasterID()
 	if err != nil {
@@ -154,7 +157,7 @@ func (c *Config) enroll(ctx context.Context, m Enrollment, payload []byte) error
 		return fmt.Errorf("failed to check ring sealed with master key %s: %w",
 			RedactURI(m.URI), err)
 	}
-	same := string(back) == string(payload)
+	same := subtle.ConstantTimeCompare(back, payload) == 1
 	clear(back)
 	if !same {
 		return fmt.Errorf("failed to check ring sealed with master key %s: unsealed payload "+
@@ -165,6 +168,44 @@ func (c *Config) enroll(ctx context.Context, m Enrollment, payload []byte) error
 		Added: now(), Params: m.Params})
 	c.Ring.Sealed[id] = sealed
 	return nil
+}
+
+// SealRing seals ring with master m for the master entry masterID of volume
+// vol, as Init does for each master. Rotation and enrolling another master
+// use it to produce a new sealed copy.
+func SealRing(ctx context.Context, ring *Ring, vol VolumeID, masterID string,
+	m Master) ([]byte, error) {
+	payload, err := ring.marshalPayload(vol)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(payload)
+	sealed, err := m.Seal(ctx, payload, RingAD(vol, masterID))
+	if err != nil {
+		return nil, fmt.Errorf("failed to seal ring: %w", err)
+	}
+	return sealed, nil
+}
+
+// UnsealRing opens a sealed ring copy of volume vol for master entry
+// masterID with master m, and checks that the ring names vol. A failed
+// authentication returns an error wrapping ErrWrongKey.
+func UnsealRing(ctx context.Context, sealed []byte, vol VolumeID, masterID string,
+	m Master) (*Ring, error) {
+	payload, err := m.Unseal(ctx, sealed, RingAD(vol, masterID))
+	if err != nil {
+		return nil, err
+	}
+	defer clear(payload)
+	got, ring, err := unmarshalPayload(payload)
+	if err != nil {
+		return nil, fmt.Errorf("failed to decode sealed ring: %w", err)
+	}
+	if got != vol {
+		return nil, fmt.Errorf("%w: sealed ring belongs to volume %s, not %s",
+			ErrMalformed, got, vol)
+	}
+	return ring, nil
 }
 
 // newMasterID returns 8 random lowercase hex characters not used in c.
@@ -305,21 +346,11 @@ func (c *Config) unlockWith(ctx context.Context, m MasterEntry, open OpenFunc) (
 		defer w.Wipe()
 	}
 
-	payload, err := master.Unseal(ctx, c.Ring.Sealed[m.ID], RingAD(c.VolumeID, m.ID))
+	ring, err := UnsealRing(ctx, c.Ring.Sealed[m.ID], c.VolumeID, m.ID, master)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(payload)
-	vol, ring, err := unmarshalPayload(payload)
-	if err != nil {
-		return nil, fmt.Errorf("failed to decode sealed ring: %w", err)
-	}
-
-	switch {
-	case vol != c.VolumeID:
-		return nil, fmt.Errorf("%w: sealed ring belongs to volume %s, not %s",
-			ErrMalformed, vol, c.VolumeID)
-	case ring.Generation() != c.Ring.Generation:
+	if ring.Generation() != c.Ring.Generation {
 		return nil, fmt.Errorf("%w: sealed ring has generation %d, config says %d",
 			ErrMalformed, ring.Generation(), c.Ring.Generation)
 	}

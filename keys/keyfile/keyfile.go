@@ -172,6 +172,16 @@ func (e *PermissionError) Hint() string { return "chmod 600 " + e.Path }
 // New returns a Master for the key-file bytes key, which must be Size bytes.
 // key is only read; the caller still owns and wipes it.
 func New(key *keys.Secret) (keys.Master, error) {
+	derived, err := deriveKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return box.New(derived)
+}
+
+// deriveKey returns HKDF-SHA256(key, no salt, "coffer keyfile v1"), the key
+// that seals the ring.
+func deriveKey(key *keys.Secret) (*keys.Secret, error) {
 	if key.Len() != Size {
 		return nil, fmt.Errorf("key file key must be %d bytes, got %d", Size, key.Len())
 	}
@@ -179,7 +189,7 @@ func New(key *keys.Secret) (keys.Master, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to derive key: %w", err)
 	}
-	return box.New(keys.SecretFromBytes(derived))
+	return keys.SecretFromBytes(derived), nil
 }
 
 // Open loads the key file at path and returns its Master.

@@ -153,7 +153,7 @@ func ParseParams(raw json.RawMessage) (Params, error) {
 	if len(raw) == 0 {
 		return p, errors.New("passphrase master has no params")
 	}
-	if err := json.Unmarshal(raw, &p); err != nil {
+	if err := p.UnmarshalJSON(raw); err != nil {
 		return Params{}, err
 	}
 	return p, nil
