@@ -1,3 +1,140 @@
 // Package fs is coffer's FUSE file system: a go-fuse node tree over a backing
-// directory in which every regular file is stored encrypted.
+// directory in which every regular file is stored encrypted in the format of
+// package [github.com/cofferfs/coffer/fs/content].
+//
+// [Mount] mounts a backing directory; [NewRoot] returns the root node for
+// callers that mount with go-fuse themselves. [Options] carries the volume ID,
+// the [KeyWrapper] that wraps per-file data keys (the volume's key ring), a
+// zerolog logger and the mount flags.
+//
+// # Concepts
+//
+// The node tree is go-fuse's loopback: every node embeds a
+// [github.com/hanwen/go-fuse/v2/fs.LoopbackNode] created through the
+// loopback's NewNode hook, so names, directories, symlinks, hard links,
+// renames (with RENAME_NOREPLACE and RENAME_EXCHANGE), permissions, owners,
+// times, xattrs, statfs and special files are those of the backing
+// directory, unchanged. File names, sizes
+// rounded to blocks, timestamps, permissions and xattrs are therefore
+// visible in the backing directory; only file contents are encrypted.
+//
+// The node overrides what touches contents:
+//
+//   - Lookup, Getattr, Statx, Setattr, Create, Link and Mknod report the
+//     plaintext size of regular files, computed from the backing size alone,
+//     and st_blocks as whole 4 KiB blocks of that size, so that no file
+//     looks sparse.
+//   - Open and Create return a handle that encrypts and decrypts. Setattr
+//     with a size, ftruncate and fallocate (mode 0) go through the same
+//     engine.
+//   - In the root, the reserved folder ".coffer" (volume configuration) is
+//     invisible: Lookup answers ENOENT and listings skip it. Creating it by
+//     any means (create, mkdir, mknod, symlink, link, rename onto it)
+//     answers EPERM.
+//   - O_TMPFILE and copy_file_range answer ENOSYS; the kernel then fails
+//     O_TMPFILE with EOPNOTSUPP and copies with reads and writes.
+//
+// Each backing inode with an open handle has one shared state, keyed by its
+// device and inode number and reference-counted by handles, so hard links
+// and repeated opens share it. It holds the file's lock and its unwrapped
+// data key (DEK) as a [github.com/cofferfs/coffer/fs/content.Cipher],
+// unwrapped once on first use and dropped with the last handle. A new
+// file's backing file stays empty until the first write, which draws a
+// random file ID and DEK, wraps the DEK with the ring's primary key (slot 0,
+// generation 1) and writes the header together with the first blocks.
+// Truncation to zero empties the backing file, so the next write starts
+// over with a fresh key.
+//
+// Reads fetch the covering cipher blocks with one pread and decrypt them;
+// requests aligned to blocks decrypt straight into the kernel's buffer.
+// Writes read, decrypt and merge the partial first and last blocks, encrypt
+// every touched block into one buffer and write it with one pwrite. Gaps
+// left by writing past the end or truncating up are filled with encrypted
+// zero blocks: the backing file never has holes, so a zeroed block is
+// tampering, never silent zeros. Backing files are always opened read-write
+// (a partial block write reads first), except on a read-only mount, and for
+// read-only opens of files the daemon may not write.
+//
+// # Kernel caching
+//
+// File contents use the kernel page cache without FOPEN_KEEP_CACHE and
+// without direct I/O: shared writable mmap works, every descriptor of the
+// mount shares the page cache, and each open drops the cached pages of the
+// file, so changes made behind the mount (another host on shared storage, a
+// rotation tool) are seen on the next open. go-fuse's automatic invalidation
+// (CAP_AUTO_INVAL_DATA) also drops cached pages when a refreshed mtime or
+// size differs. The writeback cache is off: every write(2) reaches the
+// daemon before it returns, which keeps the backing file the one source of
+// truth and lets the kernel order writes and size updates.
+//
+// Attributes and directory entries are cached for one second, negative
+// entries not at all. All changes made through the mount update the
+// kernel's caches directly, so the timeouts only bound how long a change
+// made behind the mount stays invisible; one second is the libfuse default
+// and costs one LOOKUP or GETATTR per path and second, which matters for
+// tree walks (tar, git status). Negative entries are not cached because the
+// backing directory may gain files from outside the mount.
+//
+// O_APPEND is stripped from backing opens, since the handle writes at
+// computed ciphertext offsets. The kernel sends each O_APPEND write at its
+// cached end of file, taken under its inode lock, which all writes through
+// this mount update; the handle uses that offset as it is. It cannot
+// override it with its own idea of the end of file: the kernel writes back
+// dirty mmap pages through any writable handle of the inode, possibly an
+// O_APPEND one, and those writes must land where the page is.
+//
+// Requests are at most 1 MiB (MaxWrite), the kernel's limit. Kernel FUSE
+// passthrough is explicitly disabled: every read and write must pass
+// through the daemon.
+//
+// # Locking and concurrency
+//
+// go-fuse serves requests concurrently. Per file, a sync.RWMutex orders
+// data access: reads share it; writes, truncation, fallocate and header
+// creation hold it exclusively, so each read-modify-write of a block is
+// atomic with respect to every other handle, including writeback of mmap
+// pages. Attribute requests through a handle take it shared, so they never
+// see a half-done truncation. The shared-state table has its own mutex,
+// held only to look states up. The cached cipher is an atomic pointer,
+// loaded under a separate mutex when a reader finds it empty.
+//
+// flock(2) and POSIX locks are applied to the backing descriptor of the
+// handle (flock, and open file description locks for POSIX locks), so they
+// hold between processes using the mount and processes or mounts using the
+// backing directory. As with go-fuse's loopback, two descriptors opened by
+// one process hold distinct POSIX locks that conflict, which classic
+// process-owned locks would not.
+//
+// # Errors
+//
+// Handlers return syscall.Errno; one function converts Go errors. A block
+// that fails authentication (altered, swapped, moved from another file,
+// zeroed, cut short), a header that does not parse, a newer format version,
+// or a key slot that no ring key unwraps is an integrity error: the request
+// fails with EIO and a warning is logged with the backing path, the block
+// number (or "header") and the reason. Other blocks of the file stay
+// readable; a read never returns wrong plaintext, and a failed read never
+// returns part of its range. A file whose last block was cut to 1..40 bytes
+// (a torn tail) or whose backing size is below the header size reports one
+// byte more than its readable blocks, so that reading to the end reaches the
+// damage and fails with EIO instead of ending quietly; writing into that
+// region fails with EIO too, and truncating below it or to zero repairs the
+// file. If the current key slot fails but the other one unwraps, the file
+// is readable and a warning is logged.
+//
+// # Threat model
+//
+// Who can read or modify the backing directory but not the master keys
+// learns file names, directory structure, sizes (to 4 KiB blocks plus the
+// exact length of the last block), times, permissions and xattrs, but no
+// content. Altered, reordered, swapped or transplanted blocks and headers
+// are detected on read (EIO). Not detected: removing whole trailing blocks
+// (the file reads shorter), replacing a file with an older version of
+// itself (rollback), and moving, deleting or renaming whole files. The
+// daemon holds unwrapped DEKs of open files in memory, in Go's heap; see
+// docs/limitations.md and docs/format.md.
+//
+// Writes rewrite blocks in place. A crash during a write or truncation can
+// leave the block being written unreadable (EIO) even though its old
+// content had been fsynced; blocks not being written are never affected.
 package fs

@@ -44,7 +44,8 @@ const keptOpenFlags = syscall.O_SYNC | syscall.O_DSYNC | syscall.O_NOATIME
 // because partial block writes read the block first; it falls back to
 // read-only for a read-only open of a file we may not write. extra is added
 // to the flags (O_CREAT, O_EXCL) and mode is used on creation.
-func (f *filesystem) openBacking(rel string, flags, extra int, mode uint32) (fd int, writable bool, err error) {
+func (f *filesystem) openBacking(rel string, flags, extra int,
+	mode uint32) (fd int, writable bool, err error) {
 	base := flags&keptOpenFlags | extra | syscall.O_CLOEXEC
 	if f.opts.ReadOnly {
 		fd, err = f.openat(rel, base|syscall.O_RDONLY, mode)

@@ -30,10 +30,14 @@ func TestReservedFolderIsInvisibleAndUncreatable(t *testing.T) {
 		want syscall.Errno
 	}{
 		{name: "stat", op: func() error { _, err := os.Lstat(res); return err }, want: syscall.ENOENT},
-		{name: "open", op: func() error { _, err := unix.Open(res+"/volume.json", unix.O_RDONLY, 0); return err },
-			want: syscall.ENOENT},
-		{name: "create", op: func() error { _, err := unix.Open(res, unix.O_CREAT|unix.O_WRONLY, 0o644); return err },
-			want: syscall.EPERM},
+		{name: "open", want: syscall.ENOENT, op: func() error {
+			_, err := unix.Open(res+"/volume.json", unix.O_RDONLY, 0)
+			return err
+		}},
+		{name: "create", want: syscall.EPERM, op: func() error {
+			_, err := unix.Open(res, unix.O_CREAT|unix.O_WRONLY, 0o644)
+			return err
+		}},
 		{name: "mkdir", op: func() error { return unix.Mkdir(res, 0o755) }, want: syscall.EPERM},
 		{name: "mknod", op: func() error { return unix.Mkfifo(res, 0o644) }, want: syscall.EPERM},
 		{name: "symlink", op: func() error { return unix.Symlink("file", res) }, want: syscall.EPERM},
