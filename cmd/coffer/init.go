@@ -180,7 +180,7 @@ func enrollAll(ctx context.Context, a *app, opts initOptions, refs []masterkey.R
 	for _, ref := range refs {
 		e, err := masterkey.Enroll(ctx, ref.URI, mopts)
 		if err != nil {
-			return out, fmt.Errorf("failed to use master key %s: %w", ref, err)
+			return out, fmt.Errorf("failed to enroll master key %q: %w", ref.String(), err)
 		}
 		out = append(out, e)
 	}

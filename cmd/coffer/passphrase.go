@@ -18,7 +18,7 @@ const maxPassphraseFile = 64 << 10
 
 // errNoTerminal is returned when a passphrase is needed but neither a
 // terminal nor --passphrase-file can supply it.
-var errNoTerminal = withHints(errors.New("failed to read the passphrase: no terminal to prompt on"),
+var errNoTerminal = withHints(errors.New("no terminal to prompt on"),
 	"pass --passphrase-file FILE (a file holding the passphrase, mode 0600)")
 
 // readPassphraseFile reads a passphrase from path: the whole file less one
