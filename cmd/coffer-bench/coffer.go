@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// cofferTarget is coffer, driven through its command line as a user would:
+// a key file master key, "coffer init", and "coffer mount --foreground".
+type cofferTarget struct {
+	bin       string
+	masterURI string
+}
+
+var _ target = (*cofferTarget)(nil)
+
+// newCofferTarget creates the master key file in secrets. With profiling it
+// checks that "coffer mount" takes --cpuprofile.
+func newCofferTarget(ctx context.Context, bin, secrets string, profiling bool) (*cofferTarget, error) {
+	if profiling {
+		help, err := exec.CommandContext(ctx, bin, "mount", "--help").CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("failed to run coffer mount --help: %w", err)
+		}
+		if !strings.Contains(string(help), "--cpuprofile") {
+			return nil, fmt.Errorf("-cpuprofile: %s mount has no --cpuprofile flag", bin)
+		}
+	}
+
+	uri := "file://" + filepath.Join(secrets, "coffer-master.key")
+	if err := runTool(ctx, bin, "keys", "create", uri); err != nil {
+		return nil, err
+	}
+	return &cofferTarget{bin: bin, masterURI: uri}, nil
+}
+
+func (t *cofferTarget) name() string { return targetCoffer }
+
+func (t *cofferTarget) initBacking(ctx context.Context, backing string) error {
+	return runTool(ctx, t.bin, "init", backing, "--master", t.masterURI)
+}
+
+func (t *cofferTarget) mountCommand(backing, mnt, profile string) *exec.Cmd {
+	args := []string{"mount", "--foreground"}
+	if profile != "" {
+		args = append(args, "--cpuprofile", profile)
+	}
+	return exec.Command(t.bin, append(args, backing, mnt)...)
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseMountinfo(t *testing.T) {
+	tests := []struct {
+		name    string
+		line    string
+		want    mountEntry
+		wantErr bool
+	}{
+		{
+			name: "fuse with optional fields",
+			line: `45 27 0:40 / /tmp/x/mnt rw,nosuid,nodev,relatime shared:5 master:1 - fuse.coffer /tmp/x/backing rw,user_id=0`,
+			want: mountEntry{mountPoint: "/tmp/x/mnt", fsType: "fuse.coffer", source: "/tmp/x/backing",
+				options: "rw,nosuid,nodev,relatime rw,user_id=0"},
+		},
+		{
+			name: "escaped space and backslash",
+			line: `50 27 0:41 / /tmp/a\040b/c\134d rw - tmpfs tmpfs rw`,
+			want: mountEntry{mountPoint: `/tmp/a b/c\d`, fsType: "tmpfs", source: "tmpfs", options: "rw rw"},
+		},
+		{name: "no separator", line: `45 27 0:40 / /mnt rw tmpfs tmpfs rw`, wantErr: true},
+		{name: "too short", line: `45 27`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMountinfo(strings.NewReader(tt.line + "\n"))
+			if tt.wantErr {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			assert.Equal(t, tt.want, got[0])
+		})
+	}
+}
+
+func TestReadVmHWM(t *testing.T) {
+	v, err := readVmHWM("/proc/self/status")
+	require.NoError(t, err)
+	assert.Greater(t, v, int64(1<<20), "a Go test binary uses more than 1 MiB")
+}
