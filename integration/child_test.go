@@ -1,19 +1,25 @@
 package integration
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
-// The test binary re-executes itself as a writer process for the
-// concurrency test: `COFFER_IT_CHILD=1 integration.test LAYOUT DATA APPEND W N
-// CHUNK CHUNKS LINES`. It waits for its stdin to close, so that every writer
-// starts at once, then writes its CHUNKS chunks of DATA with pwrite and
-// appends LINES lines to APPEND, alternating between the two.
+// The test binary re-executes itself as a helper process for the concurrency
+// test when COFFER_IT_CHILD is set: `integration.test ROLE FLAGS`, where
+// ROLE is "pwrite" or "mmap" (a writer) or "read" (a checker). Writers wait
+// for their stdin to close, so that all start at once, then write their
+// chunks of -data and, for pwrite, append -lines lines to -append. Readers
+// read -data again and again until their stdin closes, checking every byte.
 
 // layout says which bytes of the shared file each of n writers owns.
 type layout string
@@ -54,68 +60,116 @@ func appendLine(w, j int) string {
 	return fmt.Sprintf("writer=%d line=%05d pad=%s\n", w, j, pad)
 }
 
-// writerCommand returns the command for writer w; the caller starts it and
-// closes its stdin to let it go.
-func writerCommand(l layout, data, appendPath string, w, n int, chunk int64, chunks, lines int,
-) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], string(l), data, appendPath, strconv.Itoa(w), strconv.Itoa(n),
-		strconv.FormatInt(chunk, 10), strconv.Itoa(chunks), strconv.Itoa(lines))
+// childSpec is the work of one helper process.
+type childSpec struct {
+	role   string // "pwrite", "mmap" or "read"
+	layout layout
+	data   string
+	append string
+	writer int
+	n      int
+	chunk  int64
+	chunks int
+	lines  int
+}
+
+// command returns the helper process for s; the caller starts it and closes
+// its stdin to let it go (writers) or stop (readers).
+func (s childSpec) command() *exec.Cmd {
+	cmd := exec.Command(os.Args[0], s.role, "-layout", string(s.layout), "-data", s.data,
+		"-append", s.append, "-writer", strconv.Itoa(s.writer), "-n", strconv.Itoa(s.n),
+		"-chunk", strconv.FormatInt(s.chunk, 10), "-chunks", strconv.Itoa(s.chunks),
+		"-lines", strconv.Itoa(s.lines))
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	return cmd
 }
 
+// size is the final size of the shared file.
+func (s childSpec) size() int64 { return int64(s.n) * s.chunk * int64(s.chunks) }
+
 // runChild is the entry point of a helper process; it returns the exit code.
 func runChild(args []string) int {
-	if len(args) != 8 || (args[0] != string(ranges) && args[0] != string(stripes)) {
-		fmt.Fprintf(os.Stderr, "child: bad arguments %q\n", args)
+	s, err := parseChild(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "child: %v\n", err)
 		return 2
 	}
-	if err := childWrite(layout(args[0]), args[1:]); err != nil {
-		fmt.Fprintf(os.Stderr, "child: %v\n", err)
+	switch s.role {
+	case "pwrite":
+		err = childPwrite(s)
+	case "mmap":
+		err = childMmap(s)
+	case "read":
+		err = childRead(s)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "child %s %d: %v\n", s.role, s.writer, err)
 		return 1
 	}
 	return 0
 }
 
-func childWrite(l layout, args []string) error {
-	nums := make([]int64, 5)
-	for i, s := range args[2:] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("failed to parse argument %q: %w", s, err)
-		}
-		nums[i] = v
+func parseChild(args []string) (childSpec, error) {
+	var s childSpec
+	if len(args) == 0 {
+		return s, errors.New("missing role")
 	}
-	w, n, chunk, chunks, lines := int(nums[0]), int(nums[1]), nums[2], int(nums[3]), int(nums[4])
+	s.role = args[0]
+	fs := flag.NewFlagSet(s.role, flag.ContinueOnError)
+	fs.StringVar((*string)(&s.layout), "layout", string(ranges), "")
+	fs.StringVar(&s.data, "data", "", "")
+	fs.StringVar(&s.append, "append", "", "")
+	fs.IntVar(&s.writer, "writer", 0, "")
+	fs.IntVar(&s.n, "n", 1, "")
+	fs.Int64Var(&s.chunk, "chunk", 1, "")
+	fs.IntVar(&s.chunks, "chunks", 0, "")
+	fs.IntVar(&s.lines, "lines", 0, "")
+	if err := fs.Parse(args[1:]); err != nil {
+		return s, err
+	}
+	if s.role != "pwrite" && s.role != "mmap" && s.role != "read" {
+		return s, fmt.Errorf("unknown role %q", s.role)
+	}
+	return s, nil
+}
 
-	data, err := os.OpenFile(args[0], os.O_WRONLY|os.O_CREATE, 0o644)
+// chunkData returns chunk k of the writer.
+func (s childSpec) chunkData(k int) (int64, []byte) {
+	off := s.layout.chunkOffset(s.writer, s.n, k, s.chunk, s.chunks)
+	buf := make([]byte, s.chunk)
+	for i := range buf {
+		buf[i] = stripeByte(s.writer, off+int64(i))
+	}
+	return off, buf
+}
+
+// childPwrite writes the chunks with pwrite, alternating with appends.
+func childPwrite(s childSpec) error {
+	data, err := os.OpenFile(s.data, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("failed to open data file: %w", err)
 	}
 	defer data.Close()
-	app, err := os.OpenFile(args[1], os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("failed to open append file: %w", err)
+	var app *os.File
+	if s.lines > 0 {
+		if app, err = os.OpenFile(s.append, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+			return fmt.Errorf("failed to open append file: %w", err)
+		}
+		defer app.Close()
 	}
-	defer app.Close()
 
 	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
 		return fmt.Errorf("failed to wait for the start: %w", err)
 	}
-
-	buf := make([]byte, chunk)
-	for k := 0; k < chunks || k < lines; k++ {
-		if k < chunks {
-			off := l.chunkOffset(w, n, k, chunk, chunks)
-			for i := range buf {
-				buf[i] = stripeByte(w, off+int64(i))
-			}
+	for k := 0; k < s.chunks || k < s.lines; k++ {
+		if k < s.chunks {
+			off, buf := s.chunkData(k)
 			if _, err := data.WriteAt(buf, off); err != nil {
 				return fmt.Errorf("failed to write chunk %d: %w", k, err)
 			}
 		}
-		if k < lines {
-			if _, err := app.WriteString(appendLine(w, k)); err != nil {
+		if k < s.lines {
+			if _, err := app.WriteString(appendLine(s.writer, k)); err != nil {
 				return fmt.Errorf("failed to append line %d: %w", k, err)
 			}
 		}
@@ -123,5 +177,73 @@ func childWrite(l layout, args []string) error {
 	if err := data.Sync(); err != nil {
 		return fmt.Errorf("failed to sync data file: %w", err)
 	}
-	return app.Sync()
+	if app != nil {
+		return app.Sync()
+	}
+	return nil
+}
+
+// childMmap writes the chunks through a shared mapping of the whole file,
+// which must already have its final size, with an msync every few chunks so
+// that writeback runs while the other writers write.
+func childMmap(s childSpec) error {
+	f, err := os.OpenFile(s.data, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("failed to open data file: %w", err)
+	}
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(s.size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("failed to map data file: %w", err)
+	}
+	defer unix.Munmap(mem)
+
+	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
+		return fmt.Errorf("failed to wait for the start: %w", err)
+	}
+	for k := 0; k < s.chunks; k++ {
+		off, buf := s.chunkData(k)
+		copy(mem[off:], buf)
+		if k%8 == 7 || k == s.chunks-1 {
+			if err := unix.Msync(mem, unix.MS_SYNC); err != nil {
+				return fmt.Errorf("failed to msync after chunk %d: %w", k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// childRead reads the shared file from a fresh descriptor until stdin
+// closes, and fails on any read error or on a byte that is neither zero (not
+// written yet) nor its owner's.
+func childRead(s childSpec) error {
+	var stop atomic.Bool
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		stop.Store(true)
+	}()
+	for pass := 0; !stop.Load() || pass < 2; pass++ {
+		data, err := os.ReadFile(s.data)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("pass %d: failed to read data file: %w", pass, err)
+		}
+		if int64(len(data)) > s.size() {
+			return fmt.Errorf("pass %d: file is %d bytes, more than %d", pass, len(data), s.size())
+		}
+		if off := badByte(s, data); off >= 0 {
+			return fmt.Errorf("pass %d: wrong byte %#x at offset %d of %d", pass, data[off], off, len(data))
+		}
+	}
+	return nil
+}
+
+// badByte returns the first offset whose byte is neither zero nor its
+// owner's, or -1.
+func badByte(s childSpec, data []byte) int64 {
+	for off, b := range data {
+		if b != 0 && b != stripeByte(s.layout.owner(int64(off), s.n, s.chunk, s.chunks), int64(off)) {
+			return int64(off)
+		}
+	}
+	return -1
 }

@@ -17,45 +17,77 @@ import (
 )
 
 // TestConcurrentWriters starts several processes at once that write
-// disjoint parts of one file, which they did not size beforehand, and append
-// lines to another file opened with O_APPEND. Afterwards, and again after a
+// disjoint parts of one file and append lines to another file opened with
+// O_APPEND, while other processes read the first file again and again.
+// Writers use pwrite (the shared file not sized beforehand, so writes past
+// the end race with the gap filling), dd, or a shared writable mmap (whose
+// writeback is not serialised by the kernel). Readers must never fail nor see
+// a byte that is neither zero nor its writer's; afterwards, and again after a
 // remount, every byte must be its writer's and every line must be there
 // exactly once and unbroken.
 func TestConcurrentWriters(t *testing.T) {
 	requireTools(t, "dd")
-	const writers = 6
+	const writers, readers = 6, 2
 	tests := []struct {
 		name   string
 		layout layout
 		chunk  int64
 		chunks int
 		lines  int
-		dd     bool // write with dd conv=notrunc instead of the test binary
+		dd     bool // pwrite writers are dd conv=notrunc processes
+		mmap   int  // writers 0..mmap-1 write through mmap; the file is sized first
 	}{
-		// Ranges of 1 MiB + 6*977 bytes: neighbours share a block.
+		// Ranges of 1 MiB + 257*3 bytes: neighbours share a block.
 		{name: "ranges", layout: ranges, chunk: 4099, chunks: 257, lines: 300},
 		// Stripes of 1000 bytes: every block is shared by 4-6 writers.
 		{name: "interleaved stripes", layout: stripes, chunk: 1000, chunks: 400, lines: 300},
+		{name: "stripes, two writers through mmap", layout: stripes, chunk: 1000, chunks: 400,
+			lines: 300, mmap: 2},
 		{name: "ranges, dd conv=notrunc", layout: ranges, chunk: 4099, chunks: 257, dd: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			v := newVolume(t)
-			data, app := v.path("shared.bin"), v.path("append.log")
-			cmds := make([]*exec.Cmd, writers)
-			for w := range cmds {
-				if tc.dd {
-					cmds[w] = ddWriter(t, data, w, tc.chunk, tc.chunks)
-				} else {
-					cmds[w] = writerCommand(tc.layout, data, app, w, writers, tc.chunk, tc.chunks, tc.lines)
-				}
+			base := childSpec{layout: tc.layout, data: v.path("shared.bin"), append: v.path("append.log"),
+				n: writers, chunk: tc.chunk, chunks: tc.chunks}
+			if tc.mmap > 0 {
+				require.NoError(t, os.WriteFile(base.data, nil, 0o644))
+				require.NoError(t, os.Truncate(base.data, base.size()))
 			}
-			startTogether(t, cmds)
+
+			var cmds []*exec.Cmd
+			var appenders []int
+			for w := 0; w < writers; w++ {
+				s := base
+				s.role, s.writer = "pwrite", w
+				switch {
+				case w < tc.mmap:
+					s.role = "mmap"
+				case tc.dd:
+					cmds = append(cmds, ddWriter(t, s))
+					continue
+				default:
+					s.lines = tc.lines
+					if s.lines > 0 {
+						appenders = append(appenders, w)
+					}
+				}
+				cmds = append(cmds, s.command())
+			}
+			readerCmds := make([]*exec.Cmd, readers)
+			for r := range readerCmds {
+				s := base
+				s.role = "read"
+				readerCmds[r] = s.command()
+			}
+			stopReaders := startAll(t, readerCmds)
+			waitAll(t, startAll(t, cmds), cmds)
+			waitAll(t, stopReaders, readerCmds)
 
 			check := func(t *testing.T) {
-				checkShared(t, data, tc.layout, writers, tc.chunk, tc.chunks)
-				if tc.lines > 0 {
-					checkAppended(t, app, writers, tc.lines)
+				checkShared(t, base)
+				if len(appenders) > 0 {
+					checkAppended(t, base.append, appenders, tc.lines)
 				}
 			}
 			check(t)
@@ -65,35 +97,32 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 }
 
-// ddWriter returns a dd process that writes writer w's range from a source
-// file prepared outside the mount.
-func ddWriter(t *testing.T, data string, w int, chunk int64, chunks int) *exec.Cmd {
-	size := chunk * int64(chunks)
-	off := int64(w) * size
+// ddWriter returns a dd process that writes writer s.writer's range from a
+// source file prepared outside the mount, once its stdin closes.
+func ddWriter(t *testing.T, s childSpec) *exec.Cmd {
+	size := s.chunk * int64(s.chunks)
+	off := int64(s.writer) * size
 	buf := make([]byte, size)
 	for i := range buf {
-		buf[i] = stripeByte(w, off+int64(i))
+		buf[i] = stripeByte(s.writer, off+int64(i))
 	}
 	src := filepath.Join(t.TempDir(), "range")
 	require.NoError(t, os.WriteFile(src, buf, 0o644))
-	// dd reads stdin only as the start signal: "if=" names the data.
 	return exec.Command("bash", "-c", `cat >/dev/null && exec dd if="$1" of="$2" bs=$3 seek=$4 `+
-		`oflag=seek_bytes conv=notrunc,fsync status=none`, "dd-writer", src, data,
-		strconv.FormatInt(chunk, 10), strconv.FormatInt(off, 10))
+		`oflag=seek_bytes conv=notrunc,fsync status=none`, "dd-writer", src, s.data,
+		strconv.FormatInt(s.chunk, 10), strconv.FormatInt(off, 10))
 }
 
-// startTogether starts every command, then closes their stdin at once so
-// that they begin writing together, and waits for all of them.
-func startTogether(t *testing.T, cmds []*exec.Cmd) {
+// startAll starts every command with a pipe on its stdin and returns a
+// function that closes all the pipes at once.
+func startAll(t *testing.T, cmds []*exec.Cmd) func() {
 	t.Helper()
 	pipes := make([]io.WriteCloser, len(cmds))
-	outs := make([]*bytes.Buffer, len(cmds))
 	for i, cmd := range cmds {
 		var err error
 		pipes[i], err = cmd.StdinPipe()
 		require.NoError(t, err)
-		outs[i] = &bytes.Buffer{}
-		cmd.Stdout, cmd.Stderr = outs[i], outs[i]
+		cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, &bytes.Buffer{}
 		require.NoError(t, cmd.Start())
 		t.Cleanup(func() {
 			if cmd.ProcessState == nil {
@@ -102,26 +131,35 @@ func startTogether(t *testing.T, cmds []*exec.Cmd) {
 			}
 		})
 	}
-	for _, p := range pipes {
-		require.NoError(t, p.Close())
+	return func() {
+		for _, p := range pipes {
+			require.NoError(t, p.Close())
+		}
 	}
-	for i, cmd := range cmds {
-		assert.NoError(t, cmd.Wait(), "writer %d: %s", i, outs[i])
+}
+
+// waitAll releases the commands started by startAll and waits for them.
+func waitAll(t *testing.T, release func(), cmds []*exec.Cmd) {
+	t.Helper()
+	release()
+	for _, cmd := range cmds {
+		assert.NoError(t, cmd.Wait(), "%s: %s", strings.Join(cmd.Args[:2], " "), cmd.Stderr)
 	}
 }
 
 // checkShared checks that every byte of the shared file is its writer's.
-func checkShared(t *testing.T, path string, l layout, n int, chunk int64, chunks int) {
+func checkShared(t *testing.T, s childSpec) {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(s.data)
 	require.NoError(t, err)
-	require.Equal(t, int64(n)*chunk*int64(chunks), int64(len(data)), "size of the shared file")
+	require.Equal(t, s.size(), int64(len(data)), "size of the shared file")
+	n := s.n
 
 	bad := make([]int, n)
 	zero := make([]int, n)
 	first := make([]int64, n)
 	for off, b := range data {
-		w := l.owner(int64(off), n, chunk, chunks)
+		w := s.layout.owner(int64(off), n, s.chunk, s.chunks)
 		if b == stripeByte(w, int64(off)) {
 			continue
 		}
@@ -141,9 +179,9 @@ func checkShared(t *testing.T, path string, l layout, n int, chunk int64, chunks
 
 var lineRE = regexp.MustCompile(`^writer=(\d+) line=(\d+) pad=[a-z]+$`)
 
-// checkAppended checks that the append file holds every writer's lines
-// exactly once, each unbroken.
-func checkAppended(t *testing.T, path string, n, lines int) {
+// checkAppended checks that the append file holds the lines of every
+// writer in appenders exactly once, each unbroken.
+func checkAppended(t *testing.T, path string, appenders []int, lines int) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -168,7 +206,7 @@ func checkAppended(t *testing.T, path string, n, lines int) {
 	assert.Zero(t, len(broken), "broken lines, the first: %q", broken[:min(len(broken), 3)])
 
 	var missing, dup []string
-	for w := 0; w < n; w++ {
+	for _, w := range appenders {
 		for j := 0; j < lines; j++ {
 			switch c := seen[[2]int{w, j}]; {
 			case c == 0:
@@ -180,5 +218,5 @@ func checkAppended(t *testing.T, path string, n, lines int) {
 	}
 	assert.Zero(t, len(missing), "missing lines (writer/line), the first: %v", missing[:min(len(missing), 10)])
 	assert.Zero(t, len(dup), "duplicated lines, the first: %v", dup[:min(len(dup), 10)])
-	assert.Len(t, seen, n*lines, "distinct lines")
+	assert.Len(t, seen, len(appenders)*lines, "distinct lines")
 }

@@ -59,6 +59,9 @@ func TestTampering(t *testing.T) {
 		{"truncated mid-block", func(t *testing.T, p, _ string) {
 			require.NoError(t, os.Truncate(p, blockOffset(5)+24+500))
 		}, []int{5}},
+		{"torn tail, cut inside the nonce", func(t *testing.T, p, _ string) {
+			require.NoError(t, os.Truncate(p, blockOffset(5)+20))
+		}, []int{5}},
 		{"header from another file", func(t *testing.T, p, donor string) {
 			writeAt(t, p, readAt(t, donor, 0, headerSize), 0)
 		}, nil},
