@@ -154,7 +154,7 @@ func TestEngineNewFileHeader(t *testing.T) {
 
 	hdr, err := content.ParseHeader(raw[:content.HeaderSize])
 	require.NoError(t, err)
-	assert.Equal(t, uint32(testKeyID), hdr.Slots[0].KeyID)
+	assert.Equal(t, f.opts.Keys.(ringShim).Primary().ID, hdr.Slots[0].KeyID)
 	assert.Equal(t, uint64(1), hdr.Slots[0].Generation)
 	assert.True(t, hdr.Slots[1].Empty())
 
