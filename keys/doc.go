@@ -40,10 +40,21 @@
 // ring keys; they cannot alter a sealed ring copy, move it to another master
 // entry or another volume, or make Unlock accept a ring other than the one
 // sealed (the associated data binds each copy to volume ID and master ID,
-// and the payload repeats the volume ID). Editing the public parts of the
-// config can make Unlock fail, never succeed with a wrong ring. They can
-// guess passphrases offline at the Argon2id cost recorded in the config,
-// roll the whole directory back to an older state, or delete it.
+// and the payload repeats the volume ID). They can guess passphrases
+// offline at the Argon2id cost recorded in the config, roll the whole
+// directory back to an older state, or delete it.
+//
+// The config itself is not authenticated, and one attack follows from
+// that: replacing it whole with a config of the attacker's own, whose ring
+// is sealed under a key file the attacker wrote somewhere the mount can
+// read. Unlock then succeeds with the attacker's ring; old files fail to
+// decrypt, but new files are wrapped under keys the attacker knows. The
+// defence is to take the master key's location from a trusted place, not
+// from the config: mount with an explicit master URI (UnlockOptions.Only
+// with the ID the caller resolved from a trusted URI), and set
+// masterkey.Options.Backing so that a key file inside the backing directory
+// is refused. A passphrase master is not exposed: the attacker cannot seal
+// a ring under a passphrase they do not know.
 //
 // An attacker with root on the running host while a volume is unlocked can
 // read the ring and every data key from process memory, read plaintext

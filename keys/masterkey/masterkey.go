@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strings"
 
 	"github.com/cofferfs/coffer/keys"
@@ -34,6 +36,8 @@ var (
 	// ErrNoPassphrase reports a passphrase master opened without a
 	// passphrase source.
 	ErrNoPassphrase = errors.New("no passphrase source")
+	// ErrKeyInBacking reports a key file inside the backing directory.
+	ErrKeyInBacking = errors.New("key file is inside the backing directory")
 )
 
 // Supported lists the URI forms this version accepts, for error messages and
@@ -125,6 +129,12 @@ type Options struct {
 	// PassphraseCost overrides the Argon2id cost of a new passphrase master;
 	// nil means passphrase.DefaultCost().
 	PassphraseCost *passphrase.Cost
+	// Backing, when set, is the volume's backing directory: a key file
+	// inside it is refused with ErrKeyInBacking. A key stored next to its
+	// ciphertext protects nothing, and a config rewritten by someone who
+	// can write the backing directory could point at a key file they put
+	// there.
+	Backing string
 }
 
 // Enroll prepares the master key named by uri for keys.Init: for a key
@@ -137,7 +147,7 @@ func Enroll(ctx context.Context, uri string, opts Options) (keys.Enrollment, err
 	}
 	switch ref.Kind {
 	case keyfile.Kind:
-		m, err := keyfile.Open(ref.Path)
+		m, err := openKeyFile(ref.Path, opts)
 		if err != nil {
 			return keys.Enrollment{}, err
 		}
@@ -199,10 +209,47 @@ func Open(ctx context.Context, entry keys.MasterEntry, opts Options) (keys.Maste
 	}
 	switch ref.Kind {
 	case keyfile.Kind:
-		return keyfile.Open(ref.Path)
+		return openKeyFile(ref.Path, opts)
 	default:
 		return openPassphrase(ctx, entry, opts)
 	}
+}
+
+// openKeyFile opens a key file after checking that it is outside
+// opts.Backing.
+func openKeyFile(path string, opts Options) (keys.Master, error) {
+	if opts.Backing != "" {
+		inside, err := within(opts.Backing, path)
+		if err != nil {
+			return nil, err
+		}
+		if inside {
+			return nil, fmt.Errorf("%w: %s is inside %s; keep master keys away from the "+
+				"ciphertext", ErrKeyInBacking, path, opts.Backing)
+		}
+	}
+	return keyfile.Open(path)
+}
+
+// within reports whether path, after resolving symbolic links, lies inside
+// dir. A path that does not exist is left to the open that follows.
+func within(dir, path string) (bool, error) {
+	d, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false, fmt.Errorf("failed to resolve backing directory: %w", err)
+	}
+	p, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("failed to resolve key file path: %w", err)
+	}
+	rel, err := filepath.Rel(d, p)
+	if err != nil {
+		return false, nil
+	}
+	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../")), nil
 }
 
 func openPassphrase(ctx context.Context, entry keys.MasterEntry, opts Options) (keys.Master,

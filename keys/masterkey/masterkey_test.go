@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -204,6 +205,50 @@ func TestEnrollOpenErrors(t *testing.T) {
 				assert.ErrorIs(t, err, tt.want)
 			}
 			assert.Contains(t, err.Error(), tt.wantMsg)
+		})
+	}
+}
+
+func TestKeyFileInBacking(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	backing := filepath.Join(root, "backing")
+	require.NoError(t, os.Mkdir(backing, 0o700))
+	inside := filepath.Join(backing, "sub", "k")
+	require.NoError(t, os.Mkdir(filepath.Dir(inside), 0o700))
+	require.NoError(t, keyfile.Create(inside))
+	outside := filepath.Join(root, "backing-sibling.key")
+	require.NoError(t, keyfile.Create(outside))
+	linkToInside := filepath.Join(root, "link.key")
+	require.NoError(t, os.Symlink(inside, linkToInside))
+	linkedBacking := filepath.Join(root, "linked-backing")
+	require.NoError(t, os.Symlink(backing, linkedBacking))
+
+	tests := []struct {
+		name    string
+		path    string
+		backing string
+		inside  bool
+	}{
+		{name: "inside", path: inside, backing: backing, inside: true},
+		{name: "symlink to inside", path: linkToInside, backing: backing, inside: true},
+		{name: "backing through a symlink", path: inside, backing: linkedBacking, inside: true},
+		{name: "outside with a shared prefix", path: outside, backing: backing},
+		{name: "no backing given", path: inside},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := Options{Backing: tt.backing}
+			_, errEnroll := Enroll(ctx, keyfile.URI(tt.path), opts)
+			entry := keys.MasterEntry{ID: "0a0b0c0d", Kind: "file", URI: keyfile.URI(tt.path)}
+			_, errOpen := Open(ctx, entry, opts)
+			for _, err := range []error{errEnroll, errOpen} {
+				if tt.inside {
+					require.ErrorIs(t, err, ErrKeyInBacking)
+				} else {
+					require.NoError(t, err)
+				}
+			}
 		})
 	}
 }
