@@ -221,3 +221,51 @@ func TestBufPool(t *testing.T) {
 		})
 	}
 }
+
+func benchHandle(b *testing.B, size int) *handle {
+	b.Helper()
+	v := newTestVolume(b)
+	f := newFilesystem(v.backing, v.opts)
+	fd, writable, err := f.openBacking("bench", syscall.O_RDWR, syscall.O_CREAT, 0o600)
+	require.NoError(b, err)
+	h, err := f.newHandle(fixedPath("bench"), fd, writable)
+	require.NoError(b, err)
+	b.Cleanup(h.release)
+	_, err = h.writeAt(make([]byte, size), 0)
+	require.NoError(b, err)
+	return h
+}
+
+func BenchmarkReadAt(b *testing.B) {
+	for _, n := range []int{bs, 128 << 10, 1 << 20} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			h := benchHandle(b, 16<<20)
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			var off int64
+			for b.Loop() {
+				if _, err := h.readAt(buf, off); err != nil {
+					b.Fatal(err)
+				}
+				off = (off + int64(n)) % (16 << 20)
+			}
+		})
+	}
+}
+
+func BenchmarkWriteAt(b *testing.B) {
+	for _, n := range []int{100, bs, 128 << 10, 1 << 20} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			h := benchHandle(b, 16<<20)
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			var off int64
+			for b.Loop() {
+				if _, err := h.writeAt(buf, off); err != nil {
+					b.Fatal(err)
+				}
+				off = (off + int64(n)) % (16 << 20)
+			}
+		})
+	}
+}

@@ -218,6 +218,28 @@ func TestMmapSharedWrite(t *testing.T) {
 	assert.Equal(t, want, got, "a second mount decrypts the written-back pages")
 }
 
+// TestDirectIO checks O_DIRECT, which sends reads and writes of any size and
+// offset straight to the daemon, bypassing the page cache.
+func TestDirectIO(t *testing.T) {
+	_, mnt := mountNew(t)
+	p := filepath.Join(mnt, "d")
+	fd, err := unix.Open(p, unix.O_CREAT|unix.O_RDWR|unix.O_DIRECT, 0o644)
+	require.NoError(t, err)
+	defer unix.Close(fd)
+	data := pattern(1, 10000)
+	n, err := unix.Pwrite(fd, data, 123)
+	require.NoError(t, err)
+	assert.Equal(t, 10000, n)
+	buf := make([]byte, 5000)
+	n, err = unix.Pread(fd, buf, 1000)
+	require.NoError(t, err)
+	assert.Equal(t, 5000, n)
+	assert.Equal(t, data[877:877+5000], buf)
+	got, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, append(make([]byte, 123), data...), got)
+}
+
 func TestLargeFile(t *testing.T) {
 	_, mnt := mountNew(t)
 	p := filepath.Join(mnt, "large")
