@@ -184,8 +184,8 @@ func TestInitRefusals(t *testing.T) {
 
 	initialised := filepath.Join(root, "initialised")
 	require.NoError(t, os.Mkdir(initialised, 0o755))
-	_, _, err := keys.Init(ctx, initialised, []keys.Enrollment{enroll(t, fileURI, masterkey.Options{})},
-		keys.InitOptions{})
+	ens := []keys.Enrollment{enroll(t, fileURI, masterkey.Options{})}
+	_, _, err := keys.Init(ctx, initialised, ens, keys.InitOptions{})
 	require.NoError(t, err)
 
 	emptyCoffer := filepath.Join(root, "empty-coffer")
