@@ -16,10 +16,13 @@ import (
 
 // The test binary re-executes itself as a helper process for the concurrency
 // test when COFFER_IT_CHILD is set: `integration.test ROLE FLAGS`, where
-// ROLE is "pwrite" or "mmap" (a writer) or "read" (a checker). Writers wait
-// for their stdin to close, so that all start at once, then write their
-// chunks of -data and, for pwrite, append -lines lines to -append. Readers
-// read -data again and again until their stdin closes, checking every byte.
+// ROLE is "pwrite" or "mmap" (a writer), "read" (a checker) or "lock".
+// Writers wait for their stdin to close, so that all start at once, then
+// write their chunks of -data and, for pwrite, append -lines lines to
+// -append. Readers read -data again and again until their stdin closes,
+// checking every byte. A locker ("lock") takes a -kind (flock or posix) write
+// lock on -data, says "locked" on stdout and holds the lock until its stdin
+// closes; "trylock" tries once without waiting and prints the outcome.
 
 // layout says which bytes of the shared file each of n writers owns.
 type layout string
@@ -62,7 +65,8 @@ func appendLine(w, j int) string {
 
 // childSpec is the work of one helper process.
 type childSpec struct {
-	role   string // "pwrite", "mmap" or "read"
+	role   string // "pwrite", "mmap", "read", "lock" or "trylock"
+	kind   string // "flock" or "posix", for "lock"
 	layout layout
 	data   string
 	append string
@@ -76,7 +80,7 @@ type childSpec struct {
 // command returns the helper process for s; the caller starts it and closes
 // its stdin to let it go (writers) or stop (readers).
 func (s childSpec) command() *exec.Cmd {
-	cmd := exec.Command(os.Args[0], s.role, "-layout", string(s.layout), "-data", s.data,
+	cmd := exec.Command(os.Args[0], s.role, "-kind", s.kind, "-layout", string(s.layout), "-data", s.data,
 		"-append", s.append, "-writer", strconv.Itoa(s.writer), "-n", strconv.Itoa(s.n),
 		"-chunk", strconv.FormatInt(s.chunk, 10), "-chunks", strconv.Itoa(s.chunks),
 		"-lines", strconv.Itoa(s.lines))
@@ -101,6 +105,10 @@ func runChild(args []string) int {
 		err = childMmap(s)
 	case "read":
 		err = childRead(s)
+	case "lock":
+		err = childLock(s)
+	case "trylock":
+		err = childTryLock(s)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "child %s %d: %v\n", s.role, s.writer, err)
@@ -116,6 +124,7 @@ func parseChild(args []string) (childSpec, error) {
 	}
 	s.role = args[0]
 	fs := flag.NewFlagSet(s.role, flag.ContinueOnError)
+	fs.StringVar(&s.kind, "kind", "", "")
 	fs.StringVar((*string)(&s.layout), "layout", string(ranges), "")
 	fs.StringVar(&s.data, "data", "", "")
 	fs.StringVar(&s.append, "append", "", "")
@@ -127,7 +136,9 @@ func parseChild(args []string) (childSpec, error) {
 	if err := fs.Parse(args[1:]); err != nil {
 		return s, err
 	}
-	if s.role != "pwrite" && s.role != "mmap" && s.role != "read" {
+	switch s.role {
+	case "pwrite", "mmap", "read", "lock", "trylock":
+	default:
 		return s, fmt.Errorf("unknown role %q", s.role)
 	}
 	return s, nil
@@ -246,4 +257,62 @@ func badByte(s childSpec, data []byte) int64 {
 		}
 	}
 	return -1
+}
+
+// childLock holds a write lock on the data file until stdin closes.
+func childLock(s childSpec) error {
+	f, err := os.OpenFile(s.data, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("failed to open data file: %w", err)
+	}
+	defer f.Close()
+	if err := lockFile(f, s.kind, true); err != nil {
+		return err
+	}
+	fmt.Println("locked")
+	_, err = io.Copy(io.Discard, os.Stdin)
+	return err
+}
+
+// childTryLock tries once to lock the data file and prints the outcome.
+func childTryLock(s childSpec) error {
+	f, err := os.OpenFile(s.data, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("failed to open data file: %w", err)
+	}
+	defer f.Close()
+	fmt.Println(lockOutcome(lockFile(f, s.kind, false)))
+	return nil
+}
+
+// lockOutcome names the result of a lock attempt.
+func lockOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, unix.EWOULDBLOCK), errors.Is(err, unix.EACCES):
+		return "busy"
+	}
+	return err.Error()
+}
+
+// lockFile takes an exclusive lock of the given kind on f; with wait false
+// it fails at once if another process holds a conflicting lock.
+func lockFile(f *os.File, kind string, wait bool) error {
+	switch kind {
+	case "flock":
+		how := unix.LOCK_EX
+		if !wait {
+			how |= unix.LOCK_NB
+		}
+		return unix.Flock(int(f.Fd()), how)
+	case "posix":
+		cmd := unix.F_SETLK
+		if wait {
+			cmd = unix.F_SETLKW
+		}
+		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+		return unix.FcntlFlock(f.Fd(), cmd, &lk)
+	}
+	return fmt.Errorf("unknown lock kind %q", kind)
 }

@@ -64,8 +64,39 @@ func TestSQLite(t *testing.T) {
 		assert.Equal(t, []byte{2, 2}, hdr[18:20], "database header: WAL read/write versions")
 	})
 
+	t.Run("two connections in one process", func(t *testing.T) {
+		for _, dir := range []string{plain, v.mnt} {
+			out := run(t, "", "sqlite3", "-bail", ":memory:", ".read "+twoConnections(t, dir))
+			assert.Equal(t, "0\n0\ninserted\n", out, "in %s", dir)
+		}
+	})
+
 	v.unmount(t)
 	assertNoPlaintext(t, v.backing, marker)
+}
+
+// twoConnections writes a sqlite3 script that reads one database in dir
+// through two connections of the same process, ends both transactions, and
+// then has another process insert a row, which must not find the database
+// locked. SQLite shares POSIX locks between the connections of one process,
+// so the lock taken through one descriptor is released through the other.
+func twoConnections(t *testing.T, dir string) string {
+	db := filepath.Join(dir, "two.db")
+	run(t, "", "sqlite3", db, "CREATE TABLE t(x);")
+	script := filepath.Join(t.TempDir(), "two.sql")
+	require.NoError(t, os.WriteFile(script, []byte(strings.Join([]string{
+		".open " + db,
+		"BEGIN; SELECT count(*) FROM t;",
+		".connection 1",
+		".open " + db,
+		"BEGIN; SELECT count(*) FROM t;",
+		".connection 0",
+		"COMMIT;",
+		".connection 1",
+		"COMMIT;",
+		`.shell sqlite3 ` + db + ` "INSERT INTO t VALUES(1)" && echo inserted`,
+	}, "\n")+"\n"), 0o644))
+	return script
 }
 
 // sqliteFill returns a script that creates a WAL database and inserts 5000
