@@ -111,7 +111,7 @@ func makeData(opts *options, dir string) (*dataSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	infof("tarball of %s: %d files, %d directories, %.1f MB in %.1fs", opts.tree, len(t.files), t.dirs,
+	infof("tarball of %s: %d files, %d directories, %.1f MB in %.1fs", opts.tree, len(t.files), len(t.dirs),
 		float64(t.size)/1e6, time.Since(start).Seconds())
 	d.tree = t
 	return d, nil

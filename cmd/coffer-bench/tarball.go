@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // tarball is UNTAR's input, an uncompressed tar of a source tree, with what
@@ -16,7 +17,7 @@ type tarball struct {
 	path  string
 	top   string              // the tree's top directory inside the tar
 	files map[string][32]byte // SHA-256 of each regular file, by path below the top's parent
-	dirs  int                 // directories, the top included
+	dirs  []string            // directories, the top included, by the same path
 	size  int64               // bytes in regular files
 }
 
@@ -71,7 +72,7 @@ func (t *tarball) add(tw *tar.Writer, p, rel string, d fs.DirEntry) error {
 	hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
 	if d.IsDir() {
 		hdr.Name += "/"
-		t.dirs++
+		t.dirs = append(t.dirs, rel)
 		return tw.WriteHeader(hdr)
 	}
 
@@ -91,4 +92,31 @@ func (t *tarball) add(tw *tar.Writer, p, rel string, d fs.DirEntry) error {
 	t.files[rel] = [32]byte(h.Sum(nil))
 	t.size += n
 	return nil
+}
+
+// listed returns how many regular files and directories "ls -lR" of the
+// top lists: those without a hidden name on their path, the top excluded.
+func (t *tarball) listed() (files, dirs int) {
+	for p := range t.files {
+		if !hiddenPath(p) {
+			files++
+		}
+	}
+	for _, p := range t.dirs {
+		if p != t.top && !hiddenPath(p) {
+			dirs++
+		}
+	}
+	return files, dirs
+}
+
+// hiddenPath reports whether a slash-separated path has a component that
+// starts with a dot.
+func hiddenPath(p string) bool {
+	for _, c := range strings.Split(filepath.ToSlash(p), "/") {
+		if strings.HasPrefix(c, ".") {
+			return true
+		}
+	}
+	return false
 }
