@@ -33,6 +33,10 @@ func (t *gocryptfsTarget) initBacking(ctx context.Context, backing string) error
 	return runTool(ctx, t.bin, "-init", "-q", "-passfile", t.passfile, backing)
 }
 
-func (t *gocryptfsTarget) mountCommand(backing, mnt, _ string) *exec.Cmd {
-	return exec.Command(t.bin, "-f", "-q", "-passfile", t.passfile, backing, mnt)
+func (t *gocryptfsTarget) mountCommand(backing, mnt, profile string) *exec.Cmd {
+	args := []string{"-f", "-q", "-passfile", t.passfile}
+	if profile != "" {
+		args = append(args, "-cpuprofile", profile)
+	}
+	return exec.Command(t.bin, append(args, backing, mnt)...)
 }

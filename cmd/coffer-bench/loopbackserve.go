@@ -31,22 +31,23 @@ func serveLoopback(args []string) int {
 	fl := flag.NewFlagSet(loopbackCommand, flag.ContinueOnError)
 	passthrough := fl.Bool("passthrough", false, "let the kernel pass reads and writes through to the backing files")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile to this file")
+	debug := fl.Bool("debug", false, "log every FUSE request on stderr")
 	if err := fl.Parse(args); err != nil {
 		return exitUsage
 	}
 	if fl.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: coffer-bench loopback [-passthrough] [-cpuprofile FILE] BACKING MOUNTPOINT")
+		fmt.Fprintln(os.Stderr, "usage: coffer-bench loopback [-passthrough] [-debug] [-cpuprofile FILE] BACKING MOUNTPOINT")
 		return exitUsage
 	}
 
-	if err := loopback(fl.Arg(0), fl.Arg(1), *passthrough, *cpuprofile); err != nil {
+	if err := loopback(fl.Arg(0), fl.Arg(1), *passthrough, *debug, *cpuprofile); err != nil {
 		fmt.Fprintf(os.Stderr, "coffer-bench loopback: error: %v\n", err)
 		return exitFailure
 	}
 	return exitOK
 }
 
-func loopback(backing, mnt string, passthrough bool, cpuprofile string) error {
+func loopback(backing, mnt string, passthrough, debug bool, cpuprofile string) error {
 	root, err := gofs.NewLoopbackRoot(backing)
 	if err != nil {
 		return fmt.Errorf("failed to create loopback root: %w", err)
@@ -62,6 +63,7 @@ func loopback(backing, mnt string, passthrough bool, cpuprofile string) error {
 			FsName:   backing,
 			Name:     "coffer-bench-loopback",
 			MaxWrite: loopbackMaxWrite,
+			Debug:    debug,
 		},
 	}
 	if !passthrough {

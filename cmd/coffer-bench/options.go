@@ -93,7 +93,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.Int64Var(&o.writeSize, "write-size", defaultWrite, "size of the WRITE/READ file in bytes")
 	fs.Int64Var(&o.randSize, "randread-size", defaultRandSize, "size of the RANDREAD file in bytes")
 	fs.DurationVar(&o.randDuration, "randread-time", defaultRandTime, "duration of RANDREAD")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the coffer mount per phase into this directory")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write CPU profiles of the mount daemons, one per phase, into this directory")
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "Markdown file whose results section is replaced (\"\" for none)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directories")
 	if err := fs.Parse(args); err != nil {

@@ -209,7 +209,7 @@ func (r *runner) step(ctx context.Context, round int, backing string, t target, 
 	}
 
 	r.res.add(resultKey{backing: backing, target: t.name(), phase: p.name}, v, rss, load)
-	infof("round %d %-5s %-8s %-11s %10.1f %-4s  peak RSS %4d MiB  load %.2f",
+	infof("round %d %-5s %-8s %-11s %10.4g %-4s  peak RSS %4d MiB  load %.2f",
 		round, backing, p.name, t.name(), v, p.unit, rss>>20, load)
 	return nil
 }
@@ -227,10 +227,11 @@ func (r *runner) onMount(ctx context.Context, t target, d fsDirs, profile string
 	return ferr
 }
 
-// profilePath returns where the coffer mount of a step writes its CPU
-// profile, or "" when not profiling.
+// profilePath returns where the mount daemon of a step writes its CPU
+// profile, or "" when not profiling. Every target can profile: coffer,
+// gocryptfs and the loopback take a -cpuprofile flag.
 func (r *runner) profilePath(round int, backing string, t target, p phase) string {
-	if r.opts.cpuprofile == "" || t.name() != targetCoffer {
+	if r.opts.cpuprofile == "" {
 		return ""
 	}
 	return filepath.Join(r.opts.cpuprofile, fmt.Sprintf("%s-%s-r%d-%s.pprof", t.name(), backing, round, p.name))
