@@ -62,7 +62,20 @@ func runTests(m *testing.M) int {
 	}
 	cofferBin = bin
 
+	race := filepath.Join(dir, "race")
+	if os.Getenv("COFFER_IT_RACE") != "" {
+		// Detached mounts have no stderr: send their race reports to files.
+		os.Setenv("GORACE", "halt_on_error=0 log_path="+race)
+	}
+
 	code := m.Run()
+	if reports, _ := filepath.Glob(race + ".*"); len(reports) > 0 {
+		for _, r := range reports {
+			data, _ := os.ReadFile(r)
+			fmt.Fprintf(os.Stderr, "data race in coffer (%s):\n%s\n", r, data)
+		}
+		code = 1
+	}
 	if leaked := leakedMounts(); len(leaked) > 0 {
 		fmt.Fprintf(os.Stderr, "leaked mounts: %s\n", strings.Join(leaked, ", "))
 		for _, mnt := range leaked {
