@@ -75,6 +75,8 @@ type childSpec struct {
 	chunk  int64
 	chunks int
 	lines  int
+	// signalAfter is the chunk after which a pwrite writer prints "started".
+	signalAfter int
 }
 
 // command returns the helper process for s; the caller starts it and closes
@@ -83,7 +85,7 @@ func (s childSpec) command() *exec.Cmd {
 	cmd := exec.Command(os.Args[0], s.role, "-kind", s.kind, "-layout", string(s.layout), "-data", s.data,
 		"-append", s.append, "-writer", strconv.Itoa(s.writer), "-n", strconv.Itoa(s.n),
 		"-chunk", strconv.FormatInt(s.chunk, 10), "-chunks", strconv.Itoa(s.chunks),
-		"-lines", strconv.Itoa(s.lines))
+		"-lines", strconv.Itoa(s.lines), "-signal-after", strconv.Itoa(s.signalAfter))
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	return cmd
 }
@@ -133,6 +135,7 @@ func parseChild(args []string) (childSpec, error) {
 	fs.Int64Var(&s.chunk, "chunk", 1, "")
 	fs.IntVar(&s.chunks, "chunks", 0, "")
 	fs.IntVar(&s.lines, "lines", 0, "")
+	fs.IntVar(&s.signalAfter, "signal-after", 0, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return s, err
 	}
@@ -177,6 +180,9 @@ func childPwrite(s childSpec) error {
 			off, buf := s.chunkData(k)
 			if _, err := data.WriteAt(buf, off); err != nil {
 				return fmt.Errorf("failed to write chunk %d: %w", k, err)
+			}
+			if k == s.signalAfter {
+				fmt.Println("started")
 			}
 		}
 		if k < s.lines {
