@@ -1,0 +1,46 @@
+package stress
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// childEnv makes the test binary act as a helper process instead of running
+// tests: the exerciser ("exerciser") or a crash-test writer ("writer").
+const childEnv = "COFFER_STRESS_CHILD"
+
+// soak selects the long runs of make soak.
+var soak = flag.Bool("stress.soak", false, "run the long versions (1 000 000 exerciser ops, many crash seeds)")
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(childEnv) {
+	case "exerciser":
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+
+	// In-process mounts serve requests in this process: keep enough Ps for
+	// the server while test goroutines block in system calls on the mount.
+	if runtime.GOMAXPROCS(0) < 4 {
+		runtime.GOMAXPROCS(4)
+	}
+	code := m.Run()
+	if leaks := leaked(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "stress: leaked after the tests:\n  %s\n", strings.Join(leaks, "\n  "))
+		cleanupLeaks()
+		code = 1
+	}
+	removeBuildDir()
+	os.Exit(code)
+}
+
+// scale returns short in make test and long in make soak.
+func scale(short, long int) int {
+	if *soak {
+		return long
+	}
+	return short
+}
