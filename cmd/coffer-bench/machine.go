@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,6 +32,8 @@ type machine struct {
 	dropped   bool // whether the page cache was dropped between phases
 }
 
+const goFuseModule = "github.com/hanwen/go-fuse/v2"
+
 // describeMachine collects the machine description; what cannot be found
 // reads "unknown".
 func describeMachine(ctx context.Context, opts *options, backingDirs map[string]string) machine {
@@ -41,7 +44,7 @@ func describeMachine(ctx context.Context, opts *options, backingDirs map[string]
 		memory:    memTotal(),
 		kernel:    kernelRelease(),
 		goVersion: runtime.Version(),
-		goFuse:    moduleVersion("github.com/hanwen/go-fuse/v2"),
+		goFuse:    moduleVersion(goFuseModule),
 		gocryptfs: "not used",
 		coffer:    "not used",
 		backings:  map[string]string{},
@@ -51,7 +54,7 @@ func describeMachine(ctx context.Context, opts *options, backingDirs map[string]
 		m.gocryptfs = firstLine(ctx, opts.gocryptfsBin, "-version")
 	}
 	if opts.cofferBin != "" && slices.Contains(opts.targets, targetCoffer) {
-		m.coffer = firstLine(ctx, opts.cofferBin, "version")
+		m.coffer = firstLine(ctx, opts.cofferBin, "version") + " " + binaryInfo(opts.cofferBin)
 	}
 	for kind, dir := range backingDirs {
 		m.backings[kind] = describeBacking(dir)
@@ -107,6 +110,22 @@ func moduleVersion(path string) string {
 		}
 	}
 	return "unknown"
+}
+
+// binaryInfo returns the Go and go-fuse versions a Go binary was built
+// with.
+func binaryInfo(path string) string {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "(unknown build)"
+	}
+	fuse := "unknown"
+	for _, d := range info.Deps {
+		if d.Path == goFuseModule {
+			fuse = d.Version
+		}
+	}
+	return fmt.Sprintf("(%s, go-fuse %s)", info.GoVersion, fuse)
 }
 
 // firstLine returns the first line a command prints.

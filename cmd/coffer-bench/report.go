@@ -62,8 +62,8 @@ func writeReport(w io.Writer, opts *options, m machine, res *results, elapsed ti
 // writeMachine writes the machine description and the settings.
 func writeMachine(w io.Writer, opts *options, m machine, res *results, elapsed time.Duration) {
 	fmt.Fprintf(w, "- Machine: %d CPUs (%s), %s memory, Linux %s\n", m.cpus, m.cpuModel, m.memory, m.kernel)
-	fmt.Fprintf(w, "- Software: %s (coffer-bench and loopback), go-fuse %s; %s; %s\n",
-		m.goVersion, m.goFuse, m.coffer, m.gocryptfs)
+	fmt.Fprintf(w, "- Software: %s; loopback and benchmark (%s, go-fuse %s); %s\n",
+		m.coffer, m.goVersion, m.goFuse, m.gocryptfs)
 	for _, b := range opts.backings {
 		fmt.Fprintf(w, "- Backing %s: %s\n", b, m.backings[b])
 	}
