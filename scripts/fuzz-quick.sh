@@ -16,8 +16,8 @@ pairs=$(awk '
 count=0
 while read -r pkg target; do
 	[[ -n "$pkg" ]] || continue
-	echo "fuzz: $pkg $target for $fuzztime"
+	echo "fuzz-quick: $pkg $target for $fuzztime"
 	"$go" test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
 	count=$((count + 1))
 done <<<"$pairs"
-echo "fuzz: $count targets run"
+echo "fuzz-quick: $count targets run"

@@ -126,7 +126,12 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 		secret.Wipe()
 		return err
 	}
-	return startDetached(ctx, opts.childArgs(a, logFile), secret, logFile)
+	if err := startDetached(ctx, opts.childArgs(a, logFile), secret, logFile); err != nil {
+		return err
+	}
+	a.log.Info().Str("backing", opts.backing).Str("mountpoint", opts.mountPoint).
+		Str("log_file", logFile).Msg("mounted in the background")
+	return nil
 }
 
 // parse checks the -o options and makes the paths absolute, as the detached

@@ -83,11 +83,16 @@ func promptPassphrase(a *app, prompt string, confirm bool) (*keys.Secret, error)
 	return p, nil
 }
 
-// promptOnce prints prompt on stderr and reads one line from the terminal.
+// promptOnce prints prompt on the terminal and reads one line from it. The
+// prompt goes to stderr only if the terminal was opened read-only.
 func promptOnce(a *app, in *os.File, prompt string) (*keys.Secret, error) {
-	fmt.Fprint(a.stderr, prompt)
+	out := io.Writer(in)
+	if _, err := fmt.Fprint(in, prompt); err != nil {
+		out = a.stderr
+		fmt.Fprint(out, prompt)
+	}
 	b, err := term.ReadPassword(int(in.Fd()))
-	fmt.Fprintln(a.stderr)
+	fmt.Fprintln(out)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read passphrase: %w", err)
 	}
