@@ -77,7 +77,7 @@ step "Initialise the volume: a key ring sealed by the key file"
 run "$coffer" init "$backing" --master "file://$key"
 
 step "Mount it (in the background; the command returns once the mount answers)"
-run "$coffer" mount "$backing" "$mnt" --log-file "$log"
+run "$coffer" --log-format console mount "$backing" "$mnt" --log-file "$log"
 grep " $mnt " /proc/self/mounts || fail "$mnt is not mounted"
 
 step "Copy the sample configuration into the mount, and generate a TLS key inside it"
@@ -134,7 +134,7 @@ step "Unmount, mount again and read everything back from disk"
 run "$coffer" unmount "$mnt"
 [[ -z $(ls -A "$mnt") ]] || fail "$mnt is not empty after unmount"
 echo "$mnt is empty: nothing readable without the key"
-run "$coffer" mount "$backing" "$mnt" --log-file "$log"
+run "$coffer" --log-format console mount "$backing" "$mnt" --log-file "$log"
 verify
 run "$coffer" unmount "$mnt"
 
