@@ -162,6 +162,11 @@ func (o *mountOptions) parse() error {
 		}
 		*p = abs
 	}
+	// The mount table names the backing directory as given to the kernel;
+	// status finds mounts by its canonical path.
+	if real, err := filepath.EvalSymlinks(o.backing); err == nil {
+		o.backing = real
+	}
 	return nil
 }
 

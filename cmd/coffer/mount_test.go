@@ -110,9 +110,13 @@ func TestMountRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(stored), "hunter2", "plaintext in the backing directory")
 
-	st := cli(t, "status", f.backing)
-	requireOK(t, st)
-	assert.Contains(t, st.stdout, "mounted on:       "+f.mnt)
+	link := filepath.Join(f.dir, "backing-link")
+	require.NoError(t, os.Symlink(f.backing, link))
+	for _, b := range []string{f.backing, link} {
+		st := cli(t, "status", b)
+		requireOK(t, st)
+		assert.Contains(t, st.stdout, "mounted on:       "+f.mnt)
+	}
 
 	requireOK(t, cliProcess(t, "unmount", f.mnt))
 	assert.False(t, isMounted(t, f.mnt), "coffer unmount returned but the mount is still there")
