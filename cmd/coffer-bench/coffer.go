@@ -10,6 +10,7 @@ import (
 // cofferTarget is coffer, driven through its command line as a user would:
 // a key file master key, "coffer init", and "coffer mount --foreground".
 type cofferTarget struct {
+	label     string // targetCoffer, or coffer-NAME for -coffer-builds
 	bin       string
 	masterURI string
 }
@@ -19,7 +20,7 @@ var _ target = (*cofferTarget)(nil)
 // newCofferTarget creates the master key file in secrets. With profiling it
 // checks that "coffer mount" takes --cpuprofile (a hidden flag: cobra
 // accepts it next to --help only if it exists).
-func newCofferTarget(ctx context.Context, bin, secrets string, profiling bool) (*cofferTarget, error) {
+func newCofferTarget(ctx context.Context, label, bin, secrets string, profiling bool) (*cofferTarget, error) {
 	if profiling {
 		err := exec.CommandContext(ctx, bin, "mount", "--cpuprofile=/dev/null", "--help").Run()
 		if err != nil {
@@ -27,14 +28,14 @@ func newCofferTarget(ctx context.Context, bin, secrets string, profiling bool) (
 		}
 	}
 
-	uri := "file://" + filepath.Join(secrets, "coffer-master.key")
+	uri := "file://" + filepath.Join(secrets, label+"-master.key")
 	if err := runTool(ctx, bin, "keys", "create", uri); err != nil {
 		return nil, err
 	}
-	return &cofferTarget{bin: bin, masterURI: uri}, nil
+	return &cofferTarget{label: label, bin: bin, masterURI: uri}, nil
 }
 
-func (t *cofferTarget) name() string { return targetCoffer }
+func (t *cofferTarget) name() string { return t.label }
 
 func (t *cofferTarget) initBacking(ctx context.Context, backing string) error {
 	return runTool(ctx, t.bin, "init", backing, "--master", t.masterURI)

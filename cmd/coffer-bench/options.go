@@ -26,6 +26,9 @@ type options struct {
 
 	cofferBin    string
 	gocryptfsBin string
+	// cofferBuilds are other coffer binaries measured alongside, by target
+	// name ("coffer-NAME"), to compare changes in one run.
+	cofferBuilds map[string]string
 
 	tree         string // directory tarred for UNTAR
 	writeSize    int64
@@ -74,7 +77,7 @@ Flags:
 // parseOptions parses the command line; it returns flag.ErrHelp for -h.
 func parseOptions(args []string) (*options, error) {
 	o := &options{}
-	var backings, targets, phases string
+	var backings, targets, phases, builds string
 	fs := flag.NewFlagSet("coffer-bench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
@@ -89,6 +92,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.diskDir, "disk-dir", "/var/tmp", "a directory on the ordinary disk for the disk backing")
 	fs.StringVar(&o.cofferBin, "coffer", "", "coffer binary (default: bin/coffer if present, else coffer in PATH)")
 	fs.StringVar(&o.gocryptfsBin, "gocryptfs", "gocryptfs", "gocryptfs binary")
+	fs.StringVar(&builds, "coffer-builds", "",
+		"other coffer binaries to measure too, as NAME=PATH,...; each is reported as coffer-NAME")
 	fs.StringVar(&o.tree, "tree", "", "source tree for UNTAR (default: $(go env GOROOT)/src)")
 	fs.Int64Var(&o.writeSize, "write-size", defaultWrite, "size of the WRITE/READ file in bytes")
 	fs.Int64Var(&o.randSize, "randread-size", defaultRandSize, "size of the RANDREAD file in bytes")
@@ -120,6 +125,9 @@ func parseOptions(args []string) (*options, error) {
 		return nil, err
 	}
 	if o.phases, err = parseList("phases", phases, allPhases); err != nil {
+		return nil, err
+	}
+	if err := o.parseBuilds(builds); err != nil {
 		return nil, err
 	}
 	return o, o.resolve()
@@ -164,6 +172,31 @@ func parseList(flagName, s string, known []string) ([]string, error) {
 		return nil, fmt.Errorf("-%s: empty list", flagName)
 	}
 	return out, nil
+}
+
+// parseBuilds adds the -coffer-builds binaries as targets.
+func (o *options) parseBuilds(s string) error {
+	o.cofferBuilds = map[string]string{}
+	for _, b := range strings.Split(s, ",") {
+		if strings.TrimSpace(b) == "" {
+			continue
+		}
+		name, path, ok := strings.Cut(strings.TrimSpace(b), "=")
+		if !ok || name == "" || path == "" || strings.ContainsAny(name, "/ ") {
+			return fmt.Errorf("-coffer-builds: want NAME=PATH, got %q", b)
+		}
+		p, err := lookBinary(path)
+		if err != nil {
+			return fmt.Errorf("-coffer-builds: %w", err)
+		}
+		target := targetCoffer + "-" + name
+		if _, dup := o.cofferBuilds[target]; dup {
+			return fmt.Errorf("-coffer-builds: %s given twice", name)
+		}
+		o.cofferBuilds[target] = p
+		o.targets = append(o.targets, target)
+	}
+	return nil
 }
 
 // resolve checks the sizes and the phase dependencies and finds the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -73,7 +74,7 @@ func writeMachine(w io.Writer, opts *options, m machine, res *results, elapsed t
 	fmt.Fprintf(w, "- Settings: %d round(s), WRITE/READ %d MiB in %d KiB requests, RANDREAD %d MiB for %v, "+
 		"tree %s; page cache dropped between phases: %v; run took %v\n",
 		opts.rounds, opts.writeSize>>20, chunkSize>>10, opts.randSize>>20, opts.randDuration,
-		opts.tree, yesNo(m.dropped), elapsed.Round(time.Second))
+		cmp.Or(opts.tree, "none"), yesNo(m.dropped), elapsed.Round(time.Second))
 }
 
 // loadStats returns the minimum, median and maximum of the loads.

@@ -36,14 +36,16 @@ func newTargets(ctx context.Context, opts *options, secrets string) ([]target, e
 	for _, name := range opts.targets {
 		var t target
 		var err error
-		switch name {
-		case targetCoffer:
-			t, err = newCofferTarget(ctx, opts.cofferBin, secrets, opts.cpuprofile != "")
-		case targetGocryptfs:
+		switch build, isBuild := opts.cofferBuilds[name]; {
+		case isBuild:
+			t, err = newCofferTarget(ctx, name, build, secrets, opts.cpuprofile != "")
+		case name == targetCoffer:
+			t, err = newCofferTarget(ctx, name, opts.cofferBin, secrets, opts.cpuprofile != "")
+		case name == targetGocryptfs:
 			t, err = newGocryptfsTarget(opts.gocryptfsBin, secrets)
-		case targetLoopback:
+		case name == targetLoopback:
 			t, err = newLoopbackTarget(false)
-		case targetPassthrough:
+		case name == targetPassthrough:
 			t, err = newLoopbackTarget(true)
 		default:
 			err = fmt.Errorf("unknown file system %q", name)
