@@ -118,3 +118,23 @@ func TestMountPromptsAndPassesPassphrase(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(logData), "typed passphrase")
 }
+
+func TestMountPromptsOnlyWithoutKeyFile(t *testing.T) {
+	f := newMountFixture(t)
+	pass := f.passphraseFile(t, "pass.txt", "typed passphrase")
+	requireOK(t, cli(t, append([]string{"init", f.backing, "--master", f.keyURI(), "--master", "passphrase:",
+		"--passphrase-file", pass}, cheapArgon2...)...))
+	master, tty := openPTY(t)
+
+	r := processTTY(t, tty, "mount", f.backing, f.mnt, "--log-file", f.log)
+	requireOK(t, r)
+	assert.Empty(t, readTerminal(t, master), "prompted although the key file is readable")
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+
+	require.NoError(t, os.Rename(f.key, f.key+".away"))
+	typeAhead(t, master, "typed passphrase")
+	r = processTTY(t, tty, "mount", f.backing, f.mnt, "--log-file", f.log)
+	requireOK(t, r)
+	assert.Contains(t, readTerminal(t, master), "Passphrase for volume ")
+	assert.True(t, isMounted(t, f.mnt))
+}
