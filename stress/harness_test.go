@@ -321,13 +321,14 @@ func (v *volume) unmount(t testing.TB) {
 	require.False(t, isFUSEMounted(v.mnt), "%s is still mounted after coffer unmount", v.mnt)
 }
 
-// kill kills the mount process with SIGKILL, waits for it, and detaches
-// the dead mount it leaves behind.
+// kill kills the mount process with SIGKILL and waits for it. The dead
+// mount stays, failing every access with ENOTCONN, until detach: processes
+// still working in it must stop first, or they would go on in the
+// directory below.
 func (v *volume) kill(t testing.TB) {
 	t.Helper()
 	require.NoError(t, v.proc.cmd.Process.Kill())
 	v.waitExit(t)
-	detach(t, v.mnt)
 }
 
 // waitExit waits for the mount process to exit.

@@ -20,6 +20,8 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
 	case "exerciser":
 		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	case "writer":
+		os.Exit(runWriter(os.Args[1:]))
 	}
 
 	// In-process mounts serve requests in this process: keep enough Ps for
