@@ -33,7 +33,7 @@ format versions, creation time, the master keys that can unlock the volume
 state, creation time, age in days) and the ring generation, and where the
 volume is mounted now. No key is needed: status reads only public metadata.`,
 		Example: `  coffer status /srv/app.enc
-  coffer status /srv/app.enc --json | jq .ring.keys`,
+  coffer status /srv/app.enc --json | jq .ring_keys`,
 		Args: exactArgs("BACKING"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.backing = args[0]
