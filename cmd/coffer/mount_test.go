@@ -291,3 +291,25 @@ func TestUnmountRefusals(t *testing.T) {
 	r := cli(t, "unmount", "/proc")
 	assertFailure(t, r, exitFailure, "is not a coffer mount (it is proc)")
 }
+
+func TestMountMasterSelection(t *testing.T) {
+	f := newMountFixture(t)
+	good := f.passphraseFile(t, "good.txt", "right")
+	bad := f.passphraseFile(t, "bad.txt", "wrong")
+	requireOK(t, cli(t, append([]string{"init", f.backing, "--master", f.keyURI(), "--master", "passphrase:",
+		"--passphrase-file", good}, cheapArgon2...)...))
+	cfg := readVolumeJSON(t, f.backing)
+	require.Len(t, cfg.Masters, 2)
+
+	// Restricted to the passphrase, a valid key file must not be used.
+	r := f.mount(t, "--master", "passphrase:", "--passphrase-file", bad)
+	assertFailure(t, r, exitFailure, "wrong master key")
+	r = f.mount(t, "--master", cfg.Masters[1].ID, "--passphrase-file", bad)
+	assertFailure(t, r, exitFailure, "wrong master key")
+	assert.False(t, isMounted(t, f.mnt))
+
+	requireOK(t, f.mount(t, "--master", cfg.Masters[0].ID))
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+	requireOK(t, f.mount(t, "--master", "passphrase:", "--passphrase-file", good))
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+}
