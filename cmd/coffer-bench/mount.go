@@ -107,6 +107,42 @@ func (m *mountProc) peakRSS() (int64, error) {
 	return readVmHWM(fmt.Sprintf("/proc/%d/status", m.pid()))
 }
 
+// cpuTime returns the CPU time (user and system) the daemon has used.
+func (m *mountProc) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.pid()))
+	if err != nil {
+		return 0, fmt.Errorf("failed to read CPU time: %w", err)
+	}
+	return parseStatCPU(string(b))
+}
+
+// clockTicks is the unit of the times in /proc/PID/stat (USER_HZ), 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// parseStatCPU returns utime+stime from the content of /proc/PID/stat.
+func parseStatCPU(stat string) (time.Duration, error) {
+	// The command name (field 2) may hold spaces; fields after it are
+	// plain. utime and stime are fields 14 and 15.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("failed to parse /proc/PID/stat %q", stat)
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("failed to parse /proc/PID/stat %q", stat)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("failed to parse CPU time %q: %w", s, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 // readVmHWM reads the VmHWM line of a /proc/PID/status file.
 func readVmHWM(path string) (int64, error) {
 	f, err := os.Open(path)

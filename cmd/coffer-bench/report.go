@@ -55,6 +55,8 @@ func writeReport(w io.Writer, opts *options, m machine, res *results, elapsed ti
 		writeMedians(w, opts, res, b)
 		fmt.Fprintln(w)
 		writeTargets(w, opts, res, b)
+		fmt.Fprintln(w)
+		writeCPU(w, opts, res, b)
 	}
 	fmt.Fprintf(w, "\n### Every round\n\n")
 	writeRounds(w, opts, res)
@@ -122,6 +124,40 @@ func writeMedians(w io.Writer, opts *options, res *results, backing string) {
 		"on (reference only).\n", opts.rounds)
 }
 
+// writeCPU writes the table of the daemons' median CPU time per phase, a
+// measure that load from other processes disturbs less than elapsed time.
+func writeCPU(w io.Writer, opts *options, res *results, backing string) {
+	ratios := ratioColumns(opts)
+	head := append([]string{"daemon CPU", "unit"}, opts.targets...)
+	for _, o := range ratios {
+		head = append(head, o+"/coffer")
+	}
+	writeRow(w, head)
+	writeRow(w, slices.Repeat([]string{"---:"}, len(head)))
+	for _, name := range opts.phases {
+		row := []string{name, "s"}
+		for _, t := range opts.targets {
+			v, ok := res.medianCPU(resultKey{backing, t, name})
+			row = append(row, formatFloat(v, ok))
+		}
+		for _, o := range ratios {
+			c, ok1 := res.medianCPU(resultKey{backing, targetCoffer, name})
+			v, ok2 := res.medianCPU(resultKey{backing, o, name})
+			row = append(row, formatCPURatio(v, c, ok1 && ok2))
+		}
+		writeRow(w, row)
+	}
+	fmt.Fprintf(w, "\nCPU time (user + system) of the mount process during each phase, median of the "+
+		"rounds. Ratios above 1 mean coffer used less CPU.\n")
+}
+
+func formatCPURatio(other, coffer float64, ok bool) string {
+	if !ok || coffer == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", other/coffer)
+}
+
 // ratioColumns returns the file systems coffer is compared with.
 func ratioColumns(opts *options) []string {
 	if !slices.Contains(opts.targets, targetCoffer) {
@@ -159,6 +195,11 @@ func formatMiB(v int64, ok bool) string {
 // formatValue formats the median of a cell.
 func formatValue(res *results, k resultKey) string {
 	v, ok := res.median(k)
+	return formatFloat(v, ok)
+}
+
+// formatFloat formats a measurement with three or so significant digits.
+func formatFloat(v float64, ok bool) string {
 	if !ok {
 		return "–"
 	}
@@ -234,21 +275,26 @@ func writeCheck(w io.Writer, ok bool, format string, args ...any) {
 
 // writeRounds lists every measurement, for judging the spread.
 func writeRounds(w io.Writer, opts *options, res *results) {
-	writeRow(w, []string{"backing", "phase", "file system", "unit", "every round (in order)"})
-	writeRow(w, []string{"---", "---", "---", "---", "---"})
+	writeRow(w, []string{"backing", "phase", "file system", "unit", "every round (in order)", "daemon CPU s"})
+	writeRow(w, []string{"---", "---", "---", "---", "---", "---"})
 	all := phases()
 	for _, b := range opts.backings {
 		for _, name := range opts.phases {
 			for _, t := range opts.targets {
-				vs := res.values[resultKey{b, t, name}]
-				cells := make([]string, len(vs))
-				for i, v := range vs {
-					cells[i] = fmt.Sprintf("%.4g", v)
-				}
-				writeRow(w, []string{b, name, t, all[name].unit, strings.Join(cells, ", ")})
+				k := resultKey{b, t, name}
+				writeRow(w, []string{b, name, t, all[name].unit, joinFloats(res.values[k]), joinFloats(res.cpu[k])})
 			}
 		}
 	}
+}
+
+// joinFloats lists values with four significant digits.
+func joinFloats(vs []float64) string {
+	cells := make([]string, len(vs))
+	for i, v := range vs {
+		cells[i] = fmt.Sprintf("%.4g", v)
+	}
+	return strings.Join(cells, ", ")
 }
 
 // updateReportFile replaces the generated part of the Markdown file at path

@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"time"
 )
 
 // resultKey names one cell of the results: a phase of a file system on a
@@ -13,19 +14,38 @@ type resultKey struct {
 // results collects the measurements of a run.
 type results struct {
 	values map[resultKey][]float64 // one per round, in round order
+	cpu    map[resultKey][]float64 // daemon CPU seconds during the measurement, per round
 	rss    map[resultKey]int64     // peak RSS of the measured mount, max over rounds, bytes
 	loads  []float64               // 1-minute load average at the start of every step
 }
 
 func newResults() *results {
-	return &results{values: map[resultKey][]float64{}, rss: map[resultKey]int64{}}
+	return &results{values: map[resultKey][]float64{}, cpu: map[resultKey][]float64{}, rss: map[resultKey]int64{}}
+}
+
+// sample is the outcome of one step.
+type sample struct {
+	value float64       // the phase's result, in its unit
+	cpu   time.Duration // the daemon's CPU time during the measurement
+	rss   int64         // the daemon's peak RSS, bytes
+	load  float64       // 1-minute load average at the start
 }
 
 // add records one step.
-func (r *results) add(k resultKey, v float64, rss int64, load float64) {
-	r.values[k] = append(r.values[k], v)
-	r.rss[k] = max(r.rss[k], rss)
-	r.loads = append(r.loads, load)
+func (r *results) add(k resultKey, s sample) {
+	r.values[k] = append(r.values[k], s.value)
+	r.cpu[k] = append(r.cpu[k], s.cpu.Seconds())
+	r.rss[k] = max(r.rss[k], s.rss)
+	r.loads = append(r.loads, s.load)
+}
+
+// medianCPU returns the median daemon CPU seconds of k.
+func (r *results) medianCPU(k resultKey) (float64, bool) {
+	v := r.cpu[k]
+	if len(v) == 0 {
+		return 0, false
+	}
+	return median(v), true
 }
 
 // median returns the median of k's values and whether there are any.

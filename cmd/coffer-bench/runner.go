@@ -188,29 +188,42 @@ func (r *runner) step(ctx context.Context, round int, backing string, t target, 
 		return err
 	}
 
-	var v float64
-	var rss int64
-	load := loadAverage()
+	smp := sample{load: loadAverage()}
 	err := r.onMount(ctx, t, d, r.profilePath(round, backing, t, p), func(m *mountProc) error {
-		var err error
-		if v, err = p.measure(ctx, env); err != nil {
-			return err
-		}
-		if rss, err = m.peakRSS(); err != nil {
-			return err
-		}
-		if p.after != nil {
-			return p.after(ctx, env)
-		}
-		return nil
+		return measureOn(ctx, m, p, env, &smp)
 	})
 	if err != nil {
 		return err
 	}
 
-	r.res.add(resultKey{backing: backing, target: t.name(), phase: p.name}, v, rss, load)
-	infof("round %d %-5s %-8s %-11s %10.4g %-4s  peak RSS %4d MiB  load %.2f",
-		round, backing, p.name, t.name(), v, p.unit, rss>>20, load)
+	r.res.add(resultKey{backing: backing, target: t.name(), phase: p.name}, smp)
+	infof("round %d %-5s %-8s %-11s %10.4g %-4s  daemon CPU %6.2fs  peak RSS %4d MiB  load %.2f",
+		round, backing, p.name, t.name(), smp.value, p.unit, smp.cpu.Seconds(), smp.rss>>20, smp.load)
+	return nil
+}
+
+// measureOn runs the measurement of p on the mount m and fills in s: the
+// result, the daemon's CPU time during it and its peak RSS. Then it runs
+// p's cleanup.
+func measureOn(ctx context.Context, m *mountProc, p phase, env *stepEnv, s *sample) error {
+	cpu0, err := m.cpuTime()
+	if err != nil {
+		return err
+	}
+	if s.value, err = p.measure(ctx, env); err != nil {
+		return err
+	}
+	cpu1, err := m.cpuTime()
+	if err != nil {
+		return err
+	}
+	s.cpu = cpu1 - cpu0
+	if s.rss, err = m.peakRSS(); err != nil {
+		return err
+	}
+	if p.after != nil {
+		return p.after(ctx, env)
+	}
 	return nil
 }
 
