@@ -715,12 +715,7 @@ func pattern(seed uint64, n int) []byte {
 // writeSync writes data at off into path, creating it, and fsyncs it.
 func writeSync(t testing.TB, path string, data []byte, off int64) {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
-	require.NoError(t, err)
-	_, err = f.WriteAt(data, off)
-	require.NoError(t, err)
-	require.NoError(t, f.Sync())
-	require.NoError(t, f.Close())
+	require.NoError(t, writeFile(path, data, off))
 }
 
 func readFile(t testing.TB, path string) []byte {
