@@ -98,12 +98,17 @@
 // held only to look states up. The cached cipher is an atomic pointer,
 // loaded under a separate mutex when a reader finds it empty.
 //
-// flock(2) and POSIX locks are applied to the backing descriptor of the
-// handle (flock, and open file description locks for POSIX locks), so they
-// hold between processes using the mount and processes or mounts using the
-// backing directory. As with go-fuse's loopback, two descriptors opened by
-// one process hold distinct POSIX locks that conflict, which classic
-// process-owned locks would not.
+// flock(2) locks are taken on the handle's backing descriptor, as they
+// belong to the open file. POSIX record locks belong to a process, so each
+// lock owner the kernel names gets its own open file description of the
+// backing file and its locks are open file description locks there: a
+// process's descriptors share its locks, any of them unlocks, closing any of
+// them releases them (Mount passes the owner of each FLUSH to the handle,
+// which go-fuse's node API does not), and F_GETLK names the holding process
+// when it uses this mount. All of these locks also hold against other
+// processes and mounts using the backing directory. Blocking requests poll
+// (up to every 20 ms) rather than block, so that an interrupted caller
+// leaves no lock behind.
 //
 // # Errors
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -22,6 +23,10 @@ type filesystem struct {
 	log     zerolog.Logger
 	root    *gofs.LoopbackRoot
 	inodes  inodeTable
+
+	// flushOwners maps the cancel channel of a running FLUSH request to
+	// its lock owner; see flushOwnerFS.
+	flushOwners sync.Map
 }
 
 func newFilesystem(backing string, opts Options) *filesystem {

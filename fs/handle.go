@@ -95,10 +95,14 @@ func (h *handle) Writev(ctx context.Context, data [][]byte, off int64) (uint32, 
 	return h.Write(ctx, *b, off)
 }
 
-// Flush reports errors of a close(2) of one of the file's descriptors by
-// closing a duplicate of the backing descriptor; the backing file stays open
-// until Release.
-func (h *handle) Flush(context.Context) syscall.Errno {
+// Flush runs for every close(2) of a descriptor of the file. It releases
+// the POSIX locks of the closing process, and reports errors of the backing
+// file system by closing a duplicate of the backing descriptor; the backing
+// file stays open until Release.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	if owner, ok := h.fs.flushOwner(ctx); ok {
+		h.ino.locks.release(owner)
+	}
 	fd, err := unix.Dup(h.fd)
 	if err != nil {
 		return h.fs.errno(err)
@@ -244,38 +248,28 @@ func (h *handle) Allocate(_ context.Context, off, size uint64, mode uint32) sysc
 	return h.fs.errno(h.allocate(int64(off), int64(size)))
 }
 
-// Getlk tests a POSIX lock on the backing file. Locks are open file
-// description locks, so they hold between every process using the backing
-// directory.
-func (h *handle) Getlk(_ context.Context, _ uint64, lk *fuse.FileLock, _ uint32,
+// Getlk reports a POSIX lock that conflicts with lk. See locks.go for how
+// locks map to the backing file.
+func (h *handle) Getlk(_ context.Context, owner uint64, lk *fuse.FileLock, _ uint32,
 	out *fuse.FileLock) syscall.Errno {
-	var flk syscall.Flock_t
-	lk.ToFlockT(&flk)
-	err := syscall.FcntlFlock(uintptr(h.fd), unix.F_OFD_GETLK, &flk)
-	out.FromFlockT(&flk)
-	return h.fs.errno(err)
+	return h.fs.errno(h.ino.locks.getlk(h, owner, lk, out))
 }
 
 // Setlk takes or drops a lock without waiting.
-func (h *handle) Setlk(_ context.Context, _ uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return h.fs.errno(h.lock(lk, flags, false))
+func (h *handle) Setlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return h.fs.errno(h.lock(ctx, owner, lk, flags, false))
 }
 
 // Setlkw takes a lock, waiting for it.
-func (h *handle) Setlkw(_ context.Context, _ uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	return h.fs.errno(h.lock(lk, flags, true))
+func (h *handle) Setlkw(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	return h.fs.errno(h.lock(ctx, owner, lk, flags, true))
 }
 
-// lock applies an flock(2) or POSIX lock request to the backing file.
-func (h *handle) lock(lk *fuse.FileLock, flags uint32, wait bool) error {
+// lock applies an flock(2) or POSIX lock request. flock locks belong to the
+// open file, like the handle's backing descriptor, and are taken on it.
+func (h *handle) lock(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32, wait bool) error {
 	if flags&fuse.FUSE_LK_FLOCK == 0 {
-		var flk syscall.Flock_t
-		lk.ToFlockT(&flk)
-		cmd := unix.F_OFD_SETLK
-		if wait {
-			cmd = unix.F_OFD_SETLKW
-		}
-		return syscall.FcntlFlock(uintptr(h.fd), cmd, &flk)
+		return h.ino.locks.setlk(ctx, h, owner, lk, wait)
 	}
 
 	var op int
@@ -289,8 +283,5 @@ func (h *handle) lock(lk *fuse.FileLock, flags uint32, wait bool) error {
 	default:
 		return syscall.EINVAL
 	}
-	if !wait {
-		op |= syscall.LOCK_NB
-	}
-	return syscall.Flock(h.fd, op)
+	return retryLock(ctx, wait, func() error { return unix.Flock(h.fd, op|unix.LOCK_NB) })
 }

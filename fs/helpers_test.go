@@ -7,25 +7,71 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/cofferfs/coffer/keys"
 )
 
+// helperEnv makes the test binary run a helper instead of the tests.
+const helperEnv = "COFFER_FS_TEST_HELPER"
+
 func TestMain(m *testing.M) {
-	// A test that touches an mmap'd page of the mount blocks its OS thread
-	// in the page fault until the server in this same process answers:
-	// keep enough Ps for the server to run.
-	if runtime.GOMAXPROCS(0) < 4 {
-		runtime.GOMAXPROCS(4)
+	if os.Getenv(helperEnv) == "mmap" {
+		os.Exit(mmapHelper())
 	}
 	os.Exit(m.Run())
+}
+
+// mmapHelper maps MMAP_PATH shared and writable, copies MMAP_MARKER to each
+// of MMAP_OFFSETS, says "mapped", and on "sync" from stdin syncs and unmaps.
+func mmapHelper() int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "mmap helper:", err)
+		return 1
+	}
+	f, err := os.OpenFile(os.Getenv("MMAP_PATH"), os.O_RDWR, 0)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fail(err)
+	}
+	for s := range strings.SplitSeq(os.Getenv("MMAP_OFFSETS"), ",") {
+		off, err := strconv.Atoi(s)
+		if err != nil {
+			return fail(err)
+		}
+		copy(m[off:], os.Getenv("MMAP_MARKER"))
+	}
+	fmt.Println("mapped")
+
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return fail(err)
+	}
+	if err := unix.Msync(m, unix.MS_SYNC); err != nil {
+		return fail(err)
+	}
+	if err := unix.Munmap(m); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		return fail(err)
+	}
+	return 0
 }
 
 // ringShim adapts a *keys.Ring to KeyWrapper until the ring takes the

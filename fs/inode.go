@@ -31,6 +31,8 @@ type inode struct {
 	// drops the header. loadMu serialises loading under a shared mu.
 	cipher atomic.Pointer[content.Cipher]
 	loadMu sync.Mutex
+
+	locks posixLocks
 }
 
 // inodeTable holds the inodes that have at least one open handle.
@@ -58,7 +60,7 @@ func (t *inodeTable) acquire(k inodeKey) *inode {
 }
 
 // release drops a reference taken by acquire. The last one forgets the
-// inode and its key.
+// inode, its key and its locks.
 func (t *inodeTable) release(in *inode) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -66,6 +68,7 @@ func (t *inodeTable) release(in *inode) {
 	in.refs--
 	if in.refs == 0 {
 		delete(t.m, in.key)
+		in.locks.closeAll()
 	}
 }
 

@@ -1,13 +1,16 @@
 package fs
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -170,50 +173,144 @@ func TestLocksBetweenDescriptors(t *testing.T) {
 		unlock := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: 0, Len: 10}
 		require.NoError(t, unix.FcntlFlock(a.Fd(), unix.F_OFD_SETLK, &unlock))
 		require.NoError(t, unix.FcntlFlock(b.Fd(), unix.F_OFD_SETLK, &conflict))
+		all := unix.Flock_t{Type: unix.F_UNLCK}
+		require.NoError(t, unix.FcntlFlock(b.Fd(), unix.F_OFD_SETLK, &all))
+	})
+
+	t.Run("blocking lock waits for the holder", func(t *testing.T) {
+		lk := unix.Flock_t{Type: unix.F_WRLCK}
+		require.NoError(t, unix.FcntlFlock(a.Fd(), unix.F_OFD_SETLK, &lk))
+		done := make(chan error, 1)
+		go func() {
+			w := unix.Flock_t{Type: unix.F_WRLCK}
+			done <- unix.FcntlFlock(b.Fd(), unix.F_OFD_SETLKW, &w)
+		}()
+		unlock := unix.Flock_t{Type: unix.F_UNLCK}
+		require.NoError(t, unix.FcntlFlock(a.Fd(), unix.F_OFD_SETLK, &unlock))
+		require.NoError(t, <-done)
+		require.NoError(t, unix.FcntlFlock(b.Fd(), unix.F_OFD_SETLK, &unlock))
+	})
+
+	// Classic POSIX locks belong to the process: its descriptors share
+	// them, any of them unlocks, and closing any of them releases them.
+	// An open file description lock query on a third descriptor plays the
+	// other process; it stays open, since closing it would release too.
+	c, err := os.Open(p)
+	require.NoError(t, err)
+	defer c.Close()
+	probe := func(t *testing.T) int16 {
+		lk := unix.Flock_t{Type: unix.F_RDLCK}
+		require.NoError(t, unix.FcntlFlock(c.Fd(), unix.F_OFD_GETLK, &lk))
+		return lk.Type
+	}
+	wrlock := func(f *os.File) error {
+		lk := unix.Flock_t{Type: unix.F_WRLCK}
+		return unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+	}
+
+	t.Run("process locks shared between descriptors", func(t *testing.T) {
+		require.NoError(t, wrlock(a))
+		require.NoError(t, wrlock(b), "same process, second descriptor")
+		lk := unix.Flock_t{Type: unix.F_WRLCK}
+		require.NoError(t, unix.FcntlFlock(b.Fd(), unix.F_GETLK, &lk))
+		assert.Equal(t, int16(unix.F_UNLCK), lk.Type, "own lock does not conflict")
+		assert.Equal(t, int16(unix.F_WRLCK), probe(t))
+
+		unlock := unix.Flock_t{Type: unix.F_UNLCK}
+		require.NoError(t, unix.FcntlFlock(b.Fd(), unix.F_SETLK, &unlock))
+		assert.Equal(t, int16(unix.F_UNLCK), probe(t), "unlocked through the other descriptor")
+	})
+
+	t.Run("closing any descriptor releases process locks", func(t *testing.T) {
+		require.NoError(t, wrlock(a))
+		assert.Equal(t, int16(unix.F_WRLCK), probe(t))
+		other, err := os.Open(p)
+		require.NoError(t, err)
+		require.NoError(t, other.Close())
+		assert.Equal(t, int16(unix.F_UNLCK), probe(t))
 	})
 }
 
+func TestSetRange(t *testing.T) {
+	const eof = 1<<63 - 1
+	tests := []struct {
+		name string
+		have []lockRange
+		set  lockRange
+		want []lockRange
+	}{
+		{name: "add", set: lockRange{0, 9, unix.F_WRLCK}, want: []lockRange{{0, 9, unix.F_WRLCK}}},
+		{name: "unlock middle splits",
+			have: []lockRange{{0, 99, unix.F_RDLCK}},
+			set:  lockRange{10, 19, unix.F_UNLCK},
+			want: []lockRange{{0, 9, unix.F_RDLCK}, {20, 99, unix.F_RDLCK}}},
+		{name: "change type of part",
+			have: []lockRange{{0, 99, unix.F_RDLCK}},
+			set:  lockRange{50, eof, unix.F_WRLCK},
+			want: []lockRange{{0, 49, unix.F_RDLCK}, {50, eof, unix.F_WRLCK}}},
+		{name: "unlock all",
+			have: []lockRange{{0, 9, unix.F_RDLCK}, {20, eof, unix.F_WRLCK}},
+			set:  lockRange{0, eof, unix.F_UNLCK}},
+		{name: "disjoint kept",
+			have: []lockRange{{0, 9, unix.F_RDLCK}},
+			set:  lockRange{10, 19, unix.F_UNLCK},
+			want: []lockRange{{0, 9, unix.F_RDLCK}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, setRange(tt.have, tt.set))
+		})
+	}
+}
+
+// TestMmapSharedWrite writes through a shared mapping in a child process:
+// a goroutine of this process faulting on a page of its own mount would
+// block its thread, and a garbage collection waiting for that thread would
+// stop the server that answers the fault.
 func TestMmapSharedWrite(t *testing.T) {
 	v, mnt := mountNew(t)
 	p := filepath.Join(mnt, "mapped")
 	orig := pattern(9, 3*bs+500)
 	require.NoError(t, os.WriteFile(p, orig, 0o644))
 
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	require.NoError(t, err)
-	defer f.Close()
-	m, err := unix.Mmap(int(f.Fd()), 0, len(orig), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	require.NoError(t, err)
-	assert.Equal(t, orig, m, "mapping shows the plaintext")
-
-	marker := []byte("MMAP-MARKER-" + hex.EncodeToString(randBytes(8)))
-	copy(m[bs-5:], marker)     // across the first block boundary
-	copy(m[3*bs+100:], marker) // in the partial last block
+	marker := "MMAP-MARKER-" + hex.EncodeToString(randBytes(8))
+	offsets := []int{bs - 5, 3*bs + 100} // across a block boundary; in the partial last block
 	want := append([]byte(nil), orig...)
-	copy(want[bs-5:], marker)
-	copy(want[3*bs+100:], marker)
+	for _, off := range offsets {
+		copy(want[off:], marker)
+	}
 
-	// Another descriptor sees the change through the shared page cache,
-	// before and after writeback.
-	other, err := os.Open(p)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), helperEnv+"=mmap", "MMAP_PATH="+p, "MMAP_MARKER="+marker,
+		fmt.Sprintf("MMAP_OFFSETS=%d,%d", offsets[0], offsets[1]))
+	child.Stderr = os.Stderr
+	stdin, err := child.StdinPipe()
 	require.NoError(t, err)
-	defer other.Close()
-	got := make([]byte, len(want))
-	_, err = other.ReadAt(got, 0)
+	stdout, err := child.StdoutPipe()
 	require.NoError(t, err)
-	assert.Equal(t, want, got)
+	require.NoError(t, child.Start())
+	lines := bufio.NewReader(stdout)
+	line, err := lines.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "mapped\n", line)
 
-	require.NoError(t, unix.Msync(m, unix.MS_SYNC))
-	require.NoError(t, unix.Munmap(m))
-	require.NoError(t, f.Close())
+	// Another descriptor sees the change through the shared page cache
+	// before writeback.
+	got, err := readAll(p)
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "before msync")
 
-	// After writeback the data reached the backing file encrypted.
-	assertNoPlaintext(t, v.backing, marker)
-	got, err = os.ReadFile(p)
+	_, err = io.WriteString(stdin, "sync\n")
+	require.NoError(t, err)
+	require.NoError(t, child.Wait())
+
+	// After writeback the data reached the backing file, encrypted.
+	assertNoPlaintext(t, v.backing, []byte(marker))
+	got, err = readAll(p)
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 	fresh := v.mount(t)
-	got, err = os.ReadFile(filepath.Join(fresh, "mapped"))
+	got, err = readAll(filepath.Join(fresh, "mapped"))
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "a second mount decrypts the written-back pages")
 }

@@ -72,10 +72,19 @@ type Options struct {
 }
 
 // NewRoot returns the root node of a coffer file system over the backing
-// directory, for mounting with go-fuse. Mount is the usual entry point.
+// directory, for mounting with go-fuse. Mount is the usual entry point: with
+// NewRoot alone, closing a descriptor does not release the POSIX locks of
+// the closing process (go-fuse's node API does not pass the lock owner of a
+// flush); they are released when the file's last descriptor is closed.
 func NewRoot(backing string, opts Options) (gofs.InodeEmbedder, error) {
+	_, root, err := newRoot(backing, opts)
+	return root, err
+}
+
+// newRoot is NewRoot, also returning the file system's shared state.
+func newRoot(backing string, opts Options) (*filesystem, gofs.InodeEmbedder, error) {
 	if opts.Keys == nil {
-		return nil, errors.New("failed to create file system: no key wrapper")
+		return nil, nil, errors.New("failed to create file system: no key wrapper")
 	}
 	// Backing files are opened without following symlinks, so the root
 	// path itself must be free of them.
@@ -84,15 +93,15 @@ func NewRoot(backing string, opts Options) (gofs.InodeEmbedder, error) {
 		abs, err = filepath.EvalSymlinks(abs)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to resolve backing directory: %w", err)
+		return nil, nil, fmt.Errorf("failed to resolve backing directory: %w", err)
 	}
 
 	var st syscall.Stat_t
 	if err := syscall.Stat(abs, &st); err != nil {
-		return nil, fmt.Errorf("failed to stat backing directory: %w", err)
+		return nil, nil, fmt.Errorf("failed to stat backing directory: %w", err)
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		return nil, fmt.Errorf("failed to use backing directory %s: not a directory", abs)
+		return nil, nil, fmt.Errorf("failed to use backing directory %s: not a directory", abs)
 	}
 
 	f := newFilesystem(abs, opts)
@@ -101,20 +110,27 @@ func NewRoot(backing string, opts Options) (gofs.InodeEmbedder, error) {
 	f.root.NewNode = f.newNode
 	rootNode := f.newNode(f.root, nil, "", &st)
 	f.root.RootNode = rootNode
-	return rootNode, nil
+	return f, rootNode, nil
 }
 
 // Mount mounts a coffer file system over backing on mountpoint and serves it
 // in the background. The caller unmounts with Server.Unmount and may wait for
 // the end of serving with Server.Wait.
 func Mount(backing, mountpoint string, opts Options) (*fuse.Server, error) {
-	root, err := NewRoot(backing, opts)
+	f, root, err := newRoot(backing, opts)
 	if err != nil {
 		return nil, err
 	}
 
-	server, err := gofs.Mount(mountpoint, root, mountOptions(backing, opts))
+	gopts := mountOptions(backing, opts)
+	raw := &flushOwnerFS{RawFileSystem: gofs.NewNodeFS(root, gopts), fs: f}
+	server, err := fuse.NewServer(raw, mountpoint, &gopts.MountOptions)
 	if err != nil {
+		return nil, fmt.Errorf("failed to mount %s on %s: %w", backing, mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		_ = server.Unmount()
 		return nil, fmt.Errorf("failed to mount %s on %s: %w", backing, mountpoint, err)
 	}
 	opts.Logger.Info().Str("backing", backing).Str("mountpoint", mountpoint).

@@ -1,0 +1,36 @@
+package fs
+
+import (
+	"context"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// flushOwnerFS hands the lock owner of FLUSH requests, which go-fuse's node
+// API drops, to the file handle: closing a descriptor must release the POSIX
+// locks of the closing process. The request's cancel channel, unique while
+// the request runs, carries it to the handle's Flush through its context.
+type flushOwnerFS struct {
+	fuse.RawFileSystem
+	fs *filesystem
+}
+
+// Flush implements fuse.RawFileSystem.
+func (w *flushOwnerFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	w.fs.flushOwners.Store(cancel, in.LockOwner)
+	defer w.fs.flushOwners.Delete(cancel)
+	return w.RawFileSystem.Flush(cancel, in)
+}
+
+// flushOwner returns the lock owner of the FLUSH request ctx belongs to.
+func (f *filesystem) flushOwner(ctx context.Context) (uint64, bool) {
+	fc, ok := ctx.(*fuse.Context)
+	if !ok {
+		return 0, false
+	}
+	v, ok := f.flushOwners.Load(fc.Cancel)
+	if !ok {
+		return 0, false
+	}
+	return v.(uint64), true
+}
