@@ -24,8 +24,11 @@ import (
 const helperEnv = "COFFER_FS_TEST_HELPER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "mmap" {
+	switch os.Getenv(helperEnv) {
+	case "mmap":
 		os.Exit(mmapHelper())
+	case "fsize":
+		os.Exit(fsizeHelper())
 	}
 	os.Exit(m.Run())
 }

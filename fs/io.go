@@ -173,10 +173,12 @@ func (h *handle) writeAt(data []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := w.extend(off); err != nil {
-		return 0, err
+	err = w.extend(off)
+	if err == nil {
+		err = w.write(data, off)
 	}
-	if err := w.write(data, off); err != nil {
+	if err != nil {
+		w.rollback()
 		return 0, err
 	}
 	return len(data), nil
@@ -222,7 +224,11 @@ func (h *handle) truncate(size int64) error {
 	if err != nil {
 		return err
 	}
-	return w.extend(size)
+	if err := w.extend(size); err != nil {
+		w.rollback()
+		return err
+	}
+	return nil
 }
 
 // allocate implements fallocate mode 0: it extends the file with encrypted
@@ -246,7 +252,11 @@ func (h *handle) allocate(off, length int64) error {
 	if err != nil {
 		return err
 	}
-	return w.extend(end)
+	if err := w.extend(end); err != nil {
+		w.rollback()
+		return err
+	}
+	return nil
 }
 
 // shrink cuts the file to size bytes, size being below its plaintext size
@@ -309,15 +319,21 @@ func (h *handle) checkWritable() error {
 
 // blockWriter encrypts writes to one file under its exclusive lock.
 type blockWriter struct {
-	h      *handle
-	c      *content.Cipher
-	size   int64  // current plaintext size
-	header []byte // header to write with the first block of a new file
+	h        *handle
+	c        *content.Cipher
+	size     int64  // current plaintext size
+	header   []byte // header to write with the first block of a new file
+	start    int64  // backing size before the operation
+	reserved int64  // backing bytes past start asked to be reserved
+	saved    []byte // old bytes of the old last block, if it was rewritten
+	savedAt  int64  // their offset
 }
 
 // writer prepares writes that end at end. It refuses them if they would
-// touch a torn last block, and draws a new key if the file has no header
-// yet. The caller holds ino.mu exclusively.
+// touch a torn last block, draws a new key if the file has no header yet,
+// and reserves the backing space the file grows by, so that a full disk
+// fails the operation before it changes anything. The caller holds ino.mu
+// exclusively and calls rollback if the operation fails.
 func (h *handle) writer(end int64) (*blockWriter, error) {
 	sz, err := h.stat()
 	if err != nil {
@@ -327,7 +343,7 @@ func (h *handle) writer(end int64) (*blockWriter, error) {
 		return nil, h.tornError(sz)
 	}
 
-	w := &blockWriter{h: h, size: sz.plain}
+	w := &blockWriter{h: h, size: sz.plain, start: sz.cipher}
 	if sz.cipher == 0 {
 		w.c, w.header, err = h.fs.newKey()
 	} else {
@@ -336,7 +352,52 @@ func (h *handle) writer(end int64) (*blockWriter, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := w.reserve(content.CipherSize(max(end, sz.plain))); err != nil {
+		return nil, err
+	}
 	return w, nil
+}
+
+// reserve allocates the backing file up to size bytes without changing its
+// size. Backing file systems without fallocate(2) get no reservation.
+func (w *blockWriter) reserve(size int64) error {
+	n := size - w.start
+	if n <= 0 {
+		return nil
+	}
+	w.reserved = n
+	err := unix.Fallocate(w.h.fd, unix.FALLOC_FL_KEEP_SIZE, w.start, n)
+	switch err {
+	case nil:
+		return nil
+	case unix.EOPNOTSUPP, unix.ENOSYS:
+		w.reserved = 0
+		return nil
+	}
+	w.release()
+	return fmt.Errorf("failed to reserve space in backing file: %w", err)
+}
+
+// release frees the space reserved past the old backing size. A failed
+// fallocate may have allocated part of the range, so it frees all of it.
+func (w *blockWriter) release() {
+	if w.reserved > 0 {
+		_ = unix.Fallocate(w.h.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE,
+			w.start, w.reserved)
+		w.reserved = 0
+	}
+}
+
+// rollback undoes a failed operation: it restores the old last block if it
+// was rewritten, cuts the backing file back to its old size and frees the
+// reservation. Blocks inside the old file are written last and only fail on
+// I/O errors; those are not restored.
+func (w *blockWriter) rollback() {
+	if w.saved != nil {
+		_ = pwriteFull(w.h.fd, w.saved, w.savedAt)
+	}
+	_ = ftruncate(w.h.fd, w.start)
+	w.release()
 }
 
 // extend fills the file with encrypted zeros up to size, in chunks that end
@@ -373,11 +434,7 @@ func (w *blockWriter) write(data []byte, off int64) error {
 		out = w.c.Seal(out, plain, uint64(b))
 	}
 
-	at := content.BlockOffset(uint64(first))
-	if w.header != nil {
-		at = 0
-	}
-	if err := pwriteFull(w.h.fd, out, at); err != nil {
+	if err := w.store(out, first); err != nil {
 		return err
 	}
 	if w.header != nil {
@@ -385,6 +442,61 @@ func (w *blockWriter) write(data []byte, off int64) error {
 		w.header = nil
 	}
 	w.size = newSize
+	return nil
+}
+
+// store writes the sealed blocks from block first on, in an order that lets
+// rollback restore the file: first the blocks past the old end, which
+// rollback cuts off; then the old last block if it grows, its old bytes
+// saved for rollback; then the blocks inside the old file, which cannot run
+// out of space.
+func (w *blockWriter) store(out []byte, first int64) error {
+	if w.header != nil {
+		return pwriteFull(w.h.fd, out, 0)
+	}
+
+	last := first + int64(len(out)+cbs-1)/cbs - 1
+	pos := func(b int64) int { return min(int(b-first)*cbs, len(out)) }
+	// Blocks from tail on start at or past the old end; block grown, if
+	// any, holds the old end inside it.
+	tail := min(max(first, (w.start-content.HeaderSize+cbs-1)/cbs), last+1)
+	inPlace := tail
+	if grown := (w.start - content.HeaderSize) / cbs; grown == tail-1 && grown >= first &&
+		(w.start-content.HeaderSize)%cbs != 0 {
+		inPlace = grown
+	}
+
+	if tail <= last {
+		if err := pwriteFull(w.h.fd, out[pos(tail):], content.BlockOffset(uint64(tail))); err != nil {
+			return err
+		}
+	}
+	if inPlace < tail {
+		if err := w.saveGrown(inPlace); err != nil {
+			return err
+		}
+		if err := pwriteFull(w.h.fd, out[pos(inPlace):pos(tail)], content.BlockOffset(uint64(inPlace))); err != nil {
+			return err
+		}
+	}
+	if first < inPlace {
+		return pwriteFull(w.h.fd, out[:pos(inPlace)], content.BlockOffset(uint64(first)))
+	}
+	return nil
+}
+
+// saveGrown keeps the old bytes of block b, the old last block, once per
+// operation, for rollback.
+func (w *blockWriter) saveGrown(b int64) error {
+	if w.saved != nil {
+		return nil
+	}
+	at := content.BlockOffset(uint64(b))
+	saved := make([]byte, w.start-at)
+	if err := preadFull(w.h.fd, saved, at); err != nil {
+		return w.h.readError(err, b)
+	}
+	w.saved, w.savedAt = saved, at
 	return nil
 }
 
@@ -428,8 +540,14 @@ func preadFull(fd int, b []byte, off int64) error {
 	return nil
 }
 
+// pwriteFault, set only by tests, replaces pwriteFull to inject failures.
+var pwriteFault func(fd int, b []byte, off int64) error
+
 // pwriteFull writes all of b at offset off.
 func pwriteFull(fd int, b []byte, off int64) error {
+	if pwriteFault != nil {
+		return pwriteFault(fd, b, off)
+	}
 	for len(b) > 0 {
 		n, err := unix.Pwrite(fd, b, off)
 		if err == unix.EINTR {
