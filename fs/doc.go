@@ -139,6 +139,12 @@
 // daemon holds unwrapped DEKs of open files in memory, in Go's heap; see
 // docs/limitations.md and docs/format.md.
 //
+// A write, truncation or fallocate that fails leaves the file as it was
+// when it ran out of space (ENOSPC, EFBIG) or was refused: blocks past the
+// old end are written first and cut off again on failure, and the old last
+// block, if it grows, is saved and restored. Blocks inside the old file are
+// written last, in place; an I/O error there is not undone.
+//
 // Writes rewrite blocks in place. A crash during a write or truncation can
 // leave the block being written unreadable (EIO) even though its old
 // content had been fsynced; blocks not being written are never affected.

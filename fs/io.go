@@ -319,21 +319,19 @@ func (h *handle) checkWritable() error {
 
 // blockWriter encrypts writes to one file under its exclusive lock.
 type blockWriter struct {
-	h        *handle
-	c        *content.Cipher
-	size     int64  // current plaintext size
-	header   []byte // header to write with the first block of a new file
-	start    int64  // backing size before the operation
-	reserved int64  // backing bytes past start asked to be reserved
-	saved    []byte // old bytes of the old last block, if it was rewritten
-	savedAt  int64  // their offset
+	h       *handle
+	c       *content.Cipher
+	size    int64  // current plaintext size
+	header  []byte // header to write with the first block of a new file
+	start   int64  // backing size before the operation
+	saved   []byte // old bytes of the old last block, if it was rewritten
+	savedAt int64  // their offset
 }
 
 // writer prepares writes that end at end. It refuses them if they would
-// touch a torn last block, draws a new key if the file has no header yet,
-// and reserves the backing space the file grows by, so that a full disk
-// fails the operation before it changes anything. The caller holds ino.mu
-// exclusively and calls rollback if the operation fails.
+// touch a torn last block and draws a new key if the file has no header
+// yet. The caller holds ino.mu exclusively and calls rollback if the
+// operation fails.
 func (h *handle) writer(end int64) (*blockWriter, error) {
 	sz, err := h.stat()
 	if err != nil {
@@ -352,52 +350,20 @@ func (h *handle) writer(end int64) (*blockWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := w.reserve(content.CipherSize(max(end, sz.plain))); err != nil {
-		return nil, err
-	}
 	return w, nil
 }
 
-// reserve allocates the backing file up to size bytes without changing its
-// size. Backing file systems without fallocate(2) get no reservation.
-func (w *blockWriter) reserve(size int64) error {
-	n := size - w.start
-	if n <= 0 {
-		return nil
-	}
-	w.reserved = n
-	err := unix.Fallocate(w.h.fd, unix.FALLOC_FL_KEEP_SIZE, w.start, n)
-	switch err {
-	case nil:
-		return nil
-	case unix.EOPNOTSUPP, unix.ENOSYS:
-		w.reserved = 0
-		return nil
-	}
-	w.release()
-	return fmt.Errorf("failed to reserve space in backing file: %w", err)
-}
-
-// release frees the space reserved past the old backing size. A failed
-// fallocate may have allocated part of the range, so it frees all of it.
-func (w *blockWriter) release() {
-	if w.reserved > 0 {
-		_ = unix.Fallocate(w.h.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE,
-			w.start, w.reserved)
-		w.reserved = 0
-	}
-}
-
 // rollback undoes a failed operation: it restores the old last block if it
-// was rewritten, cuts the backing file back to its old size and frees the
-// reservation. Blocks inside the old file are written last and only fail on
-// I/O errors; those are not restored.
+// was rewritten and cuts the backing file back to its old size. Running out
+// of space (ENOSPC, EFBIG) can only happen past the old end, so such a
+// failure leaves the file unchanged. Blocks inside the old file are written
+// last and fail only on I/O errors; those are not restored. (On
+// copy-on-write backing file systems, overwrites need space too.)
 func (w *blockWriter) rollback() {
 	if w.saved != nil {
 		_ = pwriteFull(w.h.fd, w.saved, w.savedAt)
 	}
 	_ = ftruncate(w.h.fd, w.start)
-	w.release()
 }
 
 // extend fills the file with encrypted zeros up to size, in chunks that end

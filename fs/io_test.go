@@ -269,3 +269,24 @@ func BenchmarkWriteAt(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkAppend(b *testing.B) {
+	for _, n := range []int{100, 128 << 10} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			h := benchHandle(b, 0)
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			var off int64
+			for b.Loop() {
+				if off+int64(n) > 64<<20 {
+					require.NoError(b, h.truncate(0))
+					off = 0
+				}
+				if _, err := h.writeAt(buf, off); err != nil {
+					b.Fatal(err)
+				}
+				off += int64(n)
+			}
+		})
+	}
+}
