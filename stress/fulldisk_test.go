@@ -15,9 +15,9 @@ import (
 // TestFullDisk puts the backing directory on an 8 MiB tmpfs and fills it
 // through the mount. Every failing write, truncation or fallocate must fail
 // with ENOSPC (not EIO, not a crash) and leave its file as it was before
-// the call (a write that fails wrote nothing: its caller cannot know what
-// to redo otherwise); the mount must stay up with all earlier data intact;
-// and once space is freed, writing works again, on the same files too.
+// the call, plus what write(2) acknowledged with a short count before the
+// error; the mount must stay up with all earlier data intact; and once
+// space is freed, writing works again, on the same files too.
 func TestFullDisk(t *testing.T) {
 	v := newVolume(t, mountTmpfs(t, 8<<20))
 	before := map[string][]byte{}
@@ -46,32 +46,39 @@ func TestFullDisk(t *testing.T) {
 	t.Run("the file that filled the disk is as acknowledged", func(t *testing.T) {
 		assertFile(t, fill, filled)
 	})
+	// Each op returns what the file must hold afterwards: its old contents
+	// if it failed, plus what a write acknowledged before failing (write(2)
+	// may return a short count, and the next call the error).
 	failing := []struct {
 		name string
-		op   func(fd int, size int64) error
+		op   func(fd int, old []byte) ([]byte, error)
 	}{
-		{"write past the end", func(fd int, _ int64) error {
-			return errOf(pwriteAll(fd, pattern(7, 50_000), 400_000))
+		{"write past the end", func(fd int, old []byte) ([]byte, error) {
+			return writeModel(fd, old, pattern(7, 50_000), 400_000)
 		}},
-		{"append", func(fd int, size int64) error {
-			return errOf(pwriteAll(fd, pattern(8, 200_000), size))
+		{"append", func(fd int, old []byte) ([]byte, error) {
+			return writeModel(fd, old, pattern(8, 200_000), int64(len(old)))
 		}},
-		{"truncate up", func(fd int, _ int64) error { return unix.Ftruncate(fd, 2<<20) }},
-		{"fallocate", func(fd int, _ int64) error { return unix.Fallocate(fd, 0, 0, 2<<20) }},
+		{"truncate up", func(fd int, old []byte) ([]byte, error) { return old, unix.Ftruncate(fd, 2<<20) }},
+		{"fallocate", func(fd int, old []byte) ([]byte, error) { return old, unix.Fallocate(fd, 0, 0, 2<<20) }},
 	}
 	for i, tc := range failing {
 		t.Run(tc.name+" fails with ENOSPC and changes nothing", func(t *testing.T) {
 			name := fmt.Sprintf("before-%d", i)
 			fd := openRW(t, v.path(name))
 			defer unix.Close(fd)
-			err := tc.op(fd, int64(len(before[name])))
+			want, err := tc.op(fd, before[name])
 			if err == nil {
 				t.Logf("%s succeeded on a full disk", tc.name)
 				before[name] = nil // unknown now; not checked below
 				return
 			}
 			assert.ErrorIs(t, err, syscall.ENOSPC)
-			assertFile(t, fd, before[name])
+			if len(want) != len(before[name]) {
+				t.Logf("%s: %d bytes acknowledged before ENOSPC", tc.name, len(want)-len(before[name]))
+			}
+			before[name] = want
+			assertFile(t, fd, want)
 		})
 	}
 	t.Run("a new file on a full disk", func(t *testing.T) {
@@ -166,6 +173,18 @@ func assertFile(t *testing.T, fd int, want []byte) {
 	r := preadAll(fd, int64(len(want))+BlockSize, 0)
 	assert.Zero(t, r.err, "reading the file back")
 	assert.True(t, bytes.Equal(want, r.data), "contents: %s", diff(want, r.data, 0))
+}
+
+// writeModel writes data at off and returns the file's expected contents:
+// old with the acknowledged part of data written at off.
+func writeModel(fd int, old, data []byte, off int64) ([]byte, error) {
+	r := pwriteAll(fd, data, off)
+	if r.n == 0 {
+		return old, errOf(r)
+	}
+	var m model = append([]byte(nil), old...)
+	m.writeAt(data[:r.n], off)
+	return m, errOf(r)
 }
 
 func errOf(r result) error {
