@@ -383,7 +383,7 @@ func TestCrashConsistency(t *testing.T) {
 	if base == 0 {
 		base = uint64(time.Now().UnixNano()) & (1<<40 - 1)
 	}
-	seeds := scale(envInt("CRASH_SEEDS", 20), 500)
+	seeds := scale(20, 500)
 	t.Logf("crash seeds %d..%d (rerun with -args -stress.seed=%d)", base, base+uint64(seeds)-1, base)
 
 	var stats crashStats
@@ -746,11 +746,4 @@ func logIf(t *testing.T, ok bool, format string, args ...any) {
 	if ok {
 		t.Logf(format, args...)
 	}
-}
-
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return n
-	}
-	return def
 }

@@ -81,7 +81,8 @@ func cofferBin(t testing.TB) string {
 		buildBin = filepath.Join(buildDir, "coffer")
 		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/cofferfs/coffer/cmd/coffer")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("failed to build coffer: %w\n%s", err, out)
+			buildErr = fmt.Errorf("failed to build coffer (run the tests from the module, "+
+				"or set COFFER_STRESS_BIN): %w\n%s", err, out)
 		}
 	})
 	require.NoError(t, buildErr)
