@@ -124,8 +124,11 @@
 // byte more than its readable blocks, so that reading to the end reaches the
 // damage and fails with EIO instead of ending quietly; writing into that
 // region fails with EIO too, and truncating below it or to zero repairs the
-// file. If the current key slot fails but the other one unwraps, the file
-// is readable and a warning is logged.
+// file. A read past the end of a file that shrank behind the mount, while
+// the kernel still holds its old size, fails with EIO too (the kernel would
+// otherwise hand the reader zeros as data), unless a truncation through the
+// mount explains it. If the current key slot fails but the other one
+// unwraps, the file is readable and a warning is logged.
 //
 // # Threat model
 //
@@ -139,11 +142,11 @@
 // daemon holds unwrapped DEKs of open files in memory, in Go's heap; see
 // docs/limitations.md and docs/format.md.
 //
-// A write, truncation or fallocate that fails leaves the file as it was
-// when it ran out of space (ENOSPC, EFBIG) or was refused: blocks past the
-// old end are written first and cut off again on failure, and the old last
-// block, if it grows, is saved and restored. Blocks inside the old file are
-// written last, in place; an I/O error there is not undone.
+// A write, truncation or fallocate that runs out of space (ENOSPC, EFBIG)
+// leaves the file as it was: blocks past the old end are written first and
+// cut off again on failure, and the old last block, if it grows, is saved
+// and restored. Blocks inside the old file are written last, in place; an
+// I/O error there is not undone.
 //
 // Writes rewrite blocks in place. A crash during a write or truncation can
 // leave the block being written unreadable (EIO) even though its old

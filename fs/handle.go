@@ -25,6 +25,7 @@ type handle struct {
 	ino      *inode
 	fd       int
 	writable bool // fd is open read-write
+	direct   bool // opened with O_DIRECT: reads bypass the page cache
 }
 
 var (
@@ -50,8 +51,11 @@ func (h *handle) path() string {
 	return h.node.backingPath()
 }
 
-// release closes the backing file and drops the inode reference.
+// release closes the backing file and drops the inode reference, once.
 func (h *handle) release() {
+	if h.fd < 0 {
+		return
+	}
 	_ = unix.Close(h.fd)
 	h.fd = -1
 	h.fs.inodes.release(h.ino)

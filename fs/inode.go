@@ -33,6 +33,11 @@ type inode struct {
 	loadMu sync.Mutex
 
 	locks posixLocks
+
+	// size is the plaintext size the last change through this mount left,
+	// or -1 if there was none since the inode got its first handle. A read
+	// past the end of the file is only expected right after such a change.
+	size atomic.Int64
 }
 
 // inodeTable holds the inodes that have at least one open handle.
@@ -53,6 +58,7 @@ func (t *inodeTable) acquire(k inodeKey) *inode {
 	in := t.m[k]
 	if in == nil {
 		in = &inode{key: k}
+		in.size.Store(-1)
 		t.m[k] = in
 	}
 	in.refs++

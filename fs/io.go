@@ -14,6 +14,11 @@ import (
 const (
 	bs  = content.BlockSize
 	cbs = content.CipherBlockSize
+
+	// pageSize is the kernel's page size on every Linux platform we build
+	// for but some arm64 and ppc64 configurations; there it only makes
+	// shrunk less sensitive.
+	pageSize = 4096
 )
 
 // zeroChunk is how much plaintext a gap fill encrypts per backing write.
@@ -99,6 +104,9 @@ func (h *handle) readAt(dest []byte, off int64) (int, error) {
 	if sz.torn && off+int64(len(dest)) > sz.plain {
 		return 0, h.tornError(sz)
 	}
+	if h.shrunk(off, int64(len(dest)), sz.plain) {
+		return 0, &integrityError{path: h.path(), block: sz.plain / bs, err: errShrunk}
+	}
 	if off >= sz.plain || len(dest) == 0 {
 		return 0, nil
 	}
@@ -107,6 +115,23 @@ func (h *handle) readAt(dest []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return h.decrypt(c, dest, off, min(off+int64(len(dest)), sz.plain), sz)
+}
+
+// errShrunk reports a read past the end of a file that got shorter behind
+// the mount: removed blocks or a backing file cut at a block boundary.
+var errShrunk = errors.New("read past the end: the backing file shrank behind the mount")
+
+// shrunk reports whether a read of n bytes at off shows that the kernel
+// believes the file larger than its plaintext size, and no change through
+// this mount explains it. The kernel reads whole pages below its file size
+// (or, with O_DIRECT, from below its file size on); a short answer would
+// make it fill the rest with zeros and hand them to the reader as data.
+func (h *handle) shrunk(off, n, size int64) bool {
+	past := off+n > (size+pageSize-1)/pageSize*pageSize
+	if h.direct {
+		past = off >= size
+	}
+	return past && h.ino.size.Load() != size
 }
 
 // decrypt reads the blocks holding plaintext [off, end) with one pread and
@@ -181,6 +206,7 @@ func (h *handle) writeAt(data []byte, off int64) (int, error) {
 		w.rollback()
 		return 0, err
 	}
+	h.ino.size.Store(w.size)
 	return len(data), nil
 }
 
@@ -201,6 +227,15 @@ func (h *handle) truncate(size int64) error {
 	h.ino.mu.Lock()
 	defer h.ino.mu.Unlock()
 
+	if err := h.resize(size); err != nil {
+		return err
+	}
+	h.ino.size.Store(size)
+	return nil
+}
+
+// resize is truncate under the lock.
+func (h *handle) resize(size int64) error {
 	if size == 0 {
 		// Also the way out for a file whose header is damaged.
 		if err := ftruncate(h.fd, 0); err != nil {
@@ -256,6 +291,7 @@ func (h *handle) allocate(off, length int64) error {
 		w.rollback()
 		return err
 	}
+	h.ino.size.Store(w.size)
 	return nil
 }
 

@@ -144,6 +144,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, n.fs.errno(err)
 	}
+	h.direct = flags&syscall.O_DIRECT != 0
 	if flags&syscall.O_TRUNC != 0 {
 		if err := h.truncate(0); err != nil {
 			h.release()
@@ -196,6 +197,7 @@ func (n *node) createHandle(ctx context.Context, name string, flags int,
 	if err != nil {
 		return nil, n.fs.errno(err)
 	}
+	h.direct = flags&syscall.O_DIRECT != 0
 	if !created && flags&syscall.O_TRUNC != 0 {
 		if err := h.truncate(0); err != nil {
 			h.release()

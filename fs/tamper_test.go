@@ -180,3 +180,78 @@ func assertWarned(t *testing.T, v *testVolume, backing string, block any) {
 	}
 	t.Errorf("no warning names %s; log:\n%s", backing, v.logs.String())
 }
+
+// TestShrinkBehindTheMount cuts backing files while their old size is in
+// the kernel's attribute cache. The kernel then asks for blocks past the new
+// end; a short answer would make it hand the reader zeros as data.
+func TestShrinkBehindTheMount(t *testing.T) {
+	tests := []struct {
+		name string
+		cut  int64 // new backing size
+	}{
+		{name: "whole trailing blocks removed", cut: blockAt(2)},
+		{name: "cut inside the first block", cut: blockAt(0) + 1000},
+		{name: "cut to the header", cut: content.HeaderSize},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, mnt := mountNew(t)
+			p := filepath.Join(mnt, "f")
+			want := pattern(4, 5*bs)
+			require.NoError(t, os.WriteFile(p, want, 0o644))
+			st, err := os.Stat(p) // the kernel caches the size
+			require.NoError(t, err)
+			require.Equal(t, int64(5*bs), st.Size())
+
+			require.NoError(t, os.Truncate(filepath.Join(v.backing, "f"), tt.cut))
+			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			require.NoError(t, err)
+			defer unix.Close(fd)
+			for b := range 5 {
+				buf := make([]byte, bs)
+				n, err := unix.Pread(fd, buf, int64(b*bs))
+				if err != nil {
+					assert.ErrorIs(t, err, syscall.EIO, "block %d", b)
+					continue
+				}
+				assert.Equal(t, want[b*bs:b*bs+n], buf[:n], "block %d must be the plaintext", b)
+			}
+		})
+	}
+}
+
+func TestEngineReadPastEnd(t *testing.T) {
+	f := newTestFilesystem(t)
+	h := openTestHandle(t, f, "f")
+	_, err := h.writeAt(pattern(1, 3*bs), 0)
+	require.NoError(t, err)
+
+	// After a truncation through the mount, a read the kernel sent with
+	// the old size is the end of the file.
+	require.NoError(t, h.truncate(bs+10))
+	n, err := h.readAt(make([]byte, bs), 2*bs)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+
+	// A handle of a new inode state, after the file shrank behind the
+	// mount, reports the read as an integrity error.
+	h.release()
+	h2 := openTestHandle(t, f, "f")
+	require.NoError(t, os.Truncate(filepath.Join(f.backing, "f"), blockAt(1)))
+	_, err = h2.readAt(make([]byte, bs), bs)
+	var ie *integrityError
+	require.ErrorAs(t, err, &ie)
+	assert.ErrorIs(t, err, errShrunk)
+	n, err = h2.readAt(make([]byte, bs), 0)
+	require.NoError(t, err, "the remaining block reads")
+	assert.Equal(t, bs, n)
+
+	// With O_DIRECT, requests may reach past the end; only those that
+	// start past it are suspicious.
+	h2.direct = true
+	n, err = h2.readAt(make([]byte, 3*bs), 0)
+	require.NoError(t, err)
+	assert.Equal(t, bs, n)
+	_, err = h2.readAt(make([]byte, bs), bs)
+	assert.ErrorIs(t, err, errShrunk)
+}
