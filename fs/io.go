@@ -362,6 +362,8 @@ type blockWriter struct {
 	start   int64  // backing size before the operation
 	saved   []byte // old bytes of the old last block, if it was rewritten
 	savedAt int64  // their offset
+
+	savedBuf [cbs]byte
 }
 
 // writer prepares writes that end at end. It refuses them if they would
@@ -494,12 +496,33 @@ func (w *blockWriter) saveGrown(b int64) error {
 		return nil
 	}
 	at := content.BlockOffset(uint64(b))
-	saved := make([]byte, w.start-at)
+	saved := w.savedBuf[:w.start-at]
 	if err := preadFull(w.h.fd, saved, at); err != nil {
 		return w.h.readError(err, b)
 	}
 	w.saved, w.savedAt = saved, at
 	return nil
+}
+
+// readOld reads and decrypts block b for a read-modify-write into scratch.
+// If b is the old last block, still as it was, it keeps its bytes for
+// rollback, which saves saveGrown a read.
+func (w *blockWriter) readOld(b int64, scratch []byte) ([]byte, error) {
+	at := content.BlockOffset(uint64(b))
+	n := min(bs, w.size-b*bs) + content.Overhead
+	cb := getBuf(int(n))
+	defer putBuf(cb)
+	if err := preadFull(w.h.fd, *cb, at); err != nil {
+		return nil, w.h.readError(err, b)
+	}
+	if w.saved == nil && at+n == w.start {
+		w.saved, w.savedAt = append(w.savedBuf[:0], *cb...), at
+	}
+	out, err := w.c.Open(scratch, *cb, uint64(b))
+	if err != nil {
+		return nil, &integrityError{path: w.h.path(), block: b, err: err}
+	}
+	return out, nil
 }
 
 // blockPlain returns the new plaintext of block b when data is written at
@@ -515,7 +538,7 @@ func (w *blockWriter) blockPlain(data []byte, off, b, newSize int64, scratch []b
 
 	// Bytes of the block outside [dStart, dEnd) lie below the old size,
 	// because off <= size; so the old block exists and covers them.
-	old, err := w.h.readBlock(w.c, scratch, b, w.size)
+	old, err := w.readOld(b, scratch)
 	if err != nil {
 		return nil, err
 	}
