@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -14,12 +15,10 @@ import (
 const (
 	bs  = content.BlockSize
 	cbs = content.CipherBlockSize
-
-	// pageSize is the kernel's page size on every Linux platform we build
-	// for but some arm64 and ppc64 configurations; there it only makes
-	// shrunk less sensitive.
-	pageSize = 4096
 )
+
+// pageSize is the unit of the kernel's page cache reads.
+var pageSize = int64(os.Getpagesize())
 
 // zeroChunk is how much plaintext a gap fill encrypts per backing write.
 const zeroChunk = 256 << 10
@@ -149,9 +148,9 @@ func (h *handle) decrypt(c *content.Cipher, dest []byte, off, end int64, sz size
 
 	// Requests that start and end on block boundaries (or at the end of
 	// the file), the usual case, decrypt straight into dest.
-	direct := off%bs == 0 && (end%bs == 0 || end == sz.plain)
+	straight := off%bs == 0 && (end%bs == 0 || end == sz.plain)
 	var out []byte
-	if direct {
+	if straight {
 		out = dest[:0]
 	} else {
 		pb := getBuf(int(last-first+1) * bs)
@@ -168,7 +167,7 @@ func (h *handle) decrypt(c *content.Cipher, dest []byte, off, end int64, sz size
 		}
 		sealed = sealed[n:]
 	}
-	if direct {
+	if straight {
 		return len(out), nil
 	}
 	return copy(dest, out[off-first*bs:end-first*bs]), nil
@@ -194,11 +193,11 @@ func (h *handle) writeAt(data []byte, off int64) (int, error) {
 	h.ino.mu.Lock()
 	defer h.ino.mu.Unlock()
 
-	w, err := h.writer(end)
-	if err != nil {
+	var w blockWriter
+	if err := h.writer(&w, end); err != nil {
 		return 0, err
 	}
-	err = w.extend(off)
+	err := w.extend(off)
 	if err == nil {
 		err = w.write(data, off)
 	}
@@ -255,8 +254,8 @@ func (h *handle) resize(size int64) error {
 		return nil
 	}
 
-	w, err := h.writer(size)
-	if err != nil {
+	var w blockWriter
+	if err := h.writer(&w, size); err != nil {
 		return err
 	}
 	if err := w.extend(size); err != nil {
@@ -283,8 +282,8 @@ func (h *handle) allocate(off, length int64) error {
 	h.ino.mu.Lock()
 	defer h.ino.mu.Unlock()
 
-	w, err := h.writer(end)
-	if err != nil {
+	var w blockWriter
+	if err := h.writer(&w, end); err != nil {
 		return err
 	}
 	if err := w.extend(end); err != nil {
@@ -355,40 +354,40 @@ func (h *handle) checkWritable() error {
 
 // blockWriter encrypts writes to one file under its exclusive lock.
 type blockWriter struct {
-	h       *handle
-	c       *content.Cipher
-	size    int64  // current plaintext size
-	header  []byte // header to write with the first block of a new file
-	start   int64  // backing size before the operation
-	saved   []byte // old bytes of the old last block, if it was rewritten
-	savedAt int64  // their offset
+	h      *handle
+	c      *content.Cipher
+	size   int64  // current plaintext size
+	header []byte // header to write with the first block of a new file
+	start  int64  // backing size before the operation
 
-	savedBuf [cbs]byte
+	// saved holds the first savedN bytes of the old last block, at
+	// savedAt, once it is about to be rewritten. (A length rather than a
+	// slice of saved keeps the writer on the stack.)
+	saved   [cbs]byte
+	savedN  int
+	savedAt int64
 }
 
-// writer prepares writes that end at end. It refuses them if they would
+// writer prepares w for writes that end at end. It refuses them if they would
 // touch a torn last block and draws a new key if the file has no header
 // yet. The caller holds ino.mu exclusively and calls rollback if the
 // operation fails.
-func (h *handle) writer(end int64) (*blockWriter, error) {
+func (h *handle) writer(w *blockWriter, end int64) error {
 	sz, err := h.stat()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if sz.torn && end > sz.plain {
-		return nil, h.tornError(sz)
+		return h.tornError(sz)
 	}
 
-	w := &blockWriter{h: h, size: sz.plain, start: sz.cipher}
+	*w = blockWriter{h: h, size: sz.plain, start: sz.cipher}
 	if sz.cipher == 0 {
 		w.c, w.header, err = h.fs.newKey()
 	} else {
 		w.c, err = h.cipher()
 	}
-	if err != nil {
-		return nil, err
-	}
-	return w, nil
+	return err
 }
 
 // rollback undoes a failed operation: it restores the old last block if it
@@ -398,8 +397,8 @@ func (h *handle) writer(end int64) (*blockWriter, error) {
 // last and fail only on I/O errors; those are not restored. (On
 // copy-on-write backing file systems, overwrites need space too.)
 func (w *blockWriter) rollback() {
-	if w.saved != nil {
-		_ = pwriteFull(w.h.fd, w.saved, w.savedAt)
+	if w.savedN > 0 {
+		_ = pwriteFull(w.h.fd, w.saved[:w.savedN], w.savedAt)
 	}
 	_ = ftruncate(w.h.fd, w.start)
 }
@@ -492,15 +491,15 @@ func (w *blockWriter) store(out []byte, first int64) error {
 // saveGrown keeps the old bytes of block b, the old last block, once per
 // operation, for rollback.
 func (w *blockWriter) saveGrown(b int64) error {
-	if w.saved != nil {
+	if w.savedN > 0 {
 		return nil
 	}
 	at := content.BlockOffset(uint64(b))
-	saved := w.savedBuf[:w.start-at]
-	if err := preadFull(w.h.fd, saved, at); err != nil {
+	n := int(w.start - at)
+	if err := preadFull(w.h.fd, w.saved[:n], at); err != nil {
 		return w.h.readError(err, b)
 	}
-	w.saved, w.savedAt = saved, at
+	w.savedN, w.savedAt = n, at
 	return nil
 }
 
@@ -515,8 +514,8 @@ func (w *blockWriter) readOld(b int64, scratch []byte) ([]byte, error) {
 	if err := preadFull(w.h.fd, *cb, at); err != nil {
 		return nil, w.h.readError(err, b)
 	}
-	if w.saved == nil && at+n == w.start {
-		w.saved, w.savedAt = append(w.savedBuf[:0], *cb...), at
+	if w.savedN == 0 && at+n == w.start {
+		w.savedN, w.savedAt = copy(w.saved[:], *cb), at
 	}
 	out, err := w.c.Open(scratch, *cb, uint64(b))
 	if err != nil {
@@ -565,13 +564,17 @@ func preadFull(fd int, b []byte, off int64) error {
 	return nil
 }
 
-// pwriteFault, set only by tests, replaces pwriteFull to inject failures.
-var pwriteFault func(fd int, b []byte, off int64) error
+// pwriteFault, set only by tests, injects failures: given the length of a
+// write, it returns an error to fail it with after writing n bytes of it.
+var pwriteFault func(length int) (n int, err error)
 
 // pwriteFull writes all of b at offset off.
 func pwriteFull(fd int, b []byte, off int64) error {
 	if pwriteFault != nil {
-		return pwriteFault(fd, b, off)
+		if n, err := pwriteFault(len(b)); err != nil {
+			_, _ = unix.Pwrite(fd, b[:n], off)
+			return err
+		}
 	}
 	for len(b) > 0 {
 		n, err := unix.Pwrite(fd, b, off)
