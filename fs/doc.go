@@ -14,9 +14,9 @@
 // loopback's NewNode hook, so names, directories, symlinks, hard links,
 // renames (with RENAME_NOREPLACE and RENAME_EXCHANGE), permissions, owners,
 // times, xattrs, statfs and special files are those of the backing
-// directory, unchanged. File names, sizes
-// rounded to blocks, timestamps, permissions and xattrs are therefore
-// visible in the backing directory; only file contents are encrypted.
+// directory, unchanged. File names, sizes, timestamps, permissions and
+// xattrs are therefore visible in the backing directory; only file contents
+// are encrypted.
 //
 // The node overrides what touches contents:
 //
@@ -133,14 +133,18 @@
 // # Threat model
 //
 // Who can read or modify the backing directory but not the master keys
-// learns file names, directory structure, sizes (to 4 KiB blocks plus the
-// exact length of the last block), times, permissions and xattrs, but no
-// content. Altered, reordered, swapped or transplanted blocks and headers
-// are detected on read (EIO). Not detected: removing whole trailing blocks
-// (the file reads shorter), replacing a file with an older version of
-// itself (rollback), and moving, deleting or renaming whole files. The
-// daemon holds unwrapped DEKs of open files in memory, in Go's heap; see
-// docs/limitations.md and docs/format.md.
+// learns file names, directory structure, exact sizes, times, permissions
+// and xattrs, but no content. Altered, reordered, swapped or transplanted
+// blocks and headers are detected on read (EIO). Not detected: removing
+// whole trailing blocks (the file reads shorter once the kernel learns the
+// new size), replacing a file with an older version of itself (rollback),
+// and moving, deleting or renaming whole files. The daemon holds the
+// unwrapped DEKs of open files in memory, in Go's heap, until their last
+// handle closes; a file given a new DEK behind the mount while open here
+// reads as EIO until it is reopened. See docs/limitations.md and
+// docs/format.md.
+//
+// # Failures and crashes
 //
 // A write, truncation or fallocate that runs out of space (ENOSPC, EFBIG)
 // leaves the file as it was: blocks past the old end are written first and
