@@ -92,18 +92,6 @@ func newRing(t testing.TB) ringShim {
 	return ringShim{r}
 }
 
-func (s ringShim) Wrap(dek []byte, ad func(uint32) []byte) (uint32, []byte, error) {
-	id := s.Primary().ID
-	got, wrapped, err := s.Ring.Wrap(dek, ad(id))
-	if err != nil {
-		return 0, nil, err
-	}
-	if got != id {
-		return 0, nil, fmt.Errorf("primary changed during wrap: %d, then %d", id, got)
-	}
-	return id, wrapped, nil
-}
-
 // logBuffer collects zerolog JSON lines written from many goroutines.
 type logBuffer struct {
 	mu  sync.Mutex

@@ -56,7 +56,7 @@ func FuzzRingUnmarshal(f *testing.F) {
 			require.Nil(t, r)
 			return
 		}
-		id, w, err := r.Wrap([]byte("dek"), []byte("ad"))
+		id, w, err := r.Wrap([]byte("dek"), constAD([]byte("ad")))
 		require.NoError(t, err)
 		dek, err := r.Unwrap(id, w, []byte("ad"))
 		require.NoError(t, err)

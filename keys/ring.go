@@ -122,15 +122,23 @@ func addKey(m *keyset.Manager) (uint32, error) {
 	}
 }
 
-// Wrap encrypts dek with the primary key, binding it to associatedData. It
-// returns the primary key's ID and the wrapped key (len(dek)+WrapOverhead
+// Wrap encrypts dek with the primary key, binding it to the associated data
+// that ad returns for that key's ID. ad is called exactly once, and the
+// primary key and the encryption come from one snapshot of the ring, so a
+// concurrent rotation cannot make the bound ID and the wrapping key differ.
+// It returns the primary key's ID and the wrapped key (len(dek)+WrapOverhead
 // bytes, layout above).
-func (r *Ring) Wrap(dek, associatedData []byte) (keyID uint32, wrapped []byte, err error) {
-	wrapped, err = r.state.Load().aead.Encrypt(dek, associatedData)
+func (r *Ring) Wrap(dek []byte, ad func(keyID uint32) []byte) (keyID uint32, wrapped []byte, err error) {
+	st := r.state.Load()
+	keyID = st.handle.KeysetInfo().GetPrimaryKeyId()
+	wrapped, err = st.aead.Encrypt(dek, ad(keyID))
 	if err != nil {
 		return 0, nil, fmt.Errorf("failed to wrap data key: %w", err)
 	}
-	return binary.BigEndian.Uint32(wrapped[1:WrapPrefixSize]), wrapped, nil
+	if got := binary.BigEndian.Uint32(wrapped[1:WrapPrefixSize]); got != keyID {
+		return 0, nil, fmt.Errorf("failed to wrap data key: primary %d wrapped as %d", keyID, got)
+	}
+	return keyID, wrapped, nil
 }
 
 // Unwrap decrypts a key wrapped by ring key keyID with associatedData. It

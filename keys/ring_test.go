@@ -43,7 +43,7 @@ func TestRingWrapUnwrap(t *testing.T) {
 	dek := randomBytes(t, 32)
 	ad := []byte("coffer-dek-v1\x00 some binding")
 
-	id, wrapped, err := r.Wrap(dek, ad)
+	id, wrapped, err := r.Wrap(dek, constAD(ad))
 	require.NoError(t, err)
 	assert.Equal(t, r.Primary().ID, id)
 	assert.Len(t, wrapped, 65, "32-byte DEK must wrap to 65 bytes")
@@ -61,7 +61,7 @@ func TestRingUnwrapRejects(t *testing.T) {
 	other := newTestRing(t)
 	dek := randomBytes(t, 32)
 	ad := []byte("ad")
-	id, wrapped, err := r.Wrap(dek, ad)
+	id, wrapped, err := r.Wrap(dek, constAD(ad))
 	require.NoError(t, err)
 
 	flip := func(i int) []byte {
@@ -105,20 +105,20 @@ func TestRingRotation(t *testing.T) {
 	r := newTestRing(t)
 	first := r.Primary()
 	ad := []byte("ad")
-	_, oldWrapped, err := r.Wrap([]byte("old dek"), ad)
+	_, oldWrapped, err := r.Wrap([]byte("old dek"), constAD(ad))
 	require.NoError(t, err)
 
 	added, err := r.AddKey()
 	require.NoError(t, err)
 	assert.Equal(t, StateActive, added.State)
 	assert.Equal(t, uint64(2), r.Generation())
-	id, _, err := r.Wrap([]byte("x"), ad)
+	id, _, err := r.Wrap([]byte("x"), constAD(ad))
 	require.NoError(t, err)
 	assert.Equal(t, first.ID, id, "an active key must not wrap")
 
 	require.NoError(t, r.SetPrimary(added.ID))
 	assert.Equal(t, added.ID, r.Primary().ID)
-	id, _, err = r.Wrap([]byte("x"), ad)
+	id, _, err = r.Wrap([]byte("x"), constAD(ad))
 	require.NoError(t, err)
 	assert.Equal(t, added.ID, id)
 
@@ -148,7 +148,7 @@ func TestRingConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for range 200 {
 				dek := randomBytes(t, 32)
-				id, w, err := r.Wrap(dek, ad)
+				id, w, err := r.Wrap(dek, constAD(ad))
 				assert.NoError(t, err)
 				got, err := r.Unwrap(id, w, ad)
 				assert.NoError(t, err)
@@ -173,7 +173,7 @@ func TestRingPayloadRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	vol := VolumeID{1, 2, 3}
 	ad := []byte("ad")
-	id, wrapped, err := r.Wrap([]byte("dek"), ad)
+	id, wrapped, err := r.Wrap([]byte("dek"), constAD(ad))
 	require.NoError(t, err)
 
 	b, err := r.marshalPayload(vol)
@@ -187,4 +187,29 @@ func TestRingPayloadRoundTrip(t *testing.T) {
 	dek, err := got.Unwrap(id, wrapped, ad)
 	require.NoError(t, err)
 	assert.Equal(t, []byte("dek"), dek)
+}
+
+// constAD returns an associated-data callback that ignores the key ID.
+func constAD(ad []byte) func(uint32) []byte {
+	return func(uint32) []byte { return ad }
+}
+
+func TestRingWrapBindsPrimaryID(t *testing.T) {
+	r := newTestRing(t)
+	old := r.Primary().ID
+	added, err := r.AddKey()
+	require.NoError(t, err)
+	require.NoError(t, r.SetPrimary(added.ID))
+
+	var asked []uint32
+	id, wrapped, err := r.Wrap(randomBytes(t, 32), func(keyID uint32) []byte {
+		asked = append(asked, keyID)
+		return []byte{byte(keyID)}
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []uint32{added.ID}, asked, "ad must be asked once, for the primary")
+	assert.Equal(t, added.ID, id)
+	assert.NotEqual(t, old, id)
+	_, err = r.Unwrap(id, wrapped, []byte{byte(added.ID)})
+	assert.NoError(t, err)
 }

@@ -169,7 +169,7 @@ func assertSameConfig(t *testing.T, want, got *keys.Config) {
 func assertSameRing(t *testing.T, a, b *keys.Ring) {
 	t.Helper()
 	for _, pair := range [][2]*keys.Ring{{a, b}, {b, a}} {
-		id, w, err := pair[0].Wrap([]byte("data key"), []byte("ad"))
+		id, w, err := pair[0].Wrap([]byte("data key"), func(uint32) []byte { return []byte("ad") })
 		require.NoError(t, err)
 		got, err := pair[1].Unwrap(id, w, []byte("ad"))
 		require.NoError(t, err)

@@ -3,7 +3,6 @@ package stress
 import (
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,16 +33,6 @@ func newTestRing(t testing.TB) *ring {
 	r, err := keys.NewRing()
 	require.NoError(t, err)
 	return &ring{Ring: r, purged: map[uint32]bool{}}
-}
-
-// Wrap wraps with the primary key. Tests never rotate during a wrap.
-func (r *ring) Wrap(dek []byte, ad func(uint32) []byte) (uint32, []byte, error) {
-	id := r.Primary().ID
-	got, wrapped, err := r.Ring.Wrap(dek, ad(id))
-	if err == nil && got != id {
-		err = fmt.Errorf("primary changed during wrap: %d, then %d", id, got)
-	}
-	return got, wrapped, err
 }
 
 // Unwrap refuses purged keys.

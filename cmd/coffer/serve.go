@@ -33,7 +33,7 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	}
 	srv, err := cofferfs.Mount(opts.backing, opts.mountPoint, cofferfs.Options{
 		VolumeID:   cfg.VolumeID,
-		Keys:       ringWrapper{ring},
+		Keys:       ring,
 		Logger:     a.log,
 		ReadOnly:   opts.readOnly,
 		AllowOther: opts.allowOther,
