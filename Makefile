@@ -2,7 +2,8 @@
 #
 #   make build        build bin/coffer
 #   make demo         build, then run the end-to-end demo in ./demo (needs root or FUSE)
-#   make test         deps + check + unit + integration + fuzz-quick (what CI runs)
+#   make test         deps + check + unit + integration + stress + fuzz-quick (what CI runs)
+#   make soak         the long robustness runs (about an hour)
 #   make install      copy bin/coffer to $(DESTDIR)$(PREFIX)/bin
 
 SHELL := /bin/bash
@@ -23,7 +24,7 @@ DEPS := fuse3 sqlite3 git openssl tar rsync
 
 FUZZTIME ?= 10s
 
-.PHONY: build demo test deps check unit integration fuzz-quick clean install
+.PHONY: build demo test deps check unit integration stress soak fuzz-quick clean install
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/coffer
@@ -31,7 +32,7 @@ build:
 demo: deps build
 	scripts/demo.sh $(BIN)
 
-test: deps check unit integration fuzz-quick
+test: deps check unit integration stress fuzz-quick
 
 deps:
 	scripts/deps.sh $(DEPS)
@@ -45,10 +46,17 @@ check:
 	$(GO) mod tidy -diff
 
 unit:
-	$(GO) test -race $$($(GO) list ./... | grep -v '/integration')
+	$(GO) test -race $$($(GO) list ./... | grep -v -e '/integration' -e '/stress')
 
 integration:
 	$(GO) test ./integration/... -count=1 -timeout 30m
+
+# The robustness suite mounts many volumes; without -race it fits in minutes.
+stress:
+	$(GO) test ./stress/... -count=1 -timeout 20m
+
+soak:
+	$(GO) test ./stress/ -count=1 -timeout 5h -args -stress.soak
 
 fuzz-quick:
 	scripts/fuzz-quick.sh $(FUZZTIME)
