@@ -210,6 +210,28 @@ func TestMountAlreadyMounted(t *testing.T) {
 	assert.True(t, isMounted(t, f.mnt), "the first mount must survive")
 }
 
+func TestMountBackingTwice(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	mnt2 := filepath.Join(f.dir, "mnt2")
+	require.NoError(t, os.Mkdir(mnt2, 0o700))
+	t.Cleanup(func() { forceUnmount(t, mnt2) })
+	requireOK(t, f.mount(t))
+	before := snapshot(t, f.backing)
+
+	r := cliProcess(t, "mount", f.backing, mnt2, "--log-file", f.log)
+	assertFailure(t, r, exitFailure, "backing directory "+f.backing+" is already mounted")
+	assert.Contains(t, r.stderr, "hint: 'coffer status "+f.backing+"'")
+	assert.False(t, isMounted(t, mnt2), "a second mount of one backing directory is mounted")
+	assert.True(t, isMounted(t, f.mnt), "the first mount must survive")
+	assert.Equal(t, before, snapshot(t, f.backing))
+
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+	requireOK(t, cliProcess(t, "mount", f.backing, mnt2, "--log-file", f.log))
+	assert.True(t, isMounted(t, mnt2))
+	requireOK(t, cliProcess(t, "unmount", mnt2))
+}
+
 func TestMountPassphrase(t *testing.T) {
 	f := newMountFixture(t)
 	good := f.passphraseFile(t, "good.txt", "the right passphrase")

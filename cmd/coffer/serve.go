@@ -27,6 +27,13 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	lock, err := lockVolume(opts.backing)
+	if err != nil {
+		secret.Wipe()
+		return err
+	}
+	defer lock.Close()
+
 	ring, err := unlock(ctx, a, opts, cfg, secret)
 	if err != nil {
 		return err
