@@ -104,6 +104,9 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 	if opts.readyFD >= 0 {
 		return runMountChild(ctx, a, opts)
 	}
+	if err := opts.checkLogFile(); err != nil {
+		return err
+	}
 
 	cfg, err := checkMount(opts)
 	if err != nil {
@@ -122,6 +125,9 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 	}
 
 	logFile, err := opts.logPath(cfg.VolumeID)
+	if err == nil && opts.logFile == "" {
+		err = makeDefaultLogDir(logFile)
+	}
 	if err != nil {
 		secret.Wipe()
 		return err
@@ -347,19 +353,6 @@ func logToFile(a *app, path string) error {
 		return err
 	}
 	return setFileLogger(a, f)
-}
-
-// openLogFile opens path for appending, creating it (0600) and its
-// directory (0700) if needed.
-func openLogFile(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create log directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open log file: %w", err)
-	}
-	return f, nil
 }
 
 // setFileLogger makes a JSON logger on f the app's logger. f stays open for

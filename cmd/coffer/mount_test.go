@@ -232,6 +232,47 @@ func TestMountBackingTwice(t *testing.T) {
 	requireOK(t, cliProcess(t, "unmount", mnt2))
 }
 
+func TestMountLogFileRefusals(t *testing.T) {
+	tests := []struct {
+		name string
+		log  func(t *testing.T, f *mountFixture) string
+		code int
+		want string
+	}{
+		{"inside backing", func(t *testing.T, f *mountFixture) string {
+			return filepath.Join(f.backing, "mount.log")
+		}, exitUsage, "is inside the backing directory"},
+		{"inside .coffer", func(t *testing.T, f *mountFixture) string {
+			return filepath.Join(f.backing, ".coffer", "volume.json")
+		}, exitUsage, "is inside the backing directory"},
+		{"inside mount point", func(t *testing.T, f *mountFixture) string {
+			return filepath.Join(f.mnt, "mount.log")
+		}, exitUsage, "is inside the mount point"},
+		{"symlink into backing", func(t *testing.T, f *mountFixture) string {
+			link := filepath.Join(f.dir, "logs")
+			require.NoError(t, os.Symlink(f.backing, link))
+			return filepath.Join(link, "mount.log")
+		}, exitUsage, "is inside the backing directory"},
+		{"missing directory", func(t *testing.T, f *mountFixture) string {
+			return filepath.Join(f.dir, "no", "such", "mount.log")
+		}, exitFailure, "does not exist"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newMountFixture(t)
+			f.init(t)
+			log := tt.log(t, f)
+			before, beforeDir := snapshot(t, f.backing), snapshot(t, f.dir)
+
+			r := cliProcess(t, "mount", f.backing, f.mnt, "--log-file", log)
+			assertFailure(t, r, tt.code, tt.want)
+			assert.False(t, isMounted(t, f.mnt))
+			assert.Equal(t, before, snapshot(t, f.backing))
+			assert.Equal(t, beforeDir, snapshot(t, f.dir), "a refused mount created files")
+		})
+	}
+}
+
 func TestMountPassphrase(t *testing.T) {
 	f := newMountFixture(t)
 	good := f.passphraseFile(t, "good.txt", "the right passphrase")

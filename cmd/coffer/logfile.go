@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// checkLogFile resolves --log-file, if given, and refuses one that cannot
+// be used: its directory must exist (coffer creates only its default log
+// directory), and it must lie outside the backing directory, whose files the
+// mount treats as ciphertext, and outside the mount point, which the mount
+// hides. It runs before anything is created.
+func (o *mountOptions) checkLogFile() error {
+	if o.logFile == "" {
+		return nil
+	}
+	real, err := resolveLogFile(o.logFile)
+	if err != nil {
+		return err
+	}
+
+	for _, d := range []struct{ what, dir string }{
+		{"backing directory", o.backing}, {"mount point", o.mountPoint},
+	} {
+		if isWithin(real, resolveDir(d.dir)) {
+			return withHints(usageErrorf("--log-file %s is inside the %s %s", o.logFile, d.what, d.dir),
+				"choose a log file outside the backing directory and the mount point")
+		}
+	}
+	o.logFile = real
+	return nil
+}
+
+// resolveLogFile returns path with symbolic links resolved in its directory
+// and, if it is one, in the file itself. A missing directory is an error.
+func resolveLogFile(path string) (string, error) {
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", withHints(fmt.Errorf("directory of log file %s does not exist", path),
+			"create it first, or choose another --log-file")
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to resolve log file %s: %w", path, err)
+	}
+	real := filepath.Join(dir, filepath.Base(path))
+	if target, err := filepath.EvalSymlinks(real); err == nil {
+		real = target
+	}
+	return real, nil
+}
+
+// resolveDir returns dir with symbolic links resolved, or dir itself when it
+// cannot be resolved (a missing directory is reported by its own check).
+func resolveDir(dir string) string {
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		return real
+	}
+	return dir
+}
+
+// isWithin reports whether path is dir or lies under it; both are absolute
+// and clean.
+func isWithin(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// openLogFile opens path for appending, creating the file (0600) but never
+// its directory.
+func openLogFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open log file: %w", err)
+	}
+	return f, nil
+}
+
+// makeDefaultLogDir creates the directory of the default log file, 0700.
+func makeDefaultLogDir(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("failed to create log directory: %w", err)
+	}
+	return nil
+}
