@@ -169,9 +169,13 @@ func (o *mountOptions) parse() error {
 		*p = abs
 	}
 	// The mount table names the backing directory as given to the kernel;
-	// status finds mounts by its canonical path.
-	if real, err := filepath.EvalSymlinks(o.backing); err == nil {
-		o.backing = real
+	// status finds mounts by its canonical path. fusermount3 refuses a
+	// mount point that is a symbolic link, and the checks must look at the
+	// directory that will be mounted on: both are used resolved.
+	for _, p := range []*string{&o.backing, &o.mountPoint} {
+		if real, err := filepath.EvalSymlinks(*p); err == nil {
+			*p = real
+		}
 	}
 	return nil
 }

@@ -273,6 +273,27 @@ func TestMountLogFileRefusals(t *testing.T) {
 	}
 }
 
+func TestMountPointSymlink(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	link := filepath.Join(f.dir, "mnt-link")
+	require.NoError(t, os.Symlink(f.mnt, link))
+
+	r := cliProcess(t, "mount", f.backing, link, "--log-file", f.log)
+	requireOK(t, r)
+	require.True(t, isMounted(t, f.mnt), "the symlink's target must be the mount point")
+	require.NoError(t, os.WriteFile(filepath.Join(link, "f"), []byte("data"), 0o600))
+	got, err := os.ReadFile(filepath.Join(f.mnt, "f"))
+	require.NoError(t, err)
+	assert.Equal(t, "data", string(got))
+	fi, err := os.Lstat(link)
+	require.NoError(t, err)
+	assert.Equal(t, fs.ModeSymlink, fi.Mode().Type(), "the symlink must stay a symlink")
+
+	requireOK(t, cliProcess(t, "unmount", link))
+	assert.False(t, isMounted(t, f.mnt))
+}
+
 func TestMountPassphrase(t *testing.T) {
 	f := newMountFixture(t)
 	good := f.passphraseFile(t, "good.txt", "the right passphrase")
