@@ -14,7 +14,6 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/keyfile"
-	"github.com/cofferfs/coffer/keys/masterkey"
 	"github.com/cofferfs/coffer/keys/passphrase"
 )
 
@@ -223,7 +222,13 @@ func masterID(cfg *keys.Config, s string) (string, error) {
 	if _, ok := cfg.Master(s); ok {
 		return s, nil
 	}
-	if ref, err := masterkey.Parse(s); err == nil {
+	// Anything with a colon is meant as a URI: say what is wrong with it
+	// before saying the volume lacks it.
+	if strings.Contains(s, ":") {
+		ref, err := parseMasterURI(s)
+		if err != nil {
+			return "", err
+		}
 		for _, m := range cfg.Masters {
 			if m.URI == ref.URI {
 				return m.ID, nil

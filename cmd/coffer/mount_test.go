@@ -294,6 +294,34 @@ func TestMountPointSymlink(t *testing.T) {
 	assert.False(t, isMounted(t, f.mnt))
 }
 
+func TestMountMasterURIErrors(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	before := snapshot(t, f.backing)
+	tests := []struct {
+		name, master string
+		code         int
+		want, hint   string
+	}{
+		{"malformed", "file:relative/key", exitUsage, "malformed", "hint: master key URIs:"},
+		{"unknown scheme", "foo:bar", exitUsage, `unknown`, "hint: master key URIs:"},
+		{"not supported yet", "tpm2:", exitFailure, "not supported yet", ""},
+		{"unknown key file", "file:///nonexistent/key", exitFailure, "volume has no master key", "hint: its master keys:"},
+		{"unknown ID", "0badc0de", exitFailure, "volume has no master key 0badc0de", "hint: its master keys:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.mount(t, "--master", tt.master)
+			assertFailure(t, r, tt.code, tt.want)
+			if tt.hint != "" {
+				assert.Contains(t, r.stderr, tt.hint)
+			}
+			assert.False(t, isMounted(t, f.mnt))
+			assert.Equal(t, before, snapshot(t, f.backing))
+		})
+	}
+}
+
 func TestMountPassphrase(t *testing.T) {
 	f := newMountFixture(t)
 	good := f.passphraseFile(t, "good.txt", "the right passphrase")
