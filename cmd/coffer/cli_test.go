@@ -79,6 +79,8 @@ func TestUsageErrors(t *testing.T) {
 			[]string{"init", f.backing, "--master", f.keyURI(), "--argon2-time", "2"}, "--argon2-* flags need"},
 		{"init bad argon2 cost", []string{"init", f.backing, "--master", "passphrase:",
 			"--argon2-threads", "0"}, "invalid Argon2id cost"},
+		{"init argon2 memory wrapping 32 bits", []string{"init", f.backing, "--master", "passphrase:",
+			"--argon2-memory", "4194312"}, "--argon2-memory 4194312 MiB is above the limit of 4096 MiB"},
 		{"keys create passphrase", []string{"keys", "create", "passphrase:"}, "key files only"},
 		{"keys create relative", []string{"keys", "create", "file://k"}, "malformed master key URI"},
 		{"mount unknown option", []string{"mount", f.backing, f.dir, "-o", "exec"}, `unknown mount option "exec"`},

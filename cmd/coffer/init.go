@@ -51,7 +51,11 @@ Init prints the volume ID and the ID of each master key.`,
 		Args: exactArgs("BACKING"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.backing = args[0]
-			opts.cost.MemoryKiB = memMiB << 10
+			kib, err := argon2MemoryKiB(memMiB)
+			if err != nil {
+				return err
+			}
+			opts.cost.MemoryKiB = kib
 			f := cmd.Flags()
 			opts.costSet = f.Changed("argon2-time") || f.Changed("argon2-memory") ||
 				f.Changed("argon2-threads")
@@ -67,6 +71,17 @@ Init prints the volume ID and the ID of each master key.`,
 	f.Uint32Var(&memMiB, "argon2-memory", def.MemoryKiB>>10, "Argon2id memory in MiB for a passphrase master")
 	f.Uint8Var(&opts.cost.Threads, "argon2-threads", def.Threads, "Argon2id threads for a passphrase master")
 	return cmd
+}
+
+// argon2MemoryKiB converts --argon2-memory from MiB to KiB, refusing a value
+// above passphrase.MaxMemoryKiB before it can wrap around in 32 bits.
+func argon2MemoryKiB(mib uint32) (uint32, error) {
+	kib := uint64(mib) << 10
+	if kib > passphrase.MaxMemoryKiB {
+		return 0, usageErrorf("--argon2-memory %d MiB is above the limit of %d MiB",
+			mib, passphrase.MaxMemoryKiB>>10)
+	}
+	return uint32(kib), nil
 }
 
 // runInit creates the volume and prints its ID and master key IDs.
