@@ -164,7 +164,7 @@ func TestInitRefusals(t *testing.T) {
 		{"leftover .coffer folder", func(t *testing.T, f *fixture) string {
 			require.NoError(t, os.Mkdir(filepath.Join(f.backing, ".coffer"), 0o700))
 			return f.backing
-		}, "already initialised", ""},
+		}, "left from an interrupted init", "hint: remove it (rmdir "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,6 +211,28 @@ func TestInitPrintsIDs(t *testing.T) {
 	assert.Equal(t, "passphrase", cfg.Masters[1].Kind)
 	assert.JSONEq(t, `{"time":1,"memory_kib":8192,"threads":1}`, argon2Cost(t, cfg.Masters[1].Params),
 		"the Argon2id cost flags are not recorded")
+}
+
+func TestInitSuggestsAbsoluteQuotedMount(t *testing.T) {
+	f := newFixture(t)
+	t.Chdir(f.dir)
+	tests := []struct {
+		name, arg, want string
+	}{
+		{"relative", "backing", "coffer mount " + f.backing + " MOUNTPOINT"},
+		{"space", "my backing", "coffer mount '" + filepath.Join(f.dir, "my backing") + "' MOUNTPOINT"},
+		{"quote", "it's", "coffer mount '" + filepath.Join(f.dir, "it") + `'\''s' MOUNTPOINT`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.arg != "backing" {
+				require.NoError(t, os.Mkdir(tt.arg, 0o700))
+			}
+			r := cli(t, "init", tt.arg, "--master", f.keyURI())
+			requireOK(t, r)
+			assert.Contains(t, r.stdout, "mount it with: "+tt.want+"\n")
+		})
+	}
 }
 
 func TestStatusMatchesConfig(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cofferfs/coffer/keys/keyfile"
 )
 
 // hintError is an error that carries advice for the user, printed as
@@ -84,4 +86,20 @@ func printError(w io.Writer, err error) {
 // into a single line.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// editedError shows a shortened message for err, keeping its chain.
+type editedError struct {
+	msg string
+	err error
+}
+
+func (e *editedError) Error() string { return e.msg }
+func (e *editedError) Unwrap() error { return e.err }
+
+// hintOnce drops from err's message the advice that perm already gives as
+// a hint line, so that the fix is printed once.
+func hintOnce(err error, perm *keyfile.PermissionError) error {
+	msg := strings.Replace(err.Error(), "; run "+perm.Hint(), "", 1)
+	return &editedError{msg: msg, err: err}
 }

@@ -156,7 +156,14 @@ func checkInitTarget(backing string) error {
 		return fmt.Errorf("backing path %s is not a directory", backing)
 	}
 
-	if _, err := os.Lstat(filepath.Join(backing, keys.DirName)); err == nil {
+	dir := filepath.Join(backing, keys.DirName)
+	if _, err := os.Lstat(filepath.Join(dir, keys.ConfigName)); errors.Is(err, fs.ErrNotExist) &&
+		hasConfigDir(backing) {
+		return withHints(fmt.Errorf("%s has a %s folder without %s, left from an interrupted init",
+			backing, keys.DirName, keys.ConfigName),
+			"remove it (rmdir "+shellQuote(dir)+") and run coffer init again")
+	}
+	if _, err := os.Lstat(dir); err == nil {
 		return initError(backing, fmt.Errorf("%w: %s already holds a volume",
 			keys.ErrAlreadyInitialized, backing))
 	}
@@ -231,7 +238,10 @@ func printInit(w io.Writer, backing string, cfg *keys.Config, ring *keys.Ring) {
 	p := ring.Primary()
 	fmt.Fprintf(tw, "ring key\t%d\t%s\n", p.ID, p.State)
 	_ = tw.Flush()
-	fmt.Fprintf(w, "mount it with: coffer mount %s MOUNTPOINT\n", backing)
+	if abs, err := filepath.Abs(backing); err == nil {
+		backing = abs
+	}
+	fmt.Fprintf(w, "mount it with: coffer mount %s MOUNTPOINT\n", shellQuote(backing))
 }
 
 // readDirNames returns up to n names in dir.

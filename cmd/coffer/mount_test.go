@@ -164,6 +164,10 @@ func TestMountRefusals(t *testing.T) {
 		{"unknown master ID", func(t *testing.T, f *mountFixture) (string, string) {
 			return f.backing, f.mnt
 		}, []string{"--master", "0badc0de"}, "volume has no master key 0badc0de", "hint: its master keys:"},
+		{"interrupted init", func(t *testing.T, f *mountFixture) (string, string) {
+			require.NoError(t, os.Remove(filepath.Join(f.backing, ".coffer", "volume.json")))
+			return f.backing, f.mnt
+		}, nil, "without volume.json", "and run coffer init again"},
 		{"key file readable by others", func(t *testing.T, f *mountFixture) (string, string) {
 			require.NoError(t, os.Chmod(f.key, 0o640))
 			return f.backing, f.mnt
@@ -190,6 +194,10 @@ func TestMountRefusals(t *testing.T) {
 			assertFailure(t, r, exitFailure, tt.want)
 			if tt.hint != "" {
 				assert.Contains(t, r.stderr, tt.hint)
+			}
+			assert.LessOrEqual(t, strings.Count(r.stderr, "chmod"), 1, "advice printed twice: %s", r.stderr)
+			if strings.Contains(tt.name, "interrupted") {
+				assert.Contains(t, r.stderr, "rmdir "+filepath.Join(f.backing, ".coffer"))
 			}
 			assert.False(t, isMounted(t, mnt), "a refused mount is mounted")
 			assert.Equal(t, before, snapshot(t, f.backing), "a refused mount changed the backing directory")

@@ -13,6 +13,7 @@ import (
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/keyfile"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -87,6 +88,10 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 
 // unlockError adds advice to a failed unlock.
 func unlockError(opts mountOptions, err error) error {
+	var perm *keyfile.PermissionError
+	if errors.As(err, &perm) {
+		return hintOnce(fmt.Errorf("failed to unlock volume: %w", err), perm)
+	}
 	var hints []string
 	if errors.Is(err, keys.ErrWrongKey) {
 		hints = append(hints, "check the key file or passphrase; 'coffer status "+opts.backing+

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -165,12 +166,22 @@ func readConfig(backing string) (*keys.Config, error) {
 		return cfg, nil
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, withHints(err, "check the path of the backing directory")
+	case errors.Is(err, keys.ErrNotInitialized) && hasConfigDir(backing):
+		dir := shellQuote(filepath.Join(backing, keys.DirName))
+		return nil, withHints(err, "the "+keys.DirName+" folder is left from an interrupted init: "+
+			"remove it (rmdir "+dir+") and run coffer init again")
 	case errors.Is(err, keys.ErrNotInitialized):
-		return nil, withHints(err, "initialise it: coffer init "+backing+" --master URI")
+		return nil, withHints(err, "initialise it: coffer init "+shellQuote(backing)+" --master URI")
 	case errors.Is(err, keys.ErrUnsupportedVersion):
 		return nil, withHints(err, "this volume was written by a newer coffer: upgrade coffer to use it")
 	}
 	return nil, err
+}
+
+// hasConfigDir reports whether backing has a .coffer entry.
+func hasConfigDir(backing string) bool {
+	_, err := os.Lstat(filepath.Join(backing, keys.DirName))
+	return err == nil
 }
 
 // mountsOf lists the mount points where backing is mounted by coffer.
