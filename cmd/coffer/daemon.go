@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cofferfs/coffer/keys"
 )
@@ -88,6 +92,14 @@ func startDetached(ctx context.Context, args []string, secret *keys.Secret, logF
 		return fmt.Errorf("failed to create pipe: %w", err)
 	}
 
+	// Only fds 0-2 and the two pipes may reach the mount process, which
+	// lives on: the caller's own inherited fds would be held open by it.
+	if err := closeOnExecFrom(3); err != nil {
+		readyW.Close()
+		secretR.Close()
+		secretW.Close()
+		return err
+	}
 	cmd := exec.Command(exe, args...)
 	cmd.ExtraFiles = []*os.File{readyW, secretR}
 	cmd.Dir = "/"
@@ -145,4 +157,32 @@ func awaitChild(ctx context.Context, cmd *exec.Cmd, readyR io.Reader, logFile st
 			"see its log: "+logFile)
 	}
 	return withHints(errors.New(r.msg.Error), r.msg.Hints...)
+}
+
+// closeOnExecFrom marks every open fd from first up close-on-exec, so that
+// a child started by exec gets only the files handed to it explicitly.
+// Files Go opens are close-on-exec already; this catches those this process
+// inherited from its caller.
+func closeOnExecFrom(first int) error {
+	err := unix.CloseRange(uint(first), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	// Kernels before 5.11 lack the flag: walk /proc/self/fd instead.
+	names, err := readDirNames("/proc/self/fd", -1)
+	if err != nil {
+		return fmt.Errorf("failed to list open files: %w", err)
+	}
+	for _, name := range names {
+		fd, err := strconv.Atoi(name)
+		if err != nil || fd < first {
+			continue
+		}
+		// The fd of the listing itself is closed by now: EBADF is fine.
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil &&
+			!errors.Is(err, unix.EBADF) {
+			return fmt.Errorf("failed to mark fd %d close-on-exec: %w", fd, err)
+		}
+	}
+	return nil
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -432,4 +435,68 @@ func TestMountMasterSelection(t *testing.T) {
 	requireOK(t, cliProcess(t, "unmount", f.mnt))
 	requireOK(t, f.mount(t, "--master", "passphrase:", "--passphrase-file", good))
 	requireOK(t, cliProcess(t, "unmount", f.mnt))
+}
+
+func TestMountChildInheritsNoStrayFDs(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+
+	// Both ends of a pipe, inherited by "coffer mount" without close-on-exec,
+	// as a careless caller would leave them.
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	stray := fdTarget(t, int(r.Fd()))
+
+	cmd := exec.Command(os.Args[0], "mount", f.backing, f.mnt, "--log-file", f.log)
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	// Above fds 3 and 4, which the mount process gets its own pipes on.
+	cmd.ExtraFiles = []*os.File{nil, nil, nil, r, w}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "coffer mount: %s", out)
+	require.True(t, isMounted(t, f.mnt))
+
+	pid := mountProcess(t, f.mnt)
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	require.NoError(t, err)
+	for _, e := range entries {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		assert.NotEqual(t, stray, target, "the mount process holds fd %s of its caller's pipe", e.Name())
+		assert.NotContains(t, target, "passphrase", "fd %s", e.Name())
+	}
+}
+
+// fdTarget returns what /proc says fd of this process points at.
+func fdTarget(t *testing.T, fd int) string {
+	t.Helper()
+	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	require.NoError(t, err)
+	return target
+}
+
+// mountProcess finds the background process serving mnt.
+func mountProcess(t *testing.T, mnt string) int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if slices.Contains(args, "--ready-fd=3") && slices.Contains(args, mnt) {
+			return pid
+		}
+	}
+	t.Fatalf("no mount process serves %s", mnt)
+	return 0
 }
