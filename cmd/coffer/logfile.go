@@ -47,10 +47,17 @@ func resolveLogFile(path string) (string, error) {
 		return "", fmt.Errorf("failed to resolve log file %s: %w", path, err)
 	}
 	real := filepath.Join(dir, filepath.Base(path))
-	if target, err := filepath.EvalSymlinks(real); err == nil {
-		real = target
+	fi, err := os.Lstat(real)
+	if err != nil || fi.Mode().Type() != fs.ModeSymlink {
+		return real, nil
 	}
-	return real, nil
+	// Opening a dangling link would create its target, wherever it is.
+	target, err := filepath.EvalSymlinks(real)
+	if err != nil {
+		return "", withHints(fmt.Errorf("log file %s is a symbolic link to a missing file", path),
+			"point --log-file at a regular file or a directory that exists")
+	}
+	return target, nil
 }
 
 // resolveDir returns dir with symbolic links resolved, or dir itself when it

@@ -264,6 +264,11 @@ func TestMountLogFileRefusals(t *testing.T) {
 			require.NoError(t, os.Symlink(f.backing, link))
 			return filepath.Join(link, "mount.log")
 		}, exitUsage, "is inside the backing directory"},
+		{"dangling symlink into backing", func(t *testing.T, f *mountFixture) string {
+			link := filepath.Join(f.dir, "dangling.log")
+			require.NoError(t, os.Symlink(filepath.Join(f.backing, "mount.log"), link))
+			return link
+		}, exitFailure, "symbolic link to a missing file"},
 		{"missing directory", func(t *testing.T, f *mountFixture) string {
 			return filepath.Join(f.dir, "no", "such", "mount.log")
 		}, exitFailure, "does not exist"},
