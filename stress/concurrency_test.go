@@ -127,7 +127,8 @@ func TestConcurrentWriters(t *testing.T) {
 	require.NoError(t, os.WriteFile(shared, init, 0o644))
 	require.NoError(t, os.WriteFile(disjoint, nil, 0o644))
 
-	const overlapWriters, disjointWriters, iters = 8, 4, 120
+	const overlapWriters, disjointWriters = 8, 4
+	iters := scale(120, 3000)
 	var writers, readers sync.WaitGroup
 	var done atomic.Bool
 	var midWrite, directReads atomic.Int64

@@ -370,7 +370,7 @@ func (s *crashStats) count(j *journal) {
 // op in flight at the kill may have rewritten: those may hold the old or the
 // new contents or fail with EIO (a block rewritten in place and cut by the
 // kill; fs documents this). Files of earlier seeds are checked again after
-// every crash. A saved file is always a whole version, never EIO.
+// later crashes. A saved file is always a whole version, never EIO.
 //
 // An EIO block in the middle of a file whose old contents had been fsynced
 // breaks the product's promise (a crash loses at most what was not
@@ -393,8 +393,15 @@ func TestCrashConsistency(t *testing.T) {
 		ok := t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			files := crashRound(t, v, journals, seed)
 			checkAllOpen(t, v.mnt)
-			for _, f := range all {
-				f.check(t, v, nil) // files of earlier seeds, again
+			// Files of earlier seeds, again: the last seed's after every
+			// crash, all of them every 25th (rereading all every time
+			// grows with the square of the seeds).
+			again := all[max(0, len(all)-len(files)):]
+			if i%25 == 24 || i == seeds-1 {
+				again = all
+			}
+			for _, f := range again {
+				f.check(t, v, nil)
 			}
 			for _, f := range files {
 				f.check(t, v, &stats)
@@ -454,7 +461,10 @@ func crashRound(t *testing.T, v *volume, dir string, seed uint64) []crashFile {
 				if _, err := p.Read(buf); err != nil {
 					return
 				}
-				ticks <- struct{}{}
+				select {
+				case ticks <- struct{}{}:
+				default: // past the kill nobody counts; keep draining the pipe
+				}
 			}
 		}()
 	}
