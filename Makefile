@@ -61,6 +61,26 @@ soak:
 fuzz-quick:
 	scripts/fuzz-quick.sh $(FUZZTIME)
 
+# The benchmark of issue 7: coffer against gocryptfs and go-fuse's loopback on
+# tmpfs and on the disk; it rewrites the results section of docs/benchmarks.md.
+# Needs root and FUSE; run it on a quiet machine. BENCHFLAGS='-rounds 5' etc.
+BENCH      := bin/coffer-bench
+BENCHFLAGS ?=
+
+.PHONY: bench bench-quick bench-build
+
+bench-build: build
+	scripts/deps.sh gocryptfs
+	$(GO) build -trimpath -o $(BENCH) ./cmd/coffer-bench
+
+bench: deps bench-build
+	$(BENCH) -coffer $(BIN) $(BENCHFLAGS)
+
+# Tiny sizes, one round, tmpfs only, in seconds; fails if any file system
+# returns wrong data, so the benchmark cannot rot.
+bench-quick: deps bench-build
+	$(BENCH) -quick -coffer $(BIN)
+
 clean:
 	scripts/demo.sh --clean $(BIN)
 	rm -rf bin
