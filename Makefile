@@ -2,7 +2,7 @@
 #
 #   make build        build bin/coffer
 #   make demo         build, then run the end-to-end demo in ./demo (needs root or FUSE)
-#   make test         deps + check + unit + integration + stress + fuzz-quick (what CI runs)
+#   make test         deps + check + unit + integration + stress + fuzz-quick + bench-quick (what CI runs)
 #   make soak         the long robustness runs (about an hour)
 #   make install      copy bin/coffer to $(DESTDIR)$(PREFIX)/bin
 
@@ -32,7 +32,7 @@ build:
 demo: deps build
 	scripts/demo.sh $(BIN)
 
-test: deps check unit integration stress fuzz-quick
+test: deps check unit integration stress fuzz-quick bench-quick
 
 deps:
 	scripts/deps.sh $(DEPS)
