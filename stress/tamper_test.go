@@ -434,7 +434,14 @@ func TestHeaderRollback(t *testing.T) {
 	header3 := m.rewrap(t, "f") // slot 0: gen 3, key C
 	require.NotEqual(t, header1, header2)
 
-	read := func(t *testing.T) ([]byte, error) { return os.ReadFile(m.path("f")) }
+	// Every read goes through a new mount: the kernel releases a closed
+	// file asynchronously, and until it has, the next open shares the
+	// unwrapped key cached by the last one and never reads the header.
+	read := func(t *testing.T) ([]byte, error) {
+		m.unmount(t)
+		m.mount(t)
+		return os.ReadFile(m.path("f"))
+	}
 	restore := func(t *testing.T, hdr []byte) { writeAtPath(t, m.backingPath("f"), hdr, 0) }
 	t.Run("current header reads the current contents", func(t *testing.T) {
 		got, err := read(t)
@@ -484,6 +491,8 @@ func TestHeaderRollback(t *testing.T) {
 		oldHeader := readFile(t, m.backingPath("g"))[:headerSize]
 		require.NoError(t, os.WriteFile(m.path("g"), v2, 0o644)) // O_TRUNC: new file ID and key
 		writeAtPath(t, m.backingPath("g"), oldHeader, 0)
+		m.unmount(t)
+		m.mount(t)
 		_, err := os.ReadFile(m.path("g"))
 		assert.ErrorIs(t, err, syscall.EIO)
 	})
