@@ -57,6 +57,7 @@ stress:
 
 soak:
 	$(GO) test ./stress/ -count=1 -timeout 5h -args -stress.soak
+	scripts/fuzz-quick.sh 2m
 
 fuzz-quick:
 	scripts/fuzz-quick.sh $(FUZZTIME)
