@@ -81,7 +81,7 @@ func TestUsageErrors(t *testing.T) {
 			"--argon2-threads", "0"}, "invalid Argon2id cost"},
 		{"init argon2 memory wrapping 32 bits", []string{"init", f.backing, "--master", "passphrase:",
 			"--argon2-memory", "4194312"}, "--argon2-memory 4194312 MiB is above the limit of 4096 MiB"},
-		{"keys create passphrase", []string{"keys", "create", "passphrase:"}, "key files only"},
+		{"keys create passphrase", []string{"keys", "create", "passphrase:"}, "need no creation step"},
 		{"keys create relative", []string{"keys", "create", "file://k"}, "malformed master key URI"},
 		{"mount unknown option", []string{"mount", f.backing, f.dir, "-o", "exec"}, `unknown mount option "exec"`},
 	}

@@ -21,6 +21,7 @@ type initOptions struct {
 	backing        string
 	masters        []string
 	passphraseFile string
+	masterFlags
 
 	// Argon2id cost of a passphrase master; costSet says whether any flag
 	// changed the default.
@@ -67,6 +68,7 @@ Init prints the volume ID and the ID of each master key.`,
 	f.StringArrayVar(&opts.masters, "master", nil, "master key URI (repeat for several master keys)")
 	f.StringVar(&opts.passphraseFile, "passphrase-file", "",
 		"read the passphrase from this file (mode 0600) instead of the terminal")
+	opts.masterFlags.add(f)
 	f.Uint32Var(&opts.cost.Time, "argon2-time", def.Time, "Argon2id passes for a passphrase master")
 	f.Uint32Var(&memMiB, "argon2-memory", def.MemoryKiB>>10, "Argon2id memory in MiB for a passphrase master")
 	f.Uint8Var(&opts.cost.Threads, "argon2-threads", def.Threads, "Argon2id threads for a passphrase master")
@@ -194,7 +196,9 @@ func initError(backing string, err error) error {
 
 // enrollAll prepares each master key for keys.Init, asking for passphrases.
 func enrollAll(ctx context.Context, a *app, opts initOptions, refs []masterkey.Ref) ([]keys.Enrollment, error) {
-	mopts := masterkey.Options{Passphrase: enrollPassphraseFunc(a, opts.passphraseFile)}
+	mopts := opts.masterFlags.options()
+	mopts.Passphrase = enrollPassphraseFunc(a, opts.passphraseFile)
+	mopts.Backing = opts.backing
 	if opts.costSet {
 		mopts.PassphraseCost = &opts.cost
 	}

@@ -31,11 +31,12 @@ Kinds supported today: key files (file:///ABSOLUTE/PATH). A passphrase master
 
 type keysCreateOptions struct {
 	uri string
+	masterFlags
 }
 
 func newKeysCreateCommand(a *app) *cobra.Command {
 	var opts keysCreateOptions
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "create URI",
 		Short: "Create a new master key",
 		Long: `Create a new master key at URI.
@@ -53,17 +54,28 @@ it the volumes it protects cannot be opened.`,
 			return runKeysCreate(cmd.Context(), a, opts)
 		},
 	}
+	opts.masterFlags.add(cmd.Flags())
+	return cmd
 }
 
 // runKeysCreate creates the master key named by opts.uri.
-func runKeysCreate(_ context.Context, a *app, opts keysCreateOptions) error {
+func runKeysCreate(ctx context.Context, a *app, opts keysCreateOptions) error {
 	ref, err := parseMasterURI(opts.uri)
 	if err != nil {
 		return err
 	}
 	if ref.Kind != keyfile.Kind {
-		return withHints(usageErrorf("coffer keys create makes key files only, not %s", ref),
-			"a passphrase master needs no key: coffer init BACKING --master passphrase:")
+		msg, err := masterkey.Create(ctx, ref.URI, opts.masterFlags.options())
+		if errors.Is(err, masterkey.ErrNoCreate) {
+			return withHints(usageErrorf("%s master keys need no creation step", ref.Kind),
+				"name it with --master at init: coffer init BACKING --master "+ref.String())
+		}
+		if err != nil {
+			return fmt.Errorf("failed to create master key %s: %w", ref, err)
+		}
+		fmt.Fprintln(a.stdout, msg)
+		fmt.Fprintf(a.stdout, "use it with: --master %s\n", ref)
+		return nil
 	}
 
 	if err := keyfile.Create(ref.Path); err != nil {
@@ -95,7 +107,7 @@ func parseMasterURI(uri string) (masterkey.Ref, error) {
 		return ref, nil
 	case errors.Is(err, masterkey.ErrMalformed) || errors.Is(err, masterkey.ErrUnknownScheme):
 		return ref, withHints(asUsage(err),
-			"master key URIs: "+masterkey.Supported+" (a key file path must be absolute)")
+			"master key URIs: "+masterkey.Supported()+" (a key file path must be absolute)")
 	default:
 		return ref, err
 	}

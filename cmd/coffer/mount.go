@@ -25,6 +25,7 @@ type mountOptions struct {
 	master         string   // master key ID or URI to use, "" for any
 	passphraseFile string
 	logFile        string
+	masterFlags
 
 	readOnly, allowOther, debug bool
 
@@ -83,6 +84,7 @@ func newMountCommand(a *app) *cobra.Command {
 		"read the passphrase from this file (mode 0600) instead of the terminal")
 	f.StringVar(&opts.logFile, "log-file", "", "write the mount's log to this file, as JSON lines "+
 		"(default for a background mount: see above)")
+	opts.masterFlags.add(f)
 	f.IntVar(&opts.readyFD, "ready-fd", -1, "internal: pipe to report readiness on")
 	f.IntVar(&opts.secretFD, "passphrase-fd", -1, "internal: pipe to read the passphrase from")
 	_ = f.MarkHidden("ready-fd")
@@ -307,6 +309,7 @@ func (o mountOptions) childArgs(a *app, logFile string) []string {
 	if o.master != "" {
 		args = append(args, "--master="+o.master)
 	}
+	args = append(args, o.masterFlags.args()...)
 	return append(args, "--", o.backing, o.mountPoint)
 }
 

@@ -78,7 +78,10 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		// The opener wipes what it gets: hand it a copy.
 		return keys.SecretFromBytes(append([]byte(nil), secret.InsecureBytes()...)), nil
 	}
-	open := masterkey.Opener(ctx, masterkey.Options{Passphrase: pass})
+	mopts := opts.masterFlags.options()
+	mopts.Passphrase = pass
+	mopts.Backing = opts.backing
+	open := masterkey.Opener(ctx, mopts)
 	ring, _, err := keys.Unlock(ctx, cfg, open, keys.UnlockOptions{Only: only, Logger: a.log})
 	if err != nil {
 		return nil, unlockError(opts, err)

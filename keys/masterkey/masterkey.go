@@ -1,13 +1,15 @@
 // Package masterkey names master keys by URI and opens or enrolls the right
-// kind. Kinds supported now:
+// kind. Two kinds are built in:
 //
 //	file:///ABSOLUTE/PATH  a key file of 32 random bytes (package keyfile)
 //	passphrase:            a passphrase through Argon2id (package passphrase)
 //
-// URIs of kinds planned but not built yet (pkcs11:, tpm2:, systemd-creds:,
-// aws-kms://, hcvault://, gcp-kms://, azure-kv://, recovery:, dpapi:) are
-// recognised and refused with ErrNotSupported, distinct from an unknown
-// scheme (ErrUnknownScheme) or a malformed URI (ErrMalformed).
+// Other kinds live in their own packages and add themselves with Register;
+// a program offers the kinds it imports. URIs of known kinds that this
+// build does not offer (pkcs11:, tpm2:, systemd-creds:, aws-kms://,
+// hcvault://, gcp-kms://, azure-kv://, recovery:, dpapi:) are refused with
+// ErrNotSupported, distinct from an unknown scheme (ErrUnknownScheme) or a
+// malformed URI (ErrMalformed).
 package masterkey
 
 import (
@@ -38,13 +40,11 @@ var (
 	ErrNoPassphrase = errors.New("no passphrase source")
 	// ErrKeyInBacking reports a key file inside the backing directory.
 	ErrKeyInBacking = errors.New("key file is inside the backing directory")
+	// ErrNoCreate reports "keys create" for a kind without a creation step.
+	ErrNoCreate = errors.New("master key kind has no creation step")
 )
 
-// Supported lists the URI forms this version accepts, for error messages and
-// help text.
-const Supported = "file:///ABSOLUTE/PATH, passphrase:"
-
-// planned are schemes of master-key kinds that later versions will support.
+// planned are schemes of master-key kinds that this build may not offer.
 var planned = map[string]bool{
 	"pkcs11": true, "tpm2": true, "systemd-creds": true, "aws-kms": true,
 	"hcvault": true, "gcp-kms": true, "azure-kv": true, "recovery": true,
@@ -53,9 +53,20 @@ var planned = map[string]bool{
 
 // Ref is a parsed master-key URI.
 type Ref struct {
-	Kind string // keyfile.Kind or passphrase.Kind
+	Kind string // keyfile.Kind, passphrase.Kind or a registered Kind.Name
 	URI  string // canonical form, as recorded in the config
 	Path string // the key file, for keyfile.Kind
+}
+
+// scheme returns the lower-case scheme of the canonical URI.
+func (r Ref) scheme() string {
+	s, _, _ := strings.Cut(r.URI, ":")
+	return strings.ToLower(s)
+}
+
+// builtin reports whether scheme is a kind this package implements itself.
+func builtin(scheme string) bool {
+	return scheme == keyfile.Scheme || scheme == passphrase.Kind
 }
 
 // Parse parses a master-key URI.
@@ -63,10 +74,18 @@ func Parse(uri string) (Ref, error) {
 	scheme, rest, ok := strings.Cut(uri, ":")
 	if !ok || !isScheme(scheme) {
 		return Ref{}, fmt.Errorf("%w %q: want a URI such as %s", ErrMalformed,
-			keys.RedactURI(uri), Supported)
+			keys.RedactURI(uri), Supported())
 	}
 
-	switch scheme = strings.ToLower(scheme); {
+	scheme = strings.ToLower(scheme)
+	if k, ok := lookup(scheme); ok {
+		canon, err := k.Canonical(scheme + ":" + rest)
+		if err != nil {
+			return Ref{}, err
+		}
+		return Ref{Kind: k.Name, URI: canon}, nil
+	}
+	switch {
 	case scheme == keyfile.Scheme:
 		path, err := keyfile.ParseURI(scheme + ":" + rest)
 		if err != nil {
@@ -81,9 +100,9 @@ func Parse(uri string) (Ref, error) {
 		return Ref{Kind: passphrase.Kind, URI: passphrase.Kind + ":"}, nil
 	case planned[scheme]:
 		return Ref{}, fmt.Errorf("%w: %s: master keys are not supported yet (supported: %s)",
-			ErrNotSupported, scheme, Supported)
+			ErrNotSupported, scheme, Supported())
 	default:
-		return Ref{}, fmt.Errorf("%w %q (supported: %s)", ErrUnknownScheme, scheme, Supported)
+		return Ref{}, fmt.Errorf("%w %q (supported: %s)", ErrUnknownScheme, scheme, Supported())
 	}
 }
 
@@ -135,6 +154,21 @@ type Options struct {
 	// can write the backing directory could point at a key file they put
 	// there.
 	Backing string
+
+	// PINFile is a file holding the PIN of a PKCS#11 token (--pin-file).
+	// A pin-source attribute in the URI takes precedence.
+	PINFile string
+	// TPMDevice is the TPM to use (--tpm-device): a character device such
+	// as /dev/tpmrm0 or the Unix socket of a simulator. Empty means the
+	// kind's default.
+	TPMDevice string
+	// KMSEndpoint overrides the KMS service endpoint (--kms-endpoint), for
+	// testing against a local KMS. Empty means the kind's default (and the
+	// standard environment variables).
+	KMSEndpoint string
+	// RecoveryKey is a file holding a private recovery key
+	// (--recovery-key).
+	RecoveryKey string
 }
 
 // Enroll prepares the master key named by uri for keys.Init: for a key
@@ -152,9 +186,11 @@ func Enroll(ctx context.Context, uri string, opts Options) (keys.Enrollment, err
 			return keys.Enrollment{}, err
 		}
 		return keys.Enrollment{Kind: ref.Kind, URI: ref.URI, Master: m}, nil
-	default:
+	case passphrase.Kind:
 		return enrollPassphrase(ctx, ref, opts)
 	}
+	k, _ := lookup(ref.scheme())
+	return k.Enroll(ctx, ref, opts)
 }
 
 func enrollPassphrase(ctx context.Context, ref Ref, opts Options) (keys.Enrollment, error) {
@@ -210,9 +246,11 @@ func Open(ctx context.Context, entry keys.MasterEntry, opts Options) (keys.Maste
 	switch ref.Kind {
 	case keyfile.Kind:
 		return openKeyFile(ref.Path, opts)
-	default:
+	case passphrase.Kind:
 		return openPassphrase(ctx, entry, opts)
 	}
+	k, _ := lookup(ref.scheme())
+	return k.Open(ctx, entry, opts)
 }
 
 // openKeyFile opens a key file after checking that it is outside
