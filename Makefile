@@ -43,6 +43,7 @@ check:
 		echo "gofmt would change these files:" >&2; echo "$$unformatted" >&2; exit 1; \
 	fi
 	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./...
 	$(GO) mod tidy -diff
 
 unit:

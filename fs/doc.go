@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package fs is coffer's FUSE file system: a go-fuse node tree over a backing
 // directory in which every regular file is stored encrypted in the format of
 // package [github.com/cofferfs/coffer/fs/content].

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package integration holds black-box tests that drive the coffer binary:
 // they create a key file and a volume, mount it on a temporary directory and
 // run real programs (tar, git, sqlite3, cp, rsync, sed, dd) inside the mount,

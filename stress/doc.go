@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package stress holds coffer's robustness tests and the random-operation
 // exerciser they drive.
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command coffer-bench measures coffer against gocryptfs and go-fuse's
 // loopback file system on the same machine, in one run, and checks that every
 // file system returns exactly the bytes written to it.

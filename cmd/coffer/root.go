@@ -75,11 +75,10 @@ func newRootCommand(a *app) *cobra.Command {
 	root.AddCommand(
 		newKeysCommand(a),
 		newInitCommand(a),
-		newMountCommand(a),
-		newUnmountCommand(a),
 		newStatusCommand(a),
 		newVersionCommand(a),
 	)
+	root.AddCommand(platformCommands(a)...)
 	return root
 }
 

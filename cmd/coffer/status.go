@@ -183,22 +183,3 @@ func hasConfigDir(backing string) bool {
 	_, err := os.Lstat(filepath.Join(backing, keys.DirName))
 	return err == nil
 }
-
-// mountsOf lists the mount points where backing is mounted by coffer.
-func mountsOf(backing string) ([]string, error) {
-	canon, err := canonicalPath(backing)
-	if err != nil {
-		return nil, err
-	}
-	entries, err := readMountTable()
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		if e.fsType == fsType && e.source == canon {
-			out = append(out, e.mountPoint)
-		}
-	}
-	return out, nil
-}

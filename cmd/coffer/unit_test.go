@@ -62,40 +62,6 @@ func TestPrintError(t *testing.T) {
 	}
 }
 
-func TestParseMountInfo(t *testing.T) {
-	const table = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-45 22 0:40 / /srv/my\040app rw,nosuid,nodev,relatime shared:2 master:1 - fuse.coffer /srv/app\040enc rw,user_id=0
-46 22 0:41 / /proc rw - proc proc rw
-`
-	entries, err := parseMountInfo(strings.NewReader(table))
-	require.NoError(t, err)
-	want := []mountEntry{
-		{mountPoint: "/", fsType: "ext4", source: "/dev/sda1"},
-		{mountPoint: "/srv/my app", fsType: "fuse.coffer", source: "/srv/app enc"},
-		{mountPoint: "/proc", fsType: "proc", source: "proc"},
-	}
-	assert.Equal(t, want, entries)
-
-	_, err = parseMountInfo(strings.NewReader("1 2 3\n"))
-	assert.Error(t, err)
-}
-
-func TestUnescapeMountField(t *testing.T) {
-	tests := []struct{ name, in, want string }{
-		{"plain", "/mnt/a", "/mnt/a"},
-		{"space", `/mnt/a\040b`, "/mnt/a b"},
-		{"tab and newline", `/a\011b\012c`, "/a\tb\nc"},
-		{"backslash", `/a\134b`, `/a\b`},
-		{"not an escape", `/a\x`, `/a\x`},
-		{"short escape at end", `/a\04`, `/a\04`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, unescapeMountField(tt.in))
-		})
-	}
-}
-
 func TestReadPassphrase(t *testing.T) {
 	tests := []struct {
 		name, in, want string
@@ -147,69 +113,6 @@ func TestPromptNeedsTerminal(t *testing.T) {
 	assert.ErrorContains(t, err, "no terminal")
 }
 
-func TestMountOptionsParse(t *testing.T) {
-	tests := []struct {
-		name                  string
-		options               []string
-		ro, allowOther, debug bool
-		wantErr               string
-	}{
-		{"none", nil, false, false, false, ""},
-		{"ro", []string{"ro"}, true, false, false, ""},
-		{"all", []string{"ro", "allow_other", "debug"}, true, true, true, ""},
-		{"rw after ro", []string{"ro", "rw"}, false, false, false, ""},
-		{"unknown", []string{"exec"}, false, false, false, `unknown mount option "exec"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o := mountOptions{backing: "b", mountPoint: "m", options: tt.options}
-			err := o.parse()
-			if tt.wantErr != "" {
-				assert.ErrorContains(t, err, tt.wantErr)
-				assert.Equal(t, exitUsage, exitCode(err))
-				return
-			}
-			require.NoError(t, err)
-			assert.Equal(t, tt.ro, o.readOnly)
-			assert.Equal(t, tt.allowOther, o.allowOther)
-			assert.Equal(t, tt.debug, o.debug)
-			assert.True(t, filepath.IsAbs(o.backing) && filepath.IsAbs(o.mountPoint))
-		})
-	}
-}
-
-func TestChildArgs(t *testing.T) {
-	o := mountOptions{backing: "/b", mountPoint: "/-m", options: []string{"ro", "debug"}, master: "1a2b3c4d"}
-	a := &app{logLevel: "debug"}
-	got := o.childArgs(a, "/var/log/coffer/x.log")
-	assert.Equal(t, []string{"mount", "--foreground", "--ready-fd=3", "--passphrase-fd=4",
-		"--log-file=/var/log/coffer/x.log", "--log-level=debug", "--log-format=json",
-		"-o", "ro,debug", "--master=1a2b3c4d", "--", "/b", "/-m"}, got)
-	for _, arg := range got {
-		assert.NotContains(t, arg, "passphrase-file", "the passphrase file must not reach the child")
-	}
-}
-
-func TestLogPath(t *testing.T) {
-	vol := keys.VolumeID{0xab}
-	o := mountOptions{logFile: "/x/y.log"}
-	p, err := o.logPath(vol)
-	require.NoError(t, err)
-	assert.Equal(t, "/x/y.log", p)
-
-	p, err = mountOptions{}.logPath(vol)
-	require.NoError(t, err)
-	name := vol.String() + ".log"
-	if os.Geteuid() == 0 {
-		assert.Equal(t, "/var/log/coffer/"+name, p)
-		return
-	}
-	t.Setenv("XDG_STATE_HOME", "/state")
-	p, err = mountOptions{}.logPath(vol)
-	require.NoError(t, err)
-	assert.Equal(t, "/state/coffer/"+name, p)
-}
-
 func TestNewLogger(t *testing.T) {
 	var b bytes.Buffer
 	log, err := newLogger(&b, "warn", logFormatAuto)
@@ -225,20 +128,4 @@ func TestNewLogger(t *testing.T) {
 	log.Debug().Msg("console line")
 	assert.Contains(t, b.String(), "console line")
 	assert.NotContains(t, b.String(), `"message"`)
-}
-
-func TestCheckAllowOther(t *testing.T) {
-	dir := t.TempDir()
-	old := fuseConfPath
-	t.Cleanup(func() { fuseConfPath = old })
-	fuseConfPath = filepath.Join(dir, "fuse.conf")
-
-	assert.NoError(t, checkAllowOther(0), "root may always use allow_other")
-	err := checkAllowOther(1000)
-	assert.ErrorContains(t, err, "user_allow_other", "no fuse.conf")
-	assert.NotEmpty(t, hintsOf(err))
-	require.NoError(t, os.WriteFile(fuseConfPath, []byte("# user_allow_other\n"), 0o644))
-	assert.ErrorContains(t, checkAllowOther(1000), "user_allow_other", "commented out")
-	require.NoError(t, os.WriteFile(fuseConfPath, []byte("mount_max = 9\n user_allow_other\n"), 0o644))
-	assert.NoError(t, checkAllowOther(1000))
 }

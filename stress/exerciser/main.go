@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command exerciser drives a seeded random sequence of file operations on a
 // file system under test and on a reference directory, compares them after
 // every operation and, on a mismatch, prints the seed and a minimal

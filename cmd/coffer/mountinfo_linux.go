@@ -121,3 +121,22 @@ func canonicalPath(dir string) (string, error) {
 	}
 	return filepath.Join(parent, filepath.Base(abs)), nil
 }
+
+// mountsOf lists the mount points where backing is mounted by coffer.
+func mountsOf(backing string) ([]string, error) {
+	canon, err := canonicalPath(backing)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := readMountTable()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.fsType == fsType && e.source == canon {
+			out = append(out, e.mountPoint)
+		}
+	}
+	return out, nil
+}
