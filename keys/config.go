@@ -28,11 +28,14 @@ const (
 	ConfigName = "volume.json"
 )
 
+// MaxMasters is the most master keys a volume holds: Init and AddMaster
+// refuse more, and a config listing more is malformed.
+const MaxMasters = 32
+
 // Bounds on config contents, so that a hostile config cannot exhaust memory
 // or hide a huge value.
 const (
 	maxConfigSize = 4 << 20
-	maxMasters    = 64
 	maxSealedSize = 256 << 10
 	maxURILen     = 4096
 	maxKindLen    = 32
@@ -237,9 +240,9 @@ func (c *Config) Validate() error {
 }
 
 func validateMasters(ms []MasterEntry) error {
-	if len(ms) == 0 || len(ms) > maxMasters {
+	if len(ms) == 0 || len(ms) > MaxMasters {
 		return fmt.Errorf("%w: config has %d master keys, want 1 to %d",
-			ErrMalformed, len(ms), maxMasters)
+			ErrMalformed, len(ms), MaxMasters)
 	}
 	seen := make(map[string]bool, len(ms))
 	for _, m := range ms {

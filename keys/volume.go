@@ -55,9 +55,9 @@ func Init(ctx context.Context, backing string, masters []Enrollment,
 }
 
 func checkEnrollments(masters []Enrollment) error {
-	if len(masters) == 0 || len(masters) > maxMasters {
+	if len(masters) == 0 || len(masters) > MaxMasters {
 		return fmt.Errorf("failed to initialise volume: need 1 to %d master keys, got %d",
-			maxMasters, len(masters))
+			MaxMasters, len(masters))
 	}
 	for i, m := range masters {
 		e := MasterEntry{ID: "00000000", Kind: m.Kind, URI: m.URI, Params: m.Params}

@@ -167,8 +167,11 @@ type Options struct {
 	// standard environment variables).
 	KMSEndpoint string
 	// RecoveryKey is a file holding a private recovery key
-	// (--recovery-key).
+	// (--recovery-key), or "-" for RecoveryKeyText.
 	RecoveryKey string
+	// RecoveryKeyText supplies the text of the private recovery key when
+	// RecoveryKey is "-": typed at a prompt or read from standard input.
+	RecoveryKeyText func(ctx context.Context) (*keys.Secret, error)
 }
 
 // Enroll prepares the master key named by uri for keys.Init: for a key
