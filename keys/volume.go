@@ -253,6 +253,10 @@ type UnlockOptions struct {
 	Only string
 	// Logger receives Debug and Info events; the zero value discards them.
 	Logger zerolog.Logger
+	// Failed, when set, is called for each master key that was tried and
+	// did not unlock the volume, with the reason, as soon as it failed,
+	// whether or not a later master key succeeds. The audit log uses it.
+	Failed func(m MasterEntry, err error)
 }
 
 // UnlockError reports that no master key unlocked the volume, with the
@@ -310,6 +314,9 @@ func Unlock(ctx context.Context, cfg *Config, open OpenFunc,
 		if err != nil {
 			log.Debug().Err(err).Msg("master key did not unlock the volume")
 			uerr.Attempts = append(uerr.Attempts, Attempt{Master: m, Err: err})
+			if opts.Failed != nil {
+				opts.Failed(m, err)
+			}
 			continue
 		}
 		log.Info().Stringer("volume", cfg.VolumeID).Uint64("generation", ring.Generation()).

@@ -332,10 +332,15 @@ func TestUnlockFallsBackInOrder(t *testing.T) {
 	cfg, _, err := keys.Init(ctx, backing, ens, keys.InitOptions{})
 	require.NoError(t, err)
 
+	var failed []string
 	_, used, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, passOptions("bad")),
-		keys.UnlockOptions{})
+		keys.UnlockOptions{Failed: func(m keys.MasterEntry, err error) {
+			assert.ErrorIs(t, err, keys.ErrWrongKey)
+			failed = append(failed, m.ID)
+		}})
 	require.NoError(t, err, "the key file must unlock after the passphrase fails")
 	assert.Equal(t, cfg.Masters[1].ID, used.ID)
+	assert.Equal(t, []string{cfg.Masters[0].ID}, failed, "Failed reports the passphrase once")
 
 	_, _, err = keys.Unlock(ctx, cfg, masterkey.Opener(ctx, passOptions("bad")),
 		keys.UnlockOptions{Only: cfg.Masters[0].ID})
