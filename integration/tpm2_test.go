@@ -1,0 +1,29 @@
+//go:build linux
+
+package integration
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/cofferfs/coffer/keys/tpm2/tpm2test"
+)
+
+// TestTPM2 initialises a volume sealed to a swtpm with a PCR 7 policy,
+// mounts it, writes, remounts and reads back; then the same volume against
+// another TPM, without a TPM and after PCR 7 changed must fail cleanly.
+func TestTPM2(t *testing.T) {
+	requireFUSE(t)
+	tpm := tpm2test.Start(t)
+	dev := "--tpm-device=" + tpm.Socket
+	v := kindVolume(t, "tpm2:?pcrs=7", dev)
+	roundTrip(t, v, dev)
+
+	other := tpm2test.Start(t)
+	failMount(t, v, "sealed by another TPM", "--tpm-device="+other.Socket)
+	failMount(t, v, "no TPM: "+filepath.Join(v.dir, "tpmrm0")+" does not exist",
+		"--tpm-device="+filepath.Join(v.dir, "tpmrm0"))
+
+	tpm.ExtendPCR(t, 7, "another boot loader")
+	failMount(t, v, "PCR values changed since enrollment (changed: sha256 PCR 7)", dev)
+}
