@@ -71,6 +71,9 @@ type Options struct {
 	// includes file names, xattr values and the first bytes of every
 	// written buffer in plaintext: never enable it on real data.
 	Debug bool
+
+	// NoExec mounts with noexec: programs in the mount cannot be run.
+	NoExec bool
 }
 
 // NewRoot returns the root node of a coffer file system over the backing
@@ -160,6 +163,9 @@ func mountOptions(backing string, opts Options) *gofs.Options {
 	}
 	if opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
+	}
+	if opts.NoExec {
+		mo.Options = append(mo.Options, "noexec")
 	}
 	if opts.AllowOther {
 		mo.Options = append(mo.Options, "default_permissions")

@@ -27,7 +27,7 @@ type mountOptions struct {
 	logFile        string
 	masterFlags
 
-	readOnly, allowOther, debug bool
+	readOnly, allowOther, debug, noExec bool
 
 	// Set by the parent on the detached mount process; see daemon.go.
 	readyFD, secretFD int
@@ -55,7 +55,10 @@ Mount options (-o, comma-separated or repeated):
                checks (default_permissions); as non-root it needs
                user_allow_other in /etc/fuse.conf
   debug        log every FUSE request at debug level (shows file names and
-               data in the clear: never on real secrets)`
+               data in the clear: never on real secrets)
+  noexec       do not allow programs in the mount to be executed
+
+` + mountHelperUsage
 
 const mountExample = `  coffer mount /srv/app.enc /srv/app
   coffer mount /srv/app.enc /srv/app -o ro,allow_other
@@ -72,13 +75,16 @@ func newMountCommand(a *app) *cobra.Command {
 		Args:    exactArgs("BACKING", "MOUNTPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.backing, opts.mountPoint = args[0], args[1]
+			if err := applyOptionFlags(cmd, &opts); err != nil {
+				return err
+			}
 			return runMount(cmd.Context(), a, opts)
 		},
 	}
 
 	f := cmd.Flags()
 	f.BoolVarP(&opts.foreground, "foreground", "f", false, "serve in this process instead of the background")
-	f.StringSliceVarP(&opts.options, "options", "o", nil, "mount options: ro, allow_other, debug")
+	f.StringSliceVarP(&opts.options, "options", "o", nil, "mount options: ro, rw, allow_other, debug, noexec, and the flags as key=value")
 	f.StringVar(&opts.master, "master", "", "unlock only with this master key (ID or URI)")
 	f.StringVar(&opts.passphraseFile, "passphrase-file", "",
 		"read the passphrase from this file (mode 0600) instead of the terminal")
@@ -154,9 +160,13 @@ func (o *mountOptions) parse() error {
 			o.allowOther = true
 		case "debug":
 			o.debug = true
+		case "noexec":
+			o.noExec = true
+		case "exec":
+			o.noExec = false
 		default:
 			return withHints(usageErrorf("unknown mount option %q", opt),
-				"known options: ro, rw, allow_other, debug")
+				"known options: ro, rw, allow_other, debug, noexec; run 'coffer mount --help' for the rest")
 		}
 	}
 	for _, p := range []*string{&o.backing, &o.mountPoint, &o.passphraseFile, &o.logFile} {

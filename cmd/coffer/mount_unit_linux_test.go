@@ -57,7 +57,7 @@ func TestMountOptionsParse(t *testing.T) {
 		{"ro", []string{"ro"}, true, false, false, ""},
 		{"all", []string{"ro", "allow_other", "debug"}, true, true, true, ""},
 		{"rw after ro", []string{"ro", "rw"}, false, false, false, ""},
-		{"unknown", []string{"exec"}, false, false, false, `unknown mount option "exec"`},
+		{"unknown", []string{"frob"}, false, false, false, `unknown mount option "frob"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -46,6 +46,7 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		ReadOnly:   opts.readOnly,
 		AllowOther: opts.allowOther,
 		Debug:      opts.debug,
+		NoExec:     opts.noExec,
 	})
 	if err != nil {
 		return mountError(opts, err)
