@@ -4,42 +4,46 @@ package fs
 
 import (
 	"context"
+	"path/filepath"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cofferfs/coffer/fs/names"
 )
 
-// rootDir is the directory handle of the root: the loopback's, with the
-// reserved folder left out of the listing. Entry offsets come from the
-// backing directory, so skipping an entry keeps seeking correct.
-type rootDir struct {
+// dirHandle is a directory handle: the loopback's, with each entry passed
+// through show, which may rewrite it or hide it (false). Entry offsets come
+// from the backing directory, so hiding an entry keeps seeking correct.
+type dirHandle struct {
 	inner gofs.FileHandle
+	show  func(e *fuse.DirEntry) bool
 }
 
 var (
-	_ gofs.FileReaddirenter = (*rootDir)(nil)
-	_ gofs.FileSeekdirer    = (*rootDir)(nil)
-	_ gofs.FileFsyncdirer   = (*rootDir)(nil)
-	_ gofs.FileReleasedirer = (*rootDir)(nil)
+	_ gofs.FileReaddirenter = (*dirHandle)(nil)
+	_ gofs.FileSeekdirer    = (*dirHandle)(nil)
+	_ gofs.FileFsyncdirer   = (*dirHandle)(nil)
+	_ gofs.FileReleasedirer = (*dirHandle)(nil)
 )
 
-// Readdirent returns the next entry that is not the reserved folder.
-func (d *rootDir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+// Readdirent returns the next entry that show lets through.
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	r, ok := d.inner.(gofs.FileReaddirenter)
 	if !ok {
 		return nil, 0
 	}
 	for {
 		e, errno := r.Readdirent(ctx)
-		if errno != 0 || e == nil || e.Name != ReservedName {
+		if errno != 0 || e == nil || d.show(e) {
 			return e, errno
 		}
 	}
 }
 
 // Seekdir implements gofs.FileSeekdirer.
-func (d *rootDir) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	if s, ok := d.inner.(gofs.FileSeekdirer); ok {
 		return s.Seekdir(ctx, off)
 	}
@@ -47,7 +51,7 @@ func (d *rootDir) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 }
 
 // Fsyncdir implements gofs.FileFsyncdirer.
-func (d *rootDir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	if s, ok := d.inner.(gofs.FileFsyncdirer); ok {
 		return s.Fsyncdir(ctx, flags)
 	}
@@ -55,8 +59,102 @@ func (d *rootDir) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 // Releasedir implements gofs.FileReleasedirer.
-func (d *rootDir) Releasedir(ctx context.Context, flags uint32) {
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {
 	if r, ok := d.inner.(gofs.FileReleasedirer); ok {
 		r.Releasedir(ctx, flags)
 	}
+}
+
+// hideReserved is the show function of the root of a plaintext-names mount.
+func hideReserved(e *fuse.DirEntry) bool {
+	return e.Name != ReservedName
+}
+
+// decryptEntries returns the show function for the backing directory dir
+// with name key k: it decrypts names, hides the record, sidecars and
+// temporary names, types symbolic links, and skips names that do not
+// decrypt with a warning naming the backing entry.
+func (f *filesystem) decryptEntries(dir string, k *names.Key) func(e *fuse.DirEntry) bool {
+	return func(e *fuse.DirEntry) bool {
+		if e.Name == "." || e.Name == ".." {
+			return true
+		}
+		backing := e.Name
+		var plain string
+		var err error
+		switch {
+		case names.IsLong(backing):
+			var sc []byte
+			sc, err = readFile(filepath.Join(dir, names.Sidecar(backing)), 4*names.MaxName)
+			if err == nil {
+				plain, err = k.DecryptLong(backing, sc)
+			}
+		case names.Hidden(backing):
+			return false
+		default:
+			plain, err = k.Decrypt(backing)
+		}
+		if err != nil {
+			f.log.Warn().Str("backing", filepath.Join(dir, backing)).Str("reason", err.Error()).
+				Msg("entry name does not decrypt, hiding it from the listing")
+			return false
+		}
+		e.Name = plain
+		if e.Mode&syscall.S_IFMT == syscall.S_IFREG {
+			if st, _, err := lstatx(filepath.Join(dir, backing)); err == nil && isLinkFile(&st) {
+				e.Mode = syscall.S_IFLNK
+			}
+		}
+		return true
+	}
+}
+
+// encOpendir opens the directory n for listing with decrypted names.
+func (n *node) encOpendir() (gofs.FileHandle, syscall.Errno) {
+	k, err := n.dirKey()
+	if err != nil {
+		return nil, n.fs.errno(err)
+	}
+	p, err := n.abs()
+	if err != nil {
+		return nil, n.fs.errno(err)
+	}
+	ds, errno := gofs.NewLoopbackDirStream(p)
+	if errno != 0 {
+		return nil, errno
+	}
+	return &dirHandle{inner: ds, show: n.fs.decryptEntries(p, k)}, 0
+}
+
+// filterStream lists ds through show.
+func filterStream(ds gofs.DirStream, show func(e *fuse.DirEntry) bool) (gofs.DirStream, syscall.Errno) {
+	defer ds.Close()
+	var list []fuse.DirEntry
+	for ds.HasNext() {
+		e, errno := ds.Next()
+		if errno != 0 {
+			return nil, errno
+		}
+		if show(&e) {
+			list = append(list, e)
+		}
+	}
+	return gofs.NewListDirStream(list), 0
+}
+
+// encReaddir lists the directory n with decrypted names.
+func (n *node) encReaddir() (gofs.DirStream, syscall.Errno) {
+	k, err := n.dirKey()
+	if err != nil {
+		return nil, n.fs.errno(err)
+	}
+	p, err := n.abs()
+	if err != nil {
+		return nil, n.fs.errno(err)
+	}
+	ds, errno := gofs.NewLoopbackDirStream(p)
+	if errno != 0 {
+		return nil, errno
+	}
+	return filterStream(ds, n.fs.decryptEntries(p, k))
 }

@@ -54,6 +54,13 @@ func (f *filesystem) errno(err error) syscall.Errno {
 		return syscall.EIO
 	}
 
+	var re *recordError
+	if errors.As(err, &re) {
+		f.log.Warn().Str("backing", re.dir).Str("reason", re.err.Error()).
+			Msg("directory record missing or damaged, directory unreadable, returning EIO")
+		return syscall.EIO
+	}
+
 	var en syscall.Errno
 	if errors.As(err, &en) {
 		return en

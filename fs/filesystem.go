@@ -25,6 +25,7 @@ type filesystem struct {
 	log     zerolog.Logger
 	root    *gofs.LoopbackRoot
 	inodes  inodeTable
+	names   *nameState // nil unless names are encrypted
 
 	// flushOwners maps the cancel channel of a running FLUSH request to
 	// its lock owner; see flushOwnerFS.
@@ -32,7 +33,11 @@ type filesystem struct {
 }
 
 func newFilesystem(backing string, opts Options) *filesystem {
-	return &filesystem{backing: backing, opts: opts, log: opts.Logger}
+	f := &filesystem{backing: backing, opts: opts, log: opts.Logger}
+	if opts.EncryptNames {
+		f.names = &nameState{}
+	}
+	return f
 }
 
 // newNode is the loopback's NewNode hook: every node of the tree is ours.

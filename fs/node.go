@@ -17,7 +17,8 @@ import (
 // the reserved folder in the root.
 type node struct {
 	gofs.LoopbackNode
-	fs *filesystem
+	fs   *filesystem
+	keys dirKeyCache // name key of a directory, with encrypted names
 }
 
 var (
@@ -39,17 +40,22 @@ var (
 	_ gofs.NodeOpendirHandler = (*node)(nil)
 	_ gofs.NodeReaddirer      = (*node)(nil)
 	_ gofs.NodeCopyFileRanger = (*node)(nil)
+	_ gofs.NodeReadlinker     = (*node)(nil)
+	_ gofs.NodeStatfser       = (*node)(nil)
+	_ gofs.NodeGetxattrer     = (*node)(nil)
+	_ gofs.NodeSetxattrer     = (*node)(nil)
+	_ gofs.NodeRemovexattrer  = (*node)(nil)
+	_ gofs.NodeListxattrer    = (*node)(nil)
 	_ pather                  = (*node)(nil)
 )
 
-// relPath returns the node's path relative to the backing directory.
-func (n *node) relPath() string {
-	return n.Path(nil)
-}
-
 // backingPath returns the node's path in the backing directory, for logs.
 func (n *node) backingPath() string {
-	return filepath.Join(n.fs.backing, n.relPath())
+	rel, err := n.rel()
+	if err != nil {
+		return filepath.Join(n.fs.backing, "(unknown: "+err.Error()+")")
+	}
+	return filepath.Join(n.fs.backing, rel)
 }
 
 // reserved reports whether name is the reserved folder of the root.
@@ -62,6 +68,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	if n.reserved(name) {
 		return nil, syscall.ENOENT
 	}
+	if n.fs.encrypted() {
+		return n.encLookup(ctx, name, out)
+	}
 	ch, errno := n.LoopbackNode.Lookup(ctx, name, out)
 	if errno == 0 {
 		fixAttr(&out.Attr)
@@ -73,6 +82,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	if h, ok := f.(*handle); ok {
 		return h.Getattr(ctx, out)
+	}
+	if n.fs.encrypted() {
+		return n.encGetattr(out)
 	}
 	if errno := n.LoopbackNode.Getattr(ctx, nil, out); errno != 0 {
 		return errno
@@ -87,6 +99,9 @@ func (n *node) Statx(ctx context.Context, f gofs.FileHandle, flags, mask uint32,
 	if h, ok := f.(*handle); ok {
 		return h.Statx(ctx, flags, mask, out)
 	}
+	if n.fs.encrypted() {
+		return n.encStatx(out)
+	}
 	if errno := n.LoopbackNode.Statx(ctx, nil, flags, mask, out); errno != 0 {
 		return errno
 	}
@@ -98,6 +113,14 @@ func (n *node) Statx(ctx context.Context, f gofs.FileHandle, flags, mask uint32,
 // truncation, the rest to the loopback.
 func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn,
 	out *fuse.AttrOut) syscall.Errno {
+	if m, ok := in.GetMode(); ok && n.fs.encrypted() && m&syscall.S_ISVTX != 0 &&
+		n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFREG {
+		// The sticky bit of a regular backing file marks a symbolic
+		// link; regular files never get it.
+		rest := *in
+		rest.Mode &^= syscall.S_ISVTX
+		in = &rest
+	}
 	if h, ok := f.(*handle); ok {
 		return h.Setattr(ctx, in, out)
 	}
@@ -109,6 +132,9 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		rest := *in
 		rest.Valid &^= fuse.FATTR_SIZE
 		in = &rest
+	}
+	if n.fs.encrypted() {
+		return n.encSetattr(in, out)
 	}
 	if errno := n.LoopbackNode.Setattr(ctx, nil, in, out); errno != 0 {
 		return errno
@@ -123,7 +149,11 @@ func (n *node) truncate(size uint64) error {
 	if n.fs.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	fd, writable, err := n.fs.openBacking(n.relPath(), syscall.O_WRONLY, 0, 0)
+	rel, err := n.rel()
+	if err != nil {
+		return err
+	}
+	fd, writable, err := n.fs.openBacking(rel, syscall.O_WRONLY, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -138,7 +168,11 @@ func (n *node) truncate(size uint64) error {
 // Open opens the backing file and returns a handle that encrypts and
 // decrypts.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	fd, writable, err := n.fs.openBacking(n.relPath(), int(flags), 0, 0)
+	rel, err := n.rel()
+	if err != nil {
+		return nil, 0, n.fs.errno(err)
+	}
+	fd, writable, err := n.fs.openBacking(rel, int(flags), 0, 0)
 	if err != nil {
 		return nil, 0, n.fs.errno(err)
 	}
@@ -163,8 +197,11 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 	if n.reserved(name) {
 		return nil, nil, 0, syscall.EPERM
 	}
+	if n.fs.encrypted() {
+		return n.encCreate(ctx, name, flags, mode, out)
+	}
 
-	h, errno := n.createHandle(ctx, name, int(flags), mode)
+	h, errno := n.createAt(ctx, filepath.Join(n.Path(nil), name), int(flags), mode)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -177,12 +214,11 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 	return ch, h, 0, 0
 }
 
-// createHandle opens name with O_CREAT and returns its handle. The owner is
-// set only if the file is new: with O_CREAT alone, a file that appeared since
-// the kernel's lookup is opened as it is.
-func (n *node) createHandle(ctx context.Context, name string, flags int,
+// createAt opens the backing path rel with O_CREAT and returns its handle.
+// The owner is set only if the file is new: with O_CREAT alone, a file that
+// appeared since the kernel's lookup is opened as it is.
+func (n *node) createAt(ctx context.Context, rel string, flags int,
 	mode uint32) (*handle, syscall.Errno) {
-	rel := filepath.Join(n.relPath(), name)
 	fd, writable, err := n.fs.openBacking(rel, flags, syscall.O_CREAT|syscall.O_EXCL, mode)
 	created := err == nil
 	if err == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
@@ -224,6 +260,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32,
 	if n.reserved(name) {
 		return nil, syscall.EPERM
 	}
+	if n.fs.encrypted() {
+		return n.encMkdir(ctx, name, mode, out)
+	}
 	return n.LoopbackNode.Mkdir(ctx, name, mode, out)
 }
 
@@ -232,6 +271,9 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32,
 	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if n.reserved(name) {
 		return nil, syscall.EPERM
+	}
+	if n.fs.encrypted() {
+		return n.encMknod(ctx, name, mode, dev, out)
 	}
 	ch, errno := n.LoopbackNode.Mknod(ctx, name, mode, dev, out)
 	if errno == 0 {
@@ -246,7 +288,27 @@ func (n *node) Symlink(ctx context.Context, target, name string,
 	if n.reserved(name) {
 		return nil, syscall.EPERM
 	}
+	if n.fs.encrypted() {
+		return n.encSymlink(ctx, target, name, out)
+	}
 	return n.LoopbackNode.Symlink(ctx, target, name, out)
+}
+
+// Readlink returns the target of a symbolic link.
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if n.fs.encrypted() {
+		return n.encReadlink()
+	}
+	return n.LoopbackNode.Readlink(ctx)
+}
+
+// Statfs reports the backing file system's numbers; with encrypted names,
+// the name limit is that of plaintext names.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	if n.fs.encrypted() {
+		return n.encStatfs(out)
+	}
+	return n.LoopbackNode.Statfs(ctx, out)
 }
 
 // Link guards the reserved name and reports the plaintext size.
@@ -254,6 +316,9 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if n.reserved(name) {
 		return nil, syscall.EPERM
+	}
+	if n.fs.encrypted() {
+		return n.encLink(ctx, target, name, out)
 	}
 	ch, errno := n.LoopbackNode.Link(ctx, target, name, out)
 	if errno == 0 {
@@ -272,6 +337,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if np, ok := newParent.(*node); ok && np.reserved(newName) {
 		return syscall.EPERM
 	}
+	if n.fs.encrypted() {
+		return n.encRename(name, newParent, newName, flags)
+	}
 	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
 }
 
@@ -280,6 +348,9 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if n.reserved(name) {
 		return syscall.ENOENT
 	}
+	if n.fs.encrypted() {
+		return n.encUnlink(name)
+	}
 	return n.LoopbackNode.Unlink(ctx, name)
 }
 
@@ -287,6 +358,9 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if n.reserved(name) {
 		return syscall.ENOENT
+	}
+	if n.fs.encrypted() {
+		return n.encRmdir(name)
 	}
 	return n.LoopbackNode.Rmdir(ctx, name)
 }
@@ -299,32 +373,29 @@ func (n *node) CopyFileRange(context.Context, gofs.FileHandle, uint64, *gofs.Ino
 	return 0, syscall.ENOSYS
 }
 
-// OpendirHandle hides the reserved folder from listings of the root.
+// OpendirHandle hides the reserved folder from listings of the root; with
+// encrypted names it decrypts every listing.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if n.fs.encrypted() {
+		fh, errno := n.encOpendir()
+		return fh, 0, errno
+	}
 	fh, fuseFlags, errno := n.LoopbackNode.OpendirHandle(ctx, flags)
 	if errno != 0 || !n.IsRoot() {
 		return fh, fuseFlags, errno
 	}
-	return &rootDir{inner: fh}, fuseFlags, 0
+	return &dirHandle{inner: fh, show: hideReserved}, fuseFlags, 0
 }
 
-// Readdir hides the reserved folder from listings of the root.
+// Readdir hides the reserved folder from listings of the root; with
+// encrypted names it decrypts every listing.
 func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	if n.fs.encrypted() {
+		return n.encReaddir()
+	}
 	ds, errno := n.LoopbackNode.Readdir(ctx)
 	if errno != 0 || !n.IsRoot() {
 		return ds, errno
 	}
-	defer ds.Close()
-
-	var list []fuse.DirEntry
-	for ds.HasNext() {
-		e, errno := ds.Next()
-		if errno != 0 {
-			return nil, errno
-		}
-		if e.Name != ReservedName {
-			list = append(list, e)
-		}
-	}
-	return gofs.NewListDirStream(list), 0
+	return filterStream(ds, hideReserved)
 }

@@ -507,7 +507,16 @@ var opCases = []struct {
 }
 
 func TestOperationsMatchPlainDirectory(t *testing.T) {
-	_, mnt := mountNew(t)
+	for _, enc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("encrypted names %v", enc), func(t *testing.T) {
+			v := newTestVolume(t)
+			v.opts.EncryptNames = enc
+			runOpCases(t, v.mount(t))
+		})
+	}
+}
+
+func runOpCases(t *testing.T, mnt string) {
 	for i, tt := range opCases {
 		t.Run(tt.name, func(t *testing.T) {
 			plainDir := t.TempDir()

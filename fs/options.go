@@ -55,6 +55,11 @@ type Options struct {
 	// Keys wraps new data keys and unwraps existing ones. Required.
 	Keys KeyWrapper
 
+	// EncryptNames encrypts entry names, symbolic link targets and user
+	// extended attributes (the volume config's "names" setting). It must
+	// match what the volume was created with.
+	EncryptNames bool
+
 	// Logger receives Info lines for mount events, Warn lines for
 	// tampered or corrupt files, and with Debug the go-fuse request trace.
 	// The zero value discards everything.
@@ -110,6 +115,11 @@ func newRoot(backing string, opts Options) (*filesystem, gofs.InodeEmbedder, err
 	}
 
 	f := newFilesystem(abs, opts)
+	if f.encrypted() {
+		if err := f.initRootRecord(); err != nil {
+			return nil, nil, fmt.Errorf("failed to create the root's directory record: %w", err)
+		}
+	}
 	f.root = &gofs.LoopbackRoot{Path: abs, Dev: st.Dev}
 	//nolint:staticcheck // NewNode is the loopback's documented hook for our node type.
 	f.root.NewNode = f.newNode
