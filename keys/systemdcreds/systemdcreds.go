@@ -1,0 +1,291 @@
+//go:build linux
+
+package systemdcreds
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/masterkey"
+)
+
+// Scheme is the URI scheme and the kind recorded in the config.
+const Scheme = "systemd-creds"
+
+// KEKSize is the size of the key that systemd-creds encrypts.
+const KEKSize = 32
+
+// Errors callers and tests tell apart.
+var (
+	// ErrNoTPM reports a TPM-bound credential on a machine without a TPM.
+	ErrNoTPM = errors.New("no TPM")
+	// ErrNoBinary reports that the systemd-creds program is missing.
+	ErrNoBinary = errors.New("systemd-creds is not installed")
+)
+
+// program is the binary run, found in PATH (tests put a wrapper first).
+const program = "systemd-creds"
+
+// tpmDevice is where systemd-creds looks for a TPM.
+const tpmDevice = "/dev/tpmrm0"
+
+// timeout bounds one run of systemd-creds (a TPM can be slow, not minutes).
+const timeout = time.Minute
+
+// withKeys are the --with-key values a URI may name.
+var withKeys = map[string]bool{"host": true, "tpm2": true, "host+tpm2": true}
+
+// adPrefix starts the associated data coffer passes to Seal and Unseal.
+const adPrefix = "coffer-ring-v1\x00"
+
+const (
+	version       = 1
+	headerSize    = 3
+	maxCredential = 16 << 10
+)
+
+func init() {
+	masterkey.Register(masterkey.Kind{
+		Scheme:    Scheme,
+		Name:      Scheme,
+		Form:      "systemd-creds:host|tpm2|host+tpm2",
+		Canonical: canonical,
+		Enroll:    enroll,
+		Open:      open,
+	})
+}
+
+// canonical checks a systemd-creds: URI and returns it in lower case.
+func canonical(uri string) (string, error) {
+	_, err := withKey(uri)
+	if err != nil {
+		return "", err
+	}
+	return strings.ToLower(uri), nil
+}
+
+// withKey returns the --with-key value of uri.
+func withKey(uri string) (string, error) {
+	rest, ok := strings.CutPrefix(strings.ToLower(uri), Scheme+":")
+	if !ok || !withKeys[rest] {
+		return "", fmt.Errorf("%w: %q: want systemd-creds:host, systemd-creds:tpm2 or "+
+			"systemd-creds:host+tpm2", masterkey.ErrMalformed, uri)
+	}
+	return rest, nil
+}
+
+// master seals with a new KEK each time and unseals through systemd-creds.
+type master struct {
+	withKey string
+}
+
+var _ keys.Master = (*master)(nil)
+
+func enroll(_ context.Context, ref masterkey.Ref, _ masterkey.Options) (keys.Enrollment,
+	error) {
+	m, err := newMaster(ref.URI)
+	if err != nil {
+		return keys.Enrollment{}, err
+	}
+	return keys.Enrollment{Kind: Scheme, URI: ref.URI, Master: m}, nil
+}
+
+func open(_ context.Context, entry keys.MasterEntry, _ masterkey.Options) (keys.Master, error) {
+	if len(entry.Params) != 0 && string(entry.Params) != "null" {
+		return nil, fmt.Errorf("%w: master key %s: systemd-creds takes no params",
+			keys.ErrMalformed, entry.ID)
+	}
+	return newMaster(entry.URI)
+}
+
+// newMaster checks that systemd-creds and, when the key needs one, a TPM
+// are present.
+func newMaster(uri string) (*master, error) {
+	k, err := withKey(uri)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath(program); err != nil {
+		return nil, fmt.Errorf("%w (it comes with systemd 250 or later): %w", ErrNoBinary, err)
+	}
+	if strings.Contains(k, "tpm2") {
+		if _, err := os.Stat(tpmDevice); err != nil {
+			return nil, fmt.Errorf("%w: systemd-creds:%s needs a TPM 2.0 and this machine has "+
+				"none (%s is missing); use systemd-creds:host or another master key",
+				ErrNoTPM, k, tpmDevice)
+		}
+	}
+	return &master{withKey: k}, nil
+}
+
+// credentialName returns coffer-VOLUMEID-MASTERID from the associated data.
+func credentialName(ad []byte) (string, error) {
+	rest, ok := bytes.CutPrefix(ad, []byte(adPrefix))
+	if !ok || len(rest) <= 16 || len(rest) > 16+64 {
+		return "", fmt.Errorf("systemd-creds master key: unexpected associated data layout")
+	}
+	id := rest[16:]
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '_') {
+			return "", fmt.Errorf("systemd-creds master key: master ID %q is not a credential "+
+				"name", id)
+		}
+	}
+	return "coffer-" + hex.EncodeToString(rest[:16]) + "-" + string(id), nil
+}
+
+// Seal draws a KEK, has systemd-creds encrypt it and seals plaintext with
+// it, bound to associatedData.
+func (m *master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
+	name, err := credentialName(associatedData)
+	if err != nil {
+		return nil, err
+	}
+	kek, err := keys.RandomSecret(KEKSize)
+	if err != nil {
+		return nil, err
+	}
+	b, err := box.New(kek)
+	if err != nil {
+		kek.Wipe()
+		return nil, err
+	}
+	defer b.Wipe()
+
+	cred, err := m.encrypt(ctx, name, kek)
+	if err != nil {
+		return nil, err
+	}
+	if len(cred) > maxCredential {
+		return nil, fmt.Errorf("systemd-creds wrote a %d-byte credential, more than %d",
+			len(cred), maxCredential)
+	}
+	out := make([]byte, headerSize, headerSize+len(cred)+box.Overhead+len(plaintext))
+	out[0] = version
+	binary.BigEndian.PutUint16(out[1:], uint16(len(cred)))
+	out = append(out, cred...)
+	sealed, err := b.Seal(ctx, plaintext, associatedData)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, sealed...), nil
+}
+
+// Unseal has systemd-creds decrypt the KEK and opens the ring with it. A
+// credential systemd-creds refuses (altered, from another machine or for
+// another volume or master) and a ring that fails authentication are
+// reported as keys.ErrWrongKey.
+func (m *master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]byte, error) {
+	name, err := credentialName(associatedData)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < headerSize || sealed[0] != version {
+		return nil, fmt.Errorf("%w: sealed ring is not a systemd-creds version %d copy",
+			keys.ErrWrongKey, version)
+	}
+	n := int(binary.BigEndian.Uint16(sealed[1:]))
+	if len(sealed) < headerSize+n+box.Overhead {
+		return nil, fmt.Errorf("%w: sealed ring is truncated", keys.ErrWrongKey)
+	}
+	kek, err := m.decrypt(ctx, name, sealed[headerSize:headerSize+n])
+	if err != nil {
+		return nil, err
+	}
+	b, err := box.New(kek)
+	if err != nil {
+		kek.Wipe()
+		return nil, err
+	}
+	defer b.Wipe()
+	return b.Unseal(ctx, sealed[headerSize+n:], associatedData)
+}
+
+// encrypt runs systemd-creds encrypt with the KEK on its standard input and
+// returns the credential it writes.
+func (m *master) encrypt(ctx context.Context, name string, kek *keys.Secret) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, program, "encrypt", "--with-key="+m.withKey,
+		"--name="+name, "-", "-")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("failed to run systemd-creds: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoBinary, err)
+	}
+	// Written straight from the Secret's memory into the pipe, no copy.
+	_, werr := stdin.Write(kek.InsecureBytes())
+	cerr := stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("systemd-creds encrypt --with-key=%s failed: %s: %w",
+			m.withKey, lastLine(stderr.String()), err)
+	}
+	if err := errors.Join(werr, cerr); err != nil {
+		return nil, fmt.Errorf("failed to pass the key to systemd-creds: %w", err)
+	}
+	return bytes.TrimSpace(stdout.Bytes()), nil
+}
+
+// decrypt runs systemd-creds decrypt with the credential on its standard
+// input and reads the KEK from its standard output into a Secret.
+func (m *master) decrypt(ctx context.Context, name string, cred []byte) (*keys.Secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, program, "decrypt", "--name="+name, "-", "-")
+	var stderr bytes.Buffer
+	cmd.Stdin, cmd.Stderr = bytes.NewReader(cred), &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("failed to run systemd-creds: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoBinary, err)
+	}
+
+	kek := keys.NewSecret(KEKSize)
+	_, rerr := io.ReadFull(stdout, kek.InsecureBytes())
+	var extra [1]byte
+	n, _ := io.ReadFull(stdout, extra[:])
+	if err := cmd.Wait(); err != nil {
+		kek.Wipe()
+		return nil, fmt.Errorf("%w: systemd-creds refused the credential %s (altered, made "+
+			"on another machine, or for another volume): %s: %w", keys.ErrWrongKey, name,
+			lastLine(stderr.String()), err)
+	}
+	if rerr != nil || n != 0 {
+		kek.Wipe()
+		clear(extra[:])
+		return nil, fmt.Errorf("%w: systemd-creds decrypted a key of the wrong size",
+			keys.ErrWrongKey)
+	}
+	return kek, nil
+}
+
+// lastLine returns the last line of systemd-creds' diagnostics that is not
+// the warning about the host secret on unencrypted media.
+func lastLine(stderr string) string {
+	line := "no message"
+	for l := range strings.Lines(stderr) {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.Contains(l, "not located on encrypted media") {
+			line = l
+		}
+	}
+	return line
+}
