@@ -5,6 +5,8 @@ package fs
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -51,6 +53,9 @@ func (f *filesystem) errno(err error) syscall.Errno {
 			ev = ev.Int64("block", ie.block)
 		}
 		ev.Str("reason", ie.err.Error()).Msg("file failed integrity check, returning EIO")
+		if f.opts.Integrity != nil {
+			f.opts.Integrity(f.mountPath(ie.path), ie.block, ie.err)
+		}
 		return syscall.EIO
 	}
 
@@ -67,4 +72,13 @@ func (f *filesystem) errno(err error) syscall.Errno {
 	}
 	f.log.Error().Err(err).Msg("request failed, returning EIO")
 	return syscall.EIO
+}
+
+// mountPath returns the path under the mount of the backing file at path.
+func (f *filesystem) mountPath(path string) string {
+	rel, err := filepath.Rel(f.backing, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return path
+	}
+	return "/" + filepath.ToSlash(rel)
 }

@@ -72,6 +72,14 @@ type Options struct {
 	// turns on the kernel's permission checks (default_permissions).
 	AllowOther bool
 
+	// Integrity, if not nil, is called for every request that fails an
+	// integrity check (and returns EIO), with the file's path relative to
+	// the mount root ("/dir/file"), the block number (-1 for the header)
+	// and the cause. It runs in the request: it must be quick and safe for
+	// concurrent use, and do its own rate limiting (a scan of a damaged
+	// file calls it once per failed request). The audit log uses it.
+	Integrity func(path string, block int64, err error)
+
 	// Debug logs every FUSE request at debug level. The go-fuse trace
 	// includes file names, xattr values and the first bytes of every
 	// written buffer in plaintext: never enable it on real data.

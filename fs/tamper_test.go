@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -256,4 +257,54 @@ func TestEngineReadPastEnd(t *testing.T) {
 	assert.Equal(t, bs, n)
 	_, err = h2.readAt(make([]byte, bs), bs)
 	assert.ErrorIs(t, err, errShrunk)
+}
+
+// integrityCall is one call of Options.Integrity.
+type integrityCall struct {
+	path  string
+	block int64
+	err   error
+}
+
+// TestIntegrityHook checks that every request failing an integrity check
+// calls Options.Integrity with the file's path under the mount, the block
+// and the cause.
+func TestIntegrityHook(t *testing.T) {
+	v := newTestVolume(t)
+	require.NoError(t, os.Mkdir(filepath.Join(v.backing, "dir"), 0o755))
+	writeBacking(t, v, map[string][]byte{"dir/a": pattern(1, tamperSize),
+		"b": pattern(2, tamperSize)})
+	edit(t, filepath.Join(v.backing, "dir", "a"), flip(blockAt(1)+1000))
+	edit(t, filepath.Join(v.backing, "b"), flip(24+14+20)) // b's wrapped key
+
+	var mu sync.Mutex
+	var calls []integrityCall
+	mnt := v.mountWith(t, func(o *Options) {
+		o.Integrity = func(path string, block int64, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, integrityCall{path, block, err})
+		}
+	})
+
+	fd, err := unix.Open(filepath.Join(mnt, "dir", "a"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	_, err = unix.Pread(fd, make([]byte, bs), bs)
+	require.ErrorIs(t, err, syscall.EIO)
+	require.NoError(t, unix.Close(fd))
+	_, err = os.ReadFile(filepath.Join(mnt, "b"))
+	require.ErrorIs(t, err, syscall.EIO)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, calls)
+	assert.Equal(t, "/dir/a", calls[0].path)
+	assert.Equal(t, int64(1), calls[0].block)
+	assert.ErrorIs(t, calls[0].err, content.ErrAuth)
+	last := calls[len(calls)-1]
+	assert.Equal(t, "/b", last.path)
+	assert.Equal(t, int64(headerBlock), last.block)
+	for _, c := range calls {
+		assert.Contains(t, []string{"/dir/a", "/b"}, c.path, "only damaged files are reported")
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/syslog"
 	"os"
 	"os/user"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"github.com/cofferfs/coffer/keys"
 )
@@ -27,6 +25,12 @@ type Keyring interface {
 	DeriveKey(id uint32, purpose string) ([]byte, error)
 }
 
+// Syslogger is where copies of the records go: *syslog.Writer.
+type Syslogger interface {
+	Info(msg string) error
+	Close() error
+}
+
 // Options tunes Open.
 type Options struct {
 	// Backing is the volume's backing directory, whose .coffer folder
@@ -34,8 +38,9 @@ type Options struct {
 	Backing string
 	// Keys, if not nil, MACs every record; SetKeys sets it later.
 	Keys Keyring
-	// Syslog, if not nil, receives a copy of every line.
-	Syslog *syslog.Writer
+	// Syslog, if not nil, receives a copy of every line (a *syslog.Writer
+	// from log/syslog, on Unix).
+	Syslog Syslogger
 	// Logger receives warnings about the anchor and the syslog copy; the
 	// zero value discards them.
 	Logger zerolog.Logger
@@ -78,7 +83,7 @@ func whoAmI() identity {
 // Open opens or creates (mode 0600) the audit log of volume vol at path for
 // appending. The folder must exist.
 func Open(path string, vol keys.VolumeID, opts Options) (*Log, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|oNoFollow, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open audit log: %w", err)
 	}
@@ -143,10 +148,10 @@ func (l *Log) Close() error {
 // append links r to the log's last line and appends it, holding the file
 // lock from reading the tail to updating the anchor.
 func (l *Log) append(r Record) error {
-	if err := unix.Flock(int(l.f.Fd()), unix.LOCK_EX); err != nil {
+	if err := lockFile(l.f); err != nil {
 		return fmt.Errorf("failed to lock audit log: %w", err)
 	}
-	defer unix.Flock(int(l.f.Fd()), unix.LOCK_UN) //nolint:errcheck // closing drops it too
+	defer unlockFile(l.f)
 
 	t, err := l.tail()
 	if err != nil {

@@ -91,13 +91,20 @@ func WriteSettings(backing string, s Settings) error {
 	return syncDir(dir)
 }
 
+// DirEnv names an environment variable that, when it holds an absolute
+// path, replaces the default folder of audit logs (for tests and packagers).
+const DirEnv = "COFFER_AUDIT_DIR"
+
 // DefaultPath returns where the audit log of volume vol lives when its
 // settings name none: /var/log/coffer/VOLUME-ID.audit.jsonl for root, else
 // VOLUME-ID.audit.jsonl in $XDG_STATE_HOME/coffer or
-// ~/.local/state/coffer. It is beside the mount's own log, never in the
-// backing directory.
+// ~/.local/state/coffer; $COFFER_AUDIT_DIR/VOLUME-ID.audit.jsonl when that
+// is set. It is beside the mount's own log, never in the backing directory.
 func DefaultPath(vol keys.VolumeID) (string, error) {
 	name := vol.String() + ".audit.jsonl"
+	if d := os.Getenv(DirEnv); filepath.IsAbs(d) {
+		return filepath.Join(d, name), nil
+	}
 	if os.Geteuid() == 0 {
 		return filepath.Join("/var/log/coffer", name), nil
 	}

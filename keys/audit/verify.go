@@ -367,3 +367,33 @@ func checkAnchor(entries []entry, a *Anchor, rep *Report) error {
 	}
 	return brk(last, fmt.Sprintf("log does not contain the head the anchor names (seq %d)", a.Seq))
 }
+
+// Scan decodes each line of r in turn and calls fn with its 1-based number
+// and record, or with the error that kept the line from being a record. It
+// checks nothing else (Verify does) and stops at fn's first error.
+func Scan(r io.Reader, fn func(line int, rec Record, err error) error) error {
+	br := bufio.NewReaderSize(r, maxLine)
+	for n := 1; ; n++ {
+		raw, err := readLine(br)
+		var be *BreakError
+		switch {
+		case errors.Is(err, io.EOF) && raw == nil:
+			return nil
+		case errors.As(err, &be):
+			return fmt.Errorf("line %d: %s", n, be.Reason)
+		case err != nil && !errors.Is(err, io.EOF):
+			return err
+		}
+		var rec Record
+		derr := decodeStrict(raw, &rec)
+		if errors.Is(err, io.EOF) {
+			derr = errors.New("incomplete last line")
+		}
+		if ferr := fn(n, rec, derr); ferr != nil {
+			return ferr
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+	}
+}

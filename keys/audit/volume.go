@@ -2,7 +2,6 @@ package audit
 
 import (
 	"fmt"
-	"log/syslog"
 	"os"
 	"path/filepath"
 
@@ -33,7 +32,7 @@ func OpenVolume(backing string, vol keys.VolumeID, opts Options) (*Log, error) {
 	}
 	opts.Backing = backing
 	if s.Syslog && opts.Syslog == nil {
-		w, err := syslog.New(syslog.LOG_INFO|syslog.LOG_AUTHPRIV, SyslogTag)
+		w, err := localSyslog()
 		if err != nil {
 			opts.Logger.Warn().Err(err).Msg("failed to connect to syslog; audit records go " +
 				"to the log file only")
