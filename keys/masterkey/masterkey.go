@@ -140,6 +140,18 @@ type PassphraseRequest struct {
 // Secret when they are done with it.
 type PassphraseFunc func(ctx context.Context, req PassphraseRequest) (*keys.Secret, error)
 
+// PINRequest tells a PINFunc which token the PIN is for.
+type PINRequest struct {
+	// Token is the label of the token.
+	Token string
+	// URI is the master key's URI, without secrets.
+	URI string
+}
+
+// PINFunc supplies the PIN of a token. The caller wipes the returned Secret
+// once it has logged in.
+type PINFunc func(ctx context.Context, req PINRequest) (*keys.Secret, error)
+
 // Options carries what opening or enrolling a master key may need.
 type Options struct {
 	// Passphrase supplies passphrases; nil makes passphrase masters fail
@@ -158,6 +170,10 @@ type Options struct {
 	// PINFile is a file holding the PIN of a PKCS#11 token (--pin-file).
 	// A pin-source attribute in the URI takes precedence.
 	PINFile string
+	// PIN asks for the PIN of a token when neither the URI nor PINFile
+	// names a PIN file, typically on a terminal; nil makes such a token
+	// fail with an error that names --pin-file.
+	PIN PINFunc
 	// TPMDevice is the TPM to use (--tpm-device): a character device such
 	// as /dev/tpmrm0 or the Unix socket of a simulator. Empty means the
 	// kind's default.
