@@ -198,6 +198,7 @@ func initError(backing string, err error) error {
 func enrollAll(ctx context.Context, a *app, opts initOptions, refs []masterkey.Ref) ([]keys.Enrollment, error) {
 	mopts := opts.masterFlags.options()
 	mopts.Passphrase = enrollPassphraseFunc(a, opts.passphraseFile)
+	mopts.PIN = pinPrompt(a)
 	mopts.Backing = opts.backing
 	if opts.costSet {
 		mopts.PassphraseCost = &opts.cost

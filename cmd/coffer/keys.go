@@ -65,7 +65,9 @@ func runKeysCreate(ctx context.Context, a *app, opts keysCreateOptions) error {
 		return err
 	}
 	if ref.Kind != keyfile.Kind {
-		msg, err := masterkey.Create(ctx, ref.URI, opts.masterFlags.options())
+		mopts := opts.masterFlags.options()
+		mopts.PIN = pinPrompt(a)
+		msg, err := masterkey.Create(ctx, ref.URI, mopts)
 		if errors.Is(err, masterkey.ErrNoCreate) {
 			return withHints(usageErrorf("%s master keys need no creation step", ref.Kind),
 				"name it with --master at init: coffer init BACKING --master "+ref.String())

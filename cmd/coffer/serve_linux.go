@@ -81,6 +81,7 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	}
 	mopts := opts.masterFlags.options()
 	mopts.Passphrase = pass
+	mopts.PIN = pinPrompt(a)
 	mopts.Backing = opts.backing
 	open := masterkey.Opener(ctx, mopts)
 	ring, _, err := keys.Unlock(ctx, cfg, open, keys.UnlockOptions{Only: only, Logger: a.log})
@@ -97,7 +98,7 @@ func unlockError(opts mountOptions, err error) error {
 		return hintOnce(fmt.Errorf("failed to unlock volume: %w", err), perm)
 	}
 	var hints []string
-	if errors.Is(err, keys.ErrWrongKey) {
+	if wrongKey(err) {
 		hints = append(hints, "check the key file or passphrase; 'coffer status "+opts.backing+
 			"' lists the volume's master keys")
 	}
@@ -105,6 +106,22 @@ func unlockError(opts mountOptions, err error) error {
 		hints = append(hints, "to unlock with a passphrase, run on a terminal or pass --passphrase-file FILE")
 	}
 	return withHints(fmt.Errorf("failed to unlock volume: %w", err), hints...)
+}
+
+// wrongKey reports whether a master key was reached and refused the sealed
+// ring, as opposed to every attempt failing before that (a missing token,
+// an unreadable PIN file), where advice about wrong keys would mislead.
+func wrongKey(err error) bool {
+	var uerr *keys.UnlockError
+	if !errors.As(err, &uerr) {
+		return errors.Is(err, keys.ErrWrongKey)
+	}
+	for _, a := range uerr.Attempts {
+		if errors.Is(a.Err, keys.ErrWrongKey) {
+			return true
+		}
+	}
+	return false
 }
 
 // mountError adds advice to a failed mount.
