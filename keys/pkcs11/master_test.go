@@ -35,8 +35,8 @@ func openTest(t *testing.T, uri string, opts masterkey.Options) *Master {
 func TestCreateSealUnseal(t *testing.T) {
 	ctx := context.Background()
 	h := newSoftHSM(t)
-	h.initToken(t, "coffer")
-	uri := "pkcs11:token=coffer;object=master?pin-source=file:" + h.pinFile
+	h.InitToken(t, "coffer")
+	uri := "pkcs11:token=coffer;object=master?pin-source=file:" + h.PINFile
 
 	require.NoError(t, Create(ctx, uri, masterkey.Options{}))
 	err := Create(ctx, uri, masterkey.Options{})
@@ -72,9 +72,9 @@ func TestCreateSealUnseal(t *testing.T) {
 func TestUnsealRefusesAlteredCopies(t *testing.T) {
 	ctx := context.Background()
 	h := newSoftHSM(t)
-	h.initToken(t, "coffer")
-	uri := "pkcs11:token=coffer;object=master?pin-source=file:" + h.pinFile
-	other := "pkcs11:token=coffer;object=other?pin-source=file:" + h.pinFile
+	h.InitToken(t, "coffer")
+	uri := "pkcs11:token=coffer;object=master?pin-source=file:" + h.PINFile
+	other := "pkcs11:token=coffer;object=other?pin-source=file:" + h.PINFile
 	require.NoError(t, Create(ctx, uri, masterkey.Options{}))
 	require.NoError(t, Create(ctx, other, masterkey.Options{}))
 	m := openTest(t, uri, masterkey.Options{})
@@ -132,8 +132,8 @@ func TestUnsealRefusesAlteredCopies(t *testing.T) {
 func TestSealLayoutMatchesGCM(t *testing.T) {
 	ctx := context.Background()
 	h := newSoftHSM(t)
-	h.initToken(t, "coffer")
-	uri := "pkcs11:token=coffer;object=master?pin-source=file:" + h.pinFile
+	h.InitToken(t, "coffer")
+	uri := "pkcs11:token=coffer;object=master?pin-source=file:" + h.PINFile
 	require.NoError(t, Create(ctx, uri, masterkey.Options{}))
 	m := openTest(t, uri, masterkey.Options{})
 
@@ -177,8 +177,8 @@ func TestSealLayoutMatchesGCM(t *testing.T) {
 func TestKeyNeverLeavesToken(t *testing.T) {
 	ctx := context.Background()
 	h := newSoftHSM(t)
-	h.initToken(t, "coffer")
-	uri := "pkcs11:token=coffer;object=master;id=%C0%FF?pin-source=file:" + h.pinFile
+	h.InitToken(t, "coffer")
+	uri := "pkcs11:token=coffer;object=master;id=%C0%FF?pin-source=file:" + h.PINFile
 	require.NoError(t, Create(ctx, uri, masterkey.Options{}))
 	m := openTest(t, uri, masterkey.Options{})
 
@@ -222,9 +222,9 @@ func TestKeyNeverLeavesToken(t *testing.T) {
 func TestOpenFailures(t *testing.T) {
 	ctx := context.Background()
 	h := newSoftHSM(t)
-	h.initToken(t, "coffer")
-	h.initToken(t, "spare")
-	src := "?pin-source=file:" + h.pinFile
+	h.InitToken(t, "coffer")
+	h.InitToken(t, "spare")
+	src := "?pin-source=file:" + h.PINFile
 	require.NoError(t, Create(ctx, "pkcs11:token=coffer;object=master;id=%01"+src,
 		masterkey.Options{}))
 
@@ -259,10 +259,10 @@ func TestOpenFailures(t *testing.T) {
 		{name: "not a library", uri: "pkcs11:token=coffer;object=master?module-path=" + notLib,
 			wantErr: ErrModule, msg: "not a loadable PKCS#11 library"},
 		{name: "group-readable PIN file", uri: "pkcs11:token=coffer;object=master",
-			opts: masterkey.Options{PINFile: h.conf + ".pin"}, msg: "group or others can access it"},
+			opts: masterkey.Options{PINFile: h.Conf + ".pin"}, msg: "group or others can access it"},
 	}
-	require.NoError(t, os.WriteFile(h.conf+".pin", []byte(testPIN), 0o644))
-	require.NoError(t, os.Chmod(h.conf+".pin", 0o644))
+	require.NoError(t, os.WriteFile(h.Conf+".pin", []byte(testPIN), 0o644))
+	require.NoError(t, os.Chmod(h.Conf+".pin", 0o644))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := Open(ctx, tt.uri, tt.opts)
@@ -284,15 +284,15 @@ func TestOpenFailures(t *testing.T) {
 func TestPINSources(t *testing.T) {
 	ctx := context.Background()
 	h := newSoftHSM(t)
-	h.initToken(t, "coffer")
+	h.InitToken(t, "coffer")
 	uri := "pkcs11:token=coffer;object=master"
-	require.NoError(t, Create(ctx, uri, masterkey.Options{PINFile: h.pinFile}))
+	require.NoError(t, Create(ctx, uri, masterkey.Options{PINFile: h.PINFile}))
 
 	wrongPIN := filepath.Join(t.TempDir(), "wrong")
 	require.NoError(t, os.WriteFile(wrongPIN, []byte("000000"), 0o600))
 
 	// The URI's pin-source wins over --pin-file.
-	openTest(t, uri+"?pin-source=file:"+h.pinFile, masterkey.Options{PINFile: wrongPIN}).Wipe()
+	openTest(t, uri+"?pin-source=file:"+h.PINFile, masterkey.Options{PINFile: wrongPIN}).Wipe()
 
 	// Without either, the PIN function is asked, with the token's label.
 	var asked []string
@@ -305,15 +305,15 @@ func TestPINSources(t *testing.T) {
 		DefaultModule}, asked)
 
 	// --pin-file wins over the PIN function.
-	openTest(t, uri, masterkey.Options{PINFile: h.pinFile, PIN: ask}).Wipe()
+	openTest(t, uri, masterkey.Options{PINFile: h.PINFile, PIN: ask}).Wipe()
 	assert.Len(t, asked, 1)
 }
 
 func TestRefusesExtractableKey(t *testing.T) {
 	ctx := context.Background()
 	h := newSoftHSM(t)
-	h.initToken(t, "coffer")
-	src := "?pin-source=file:" + h.pinFile
+	h.InitToken(t, "coffer")
+	src := "?pin-source=file:" + h.PINFile
 	require.NoError(t, Create(ctx, "pkcs11:token=coffer;object=master"+src, masterkey.Options{}))
 	m := openTest(t, "pkcs11:token=coffer;object=master"+src, masterkey.Options{})
 
@@ -337,8 +337,8 @@ func TestRefusesExtractableKey(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	ctx := context.Background()
 	h := newSoftHSM(t)
-	h.initToken(t, "coffer")
-	uri := "pkcs11:token=coffer;object=master?pin-source=file:" + h.pinFile
+	h.InitToken(t, "coffer")
+	uri := "pkcs11:token=coffer;object=master?pin-source=file:" + h.PINFile
 	require.NoError(t, Create(ctx, uri, masterkey.Options{}))
 	m := openTest(t, uri, masterkey.Options{})
 	// A second master on the same token logs in again: the token answers
