@@ -192,15 +192,11 @@ func (m *master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 	if err != nil {
 		return nil, err
 	}
-	if len(sealed) < headerSize || sealed[0] != version {
-		return nil, fmt.Errorf("%w: sealed ring is not a systemd-creds version %d copy",
-			keys.ErrWrongKey, version)
+	cred, ring, err := split(sealed)
+	if err != nil {
+		return nil, err
 	}
-	n := int(binary.BigEndian.Uint16(sealed[1:]))
-	if len(sealed) < headerSize+n+box.Overhead {
-		return nil, fmt.Errorf("%w: sealed ring is truncated", keys.ErrWrongKey)
-	}
-	kek, err := m.decrypt(ctx, name, sealed[headerSize:headerSize+n])
+	kek, err := m.decrypt(ctx, name, cred)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +206,20 @@ func (m *master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 		return nil, err
 	}
 	defer b.Wipe()
-	return b.Unseal(ctx, sealed[headerSize+n:], associatedData)
+	return b.Unseal(ctx, ring, associatedData)
+}
+
+// split returns the credential and the sealed ring of a sealed copy.
+func split(sealed []byte) (cred, ring []byte, err error) {
+	if len(sealed) < headerSize || sealed[0] != version {
+		return nil, nil, fmt.Errorf("%w: sealed ring is not a systemd-creds version %d copy",
+			keys.ErrWrongKey, version)
+	}
+	n := int(binary.BigEndian.Uint16(sealed[1:]))
+	if n == 0 || len(sealed) < headerSize+n+box.Overhead {
+		return nil, nil, fmt.Errorf("%w: sealed ring is truncated", keys.ErrWrongKey)
+	}
+	return sealed[headerSize : headerSize+n], sealed[headerSize+n:], nil
 }
 
 // encrypt runs systemd-creds encrypt with the KEK on its standard input and
