@@ -19,7 +19,8 @@ func newKeysCommand(a *app) *cobra.Command {
 		Short: "Create master keys",
 		Long: `Commands that manage master keys outside any volume.
 
-Kinds supported today: key files (file:///ABSOLUTE/PATH). A passphrase master
+Kinds with a creation step: key files (file:///ABSOLUTE/PATH) and keys in a
+PKCS#11 token (pkcs11:token=LABEL;object=LABEL). A passphrase master
 (passphrase:) needs no creation step: "coffer init" asks for the passphrase.`,
 		Args:                       cobra.ArbitraryArgs,
 		RunE:                       runGroup,
@@ -44,10 +45,17 @@ func newKeysCreateCommand(a *app) *cobra.Command {
 For file:///ABSOLUTE/PATH, write 32 random bytes to PATH with mode 0600. The
 directory must exist; an existing file is never overwritten. Keep the key
 file off the disk that holds the backing directory, and keep a copy: without
-it the volumes it protects cannot be opened.`,
+it the volumes it protects cannot be opened.
+
+For pkcs11:token=LABEL;object=LABEL, log in to the token and generate an
+AES-256 key labelled LABEL inside it, sensitive and never extractable. The
+PIN comes from the URI's pin-source=file:/PATH, else --pin-file, else the
+terminal; never from the URI itself. A label the token already holds is
+refused.`,
 		Example: `  mkdir -m 700 -p /etc/coffer
   coffer keys create file:///etc/coffer/app.key
-  coffer keys create "file://$PWD/master.key"`,
+  coffer keys create "file://$PWD/master.key"
+  coffer keys create 'pkcs11:token=coffer;object=app' --pin-file /etc/coffer/token.pin`,
 		Args: exactArgs("URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.uri = args[0]
