@@ -110,9 +110,12 @@ func unsealKEK(t transport.TPM, s *srk, obj sealedObject, sel *tpm2.TPMLPCRSelec
 		InPrivate:    tpm2.TPM2BPrivate{Buffer: obj.Private},
 		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](obj.Public),
 	}.Execute(t)
-	if err != nil {
+	if refused(err) {
 		return nil, fmt.Errorf("%w: the TPM refused the sealed key (altered, or sealed by "+
 			"another TPM): %w", keys.ErrWrongKey, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to load the sealed key into the TPM: %w", err)
 	}
 	defer flush(t, load.ObjectHandle)
 
@@ -139,6 +142,14 @@ func unsealKEK(t transport.TPM, s *srk, obj sealedObject, sel *tpm2.TPMLPCRSelec
 			len(rsp.OutData.Buffer), KEKSize)
 	}
 	return keys.SecretFromBytes(rsp.OutData.Buffer), nil
+}
+
+// refused reports whether err is the TPM rejecting the command's input,
+// as opposed to a warning (out of memory, retry, ...) or a transport
+// failure, which say nothing about the sealed key.
+func refused(err error) bool {
+	var rc tpm2.TPMRC
+	return errors.As(err, &rc) && !rc.IsWarning()
 }
 
 // selection returns the TPM PCR selection of p, nil when p has no PCRs.

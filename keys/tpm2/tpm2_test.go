@@ -6,9 +6,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -112,6 +115,7 @@ func TestRoundTrip(t *testing.T) {
 			other := append([]byte("coffer-ring-v1\x00fedcba9876543210"), "m1"...)
 			_, err = m.Unseal(ctx, sealed, other)
 			require.ErrorIs(t, err, keys.ErrWrongKey, "bound to the volume ID")
+			assert.Zero(t, tpm.Loaded(t), "objects or sessions left in the TPM")
 		})
 	}
 }
@@ -177,6 +181,7 @@ func TestPCRPolicyEnforcedByTPM(t *testing.T) {
 	_, err = m.Unseal(ctx, sealed, ad("m1"))
 	require.ErrorIs(t, err, ErrPCRChanged)
 	assert.Contains(t, err.Error(), "the TPM refused the PCR policy")
+	assert.Zero(t, tpm.Loaded(t), "objects or sessions left in the TPM after a failure")
 }
 
 func readCurrent(socket string, p policy) ([]hexBytes, error) {
@@ -271,6 +276,7 @@ func TestTampered(t *testing.T) {
 			_, err = openOn(t, tpm.Socket, e).Unseal(ctx, sealed, ad("m1"))
 			require.ErrorIs(t, err, keys.ErrWrongKey)
 			assert.NotContains(t, err.Error(), "\n")
+			assert.Zero(t, tpm.Loaded(t), "objects or sessions left in the TPM")
 		})
 	}
 
@@ -376,6 +382,25 @@ func TestKEKNotOnTheBus(t *testing.T) {
 				assert.False(t, bytes.Contains(msg, kek.InsecureBytes()[:8]),
 					"message %d carries the KEK in clear", i)
 			}
+		})
+	}
+}
+
+func TestRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{name: "integrity", err: fmt.Errorf("load: %w", tpm2.TPMRCIntegrity), want: true},
+		{name: "size", err: tpm2.TPMRCSize, want: true},
+		{name: "out of object memory", err: tpm2.TPMRCObjectMemory},
+		{name: "retry", err: tpm2.TPMRCRetry},
+		{name: "transport", err: io.ErrUnexpectedEOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, refused(tt.err))
 		})
 	}
 }

@@ -94,3 +94,28 @@ func (s *TPM) ExtendPCR(t testing.TB, pcr uint, data string) {
 	}.Execute(tpm)
 	require.NoError(t, err, "extend PCR %d", pcr)
 }
+
+// Loaded returns the number of transient objects and sessions loaded in
+// the TPM: what a caller forgot to flush. swtpm has no resource manager, so
+// they stay until flushed.
+func (s *TPM) Loaded(t testing.TB) int {
+	t.Helper()
+	tpm, err := linuxudstpm.Open(s.Socket)
+	require.NoError(t, err)
+	defer tpm.Close()
+	n := 0
+	for _, ht := range []tpm2.TPMHT{tpm2.TPMHTTransient, tpm2.TPMHTHMACSession,
+		tpm2.TPMHTPolicySession} {
+		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles,
+			Property: uint32(ht) << 24, PropertyCount: 64}.Execute(tpm)
+		require.NoError(t, err)
+		handles, err := rsp.CapabilityData.Data.Handles()
+		require.NoError(t, err)
+		for _, h := range handles.Handle {
+			if uint32(h)>>24 == uint32(ht) {
+				n++
+			}
+		}
+	}
+	return n
+}
