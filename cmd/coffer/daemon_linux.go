@@ -74,7 +74,7 @@ func (n notifier) send(m readyMessage) {
 // startDetached re-executes coffer as the mount process in a new session and
 // waits for its report. args are the child's arguments (after the program
 // name); secret, if not nil, is handed over on the secret pipe and wiped.
-func startDetached(ctx context.Context, args []string, secret *keys.Secret, logFile string) error {
+func startDetached(ctx context.Context, args []string, secret *keys.Secret, logWhere string) error {
 	defer secret.Wipe()
 	exe, err := os.Executable()
 	if err != nil {
@@ -119,13 +119,13 @@ func startDetached(ctx context.Context, args []string, secret *keys.Secret, logF
 		return fmt.Errorf("failed to pass the passphrase to the mount process: %w", err)
 	}
 	secretW.Close()
-	return awaitChild(ctx, cmd, readyR, logFile)
+	return awaitChild(ctx, cmd, readyR, logWhere)
 }
 
 // awaitChild reads the child's report. On success the child is left running;
 // on failure it is reaped and its error returned. An interrupt of the parent
 // stops the child, which unmounts if it got that far.
-func awaitChild(ctx context.Context, cmd *exec.Cmd, readyR io.Reader, logFile string) error {
+func awaitChild(ctx context.Context, cmd *exec.Cmd, readyR io.Reader, logWhere string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	type report struct {
@@ -154,7 +154,7 @@ func awaitChild(ctx context.Context, cmd *exec.Cmd, readyR io.Reader, logFile st
 	waitErr := cmd.Wait()
 	if r.err != nil {
 		return withHints(fmt.Errorf("mount process exited before the mount was ready: %v", waitErr),
-			"see its log: "+logFile)
+			"see its log: "+logWhere)
 	}
 	return withHints(errors.New(r.msg.Error), r.msg.Hints...)
 }

@@ -31,6 +31,7 @@ type mountOptions struct {
 
 	// Set by the parent on the detached mount process; see daemon.go.
 	readyFD, secretFD int
+	logJournal        bool
 }
 
 const mountLong = `Mount the volume in BACKING on MOUNTPOINT and serve it until unmounted.
@@ -43,11 +44,14 @@ A passphrase is asked on the terminal, or read from --passphrase-file, only
 when a passphrase master key is to be tried and no key file is readable.
 
 By default coffer mount returns once the mount answers, and a background
-process keeps serving it; that process logs JSON lines to --log-file
-(default /var/log/coffer/VOLUME-ID.log as root, else
-$XDG_STATE_HOME/coffer/VOLUME-ID.log or ~/.local/state/coffer/VOLUME-ID.log).
-With --foreground it serves in the calling process and logs to stderr;
-SIGINT or SIGTERM unmount cleanly.
+process keeps serving it; that process logs JSON lines to --log-file, or
+without it to the journal when journald runs (journalctl -t coffer), else to
+/var/log/coffer/VOLUME-ID.log as root, $XDG_STATE_HOME/coffer/VOLUME-ID.log
+or ~/.local/state/coffer/VOLUME-ID.log. With --foreground it serves in the
+calling process and logs to stderr (to the journal with priorities when
+stderr is systemd's journal stream). SIGINT or SIGTERM unmount cleanly.
+Under systemd (Type=notify) the mount sends READY=1 once it answers, and
+STOPPING=1 when it unmounts.
 
 Mount options (-o, comma-separated or repeated):
   ro           read-only mount
@@ -93,6 +97,8 @@ func newMountCommand(a *app) *cobra.Command {
 	opts.masterFlags.add(f)
 	f.IntVar(&opts.readyFD, "ready-fd", -1, "internal: pipe to report readiness on")
 	f.IntVar(&opts.secretFD, "passphrase-fd", -1, "internal: pipe to read the passphrase from")
+	f.BoolVar(&opts.logJournal, "log-journal", false, "internal: log to the journal")
+	_ = f.MarkHidden("log-journal")
 	_ = f.MarkHidden("ready-fd")
 	_ = f.MarkHidden("passphrase-fd")
 	return cmd
@@ -124,28 +130,38 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 		return err
 	}
 	if opts.foreground {
-		if err := logToFile(a, opts.logFile); err != nil {
+		if err := foregroundLogs(a, opts.logFile); err != nil {
 			secret.Wipe()
 			return err
 		}
 		return serve(ctx, a, opts, cfg, secret, notifier{})
 	}
 
-	logFile, err := opts.logPath(cfg.VolumeID)
-	if err == nil && opts.logFile == "" {
-		err = makeDefaultLogDir(logFile)
+	// Without --log-file, a background mount logs to the journal where
+	// there is one, else to its default log file.
+	logFile, logWhere := "", journalWhere
+	if opts.logFile != "" || !journalAvailable() {
+		logFile, err = opts.logPath(cfg.VolumeID)
+		if err == nil && opts.logFile == "" {
+			err = makeDefaultLogDir(logFile)
+		}
+		logWhere = logFile
 	}
 	if err != nil {
 		secret.Wipe()
 		return err
 	}
-	if err := startDetached(ctx, opts.childArgs(a, logFile), secret, logFile); err != nil {
+	if err := startDetached(ctx, opts.childArgs(a, logFile), secret, logWhere); err != nil {
 		return err
 	}
 	a.log.Info().Str("backing", opts.backing).Str("mountpoint", opts.mountPoint).
-		Str("log_file", logFile).Msg("mounted in the background")
+		Str("log", logWhere).Msg("mounted in the background")
 	return nil
 }
+
+// journalWhere says where a mount that logs to the journal logs, in the
+// words of a hint.
+const journalWhere = "the journal (journalctl -t " + journalIdentifier + ")"
 
 // parse checks the -o options and makes the paths absolute, as the detached
 // process runs in "/".
@@ -312,7 +328,12 @@ func (o mountOptions) logPath(vol keys.VolumeID) (string, error) {
 func (o mountOptions) childArgs(a *app, logFile string) []string {
 	args := []string{"mount", "--foreground",
 		fmt.Sprintf("--ready-fd=%d", childReadyFD), fmt.Sprintf("--passphrase-fd=%d", childSecretFD),
-		"--log-file=" + logFile, "--log-level=" + a.logLevel, "--log-format=json"}
+		"--log-level=" + a.logLevel, "--log-format=json"}
+	if logFile == "" {
+		args = append(args, "--log-journal")
+	} else {
+		args = append(args, "--log-file="+logFile)
+	}
 	if len(o.options) > 0 {
 		args = append(args, "-o", strings.Join(o.options, ","))
 	}
@@ -337,7 +358,11 @@ func runMountChild(ctx context.Context, a *app, opts mountOptions) error {
 }
 
 func startChild(ctx context.Context, a *app, opts mountOptions, n notifier) error {
-	if err := redirectLogs(a, opts.logFile); err != nil {
+	if opts.logJournal {
+		if err := logToJournal(a); err != nil {
+			return err
+		}
+	} else if err := redirectLogs(a, opts.logFile); err != nil {
 		return err
 	}
 	secret, err := readParentSecret(opts.secretFD)
@@ -365,9 +390,14 @@ func redirectLogs(a *app, path string) error {
 	return setFileLogger(a, f)
 }
 
-// logToFile points the logger of a foreground mount at path, if not empty.
-func logToFile(a *app, path string) error {
+// foregroundLogs points the logger of a foreground mount at path, if not
+// empty, else at the journal when standard error goes there (a systemd
+// service), so that each event keeps its priority.
+func foregroundLogs(a *app, path string) error {
 	if path == "" {
+		if stderrIsJournal() && journalAvailable() {
+			return logToJournal(a)
+		}
 		return nil
 	}
 	f, err := openLogFile(path)

@@ -82,10 +82,17 @@ func TestChildArgs(t *testing.T) {
 	a := &app{logLevel: "debug"}
 	got := o.childArgs(a, "/var/log/coffer/x.log")
 	assert.Equal(t, []string{"mount", "--foreground", "--ready-fd=3", "--passphrase-fd=4",
-		"--log-file=/var/log/coffer/x.log", "--log-level=debug", "--log-format=json",
+		"--log-level=debug", "--log-format=json", "--log-file=/var/log/coffer/x.log",
 		"-o", "ro,debug", "--master=1a2b3c4d", "--", "/b", "/-m"}, got)
 	for _, arg := range got {
 		assert.NotContains(t, arg, "passphrase-file", "the passphrase file must not reach the child")
+	}
+
+	// No log file: the child logs to the journal.
+	got = o.childArgs(a, "")
+	assert.Contains(t, got, "--log-journal")
+	for _, arg := range got {
+		assert.NotContains(t, arg, "--log-file")
 	}
 }
 

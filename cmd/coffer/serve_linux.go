@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/keys"
@@ -52,10 +53,41 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		return mountError(opts, err)
 	}
 
+	if err := checkAnswers(opts.mountPoint); err != nil {
+		_ = srv.Unmount()
+		return err
+	}
+	notifyManager(a, fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=serving %s on %s",
+		os.Getpid(), opts.backing, opts.mountPoint))
 	n.ready()
 	serveUntilUnmounted(a, srv, sigs)
 	a.log.Info().Str("mountpoint", opts.mountPoint).Msg("unmounted")
+	notifyManager(a, "STATUS=unmounted")
 	return nil
+}
+
+// checkAnswers asks the new mount for its file system statistics, a request
+// the kernel passes to our server, and checks that the answer comes from a
+// FUSE file system: the mount is ready for its users.
+func checkAnswers(mountPoint string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(mountPoint, &st); err != nil {
+		return fmt.Errorf("failed to check the new mount on %s: %w", mountPoint, err)
+	}
+	if st.Type != unix.FUSE_SUPER_MAGIC {
+		return fmt.Errorf("failed to check the new mount on %s: it is not a FUSE file system (type %#x)",
+			mountPoint, st.Type)
+	}
+	return nil
+}
+
+// notifyManager tells systemd, when it started us with $NOTIFY_SOCKET, how
+// the mount is doing (Type=notify services). A failure is only logged: the
+// mount works without it.
+func notifyManager(a *app, state string) {
+	if err := sdNotify(state); err != nil {
+		a.log.Warn().Err(err).Msg("failed to notify systemd")
+	}
 }
 
 // unlock opens the volume's ring with its master keys; secret, if not nil,
@@ -150,6 +182,7 @@ func serveUntilUnmounted(a *app, srv *fuse.Server, sigs <-chan os.Signal) {
 			return
 		case s := <-sigs:
 			a.log.Info().Stringer("signal", s).Msg("unmounting")
+			notifyManager(a, "STOPPING=1\nSTATUS=unmounting")
 			if err := srv.Unmount(); err != nil {
 				a.log.Warn().Err(err).Msg("failed to unmount: still serving; close open files and retry")
 			}
