@@ -379,3 +379,43 @@ func TestConcurrentUse(t *testing.T) {
 	_, err = m2.Seal(ctx, []byte("after the other master closed"), nil)
 	assert.NoError(t, err, "closing one master must not log the other out")
 }
+
+// TestThroughMasterkey uses the kind as coffer does: parsed, created,
+// enrolled and opened through the masterkey registry, with keys.Init and
+// keys.Unlock on a real backing directory.
+func TestThroughMasterkey(t *testing.T) {
+	ctx := context.Background()
+	h := newSoftHSM(t)
+	h.InitToken(t, "coffer")
+
+	ref, err := masterkey.Parse("PKCS11:object=app;token=coffer")
+	require.NoError(t, err)
+	assert.Equal(t, masterkey.Ref{Kind: Kind,
+		URI: "pkcs11:token=coffer;object=app?module-path=" + DefaultModule}, ref)
+	_, err = masterkey.Parse("pkcs11:token=coffer;object=app?pin-value=" + testPIN)
+	require.ErrorIs(t, err, masterkey.ErrMalformed)
+	assert.NotContains(t, err.Error(), testPIN)
+
+	opts := masterkey.Options{PINFile: h.PINFile}
+	msg, err := masterkey.Create(ctx, ref.URI, opts)
+	require.NoError(t, err)
+	assert.Equal(t, `created AES-256 key "app" in token "coffer" (sensitive, never extractable)`, msg)
+
+	e, err := masterkey.Enroll(ctx, ref.URI, opts)
+	require.NoError(t, err)
+	backing := t.TempDir()
+	cfg, ring, err := keys.Init(ctx, backing, []keys.Enrollment{e}, keys.InitOptions{})
+	e.Master.(*Master).Wipe()
+	require.NoError(t, err)
+	assert.Equal(t, Kind, cfg.Masters[0].Kind)
+	assert.Equal(t, ref.URI, cfg.Masters[0].URI)
+
+	cfg, err = keys.ReadConfig(backing)
+	require.NoError(t, err)
+	got, _, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, opts), keys.UnlockOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, ring.Primary().ID, got.Primary().ID)
+	modules.Lock()
+	defer modules.Unlock()
+	assert.Empty(t, modules.m, "Unlock must wipe the master, which releases the module")
+}
