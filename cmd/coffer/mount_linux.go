@@ -282,7 +282,7 @@ func mountPassphrase(a *app, opts mountOptions, cfg *keys.Config) (*keys.Secret,
 	if err != nil {
 		return nil, err
 	}
-	hasPassphrase := false
+	hasPassphrase, hasOther := false, false
 	for _, m := range cands {
 		switch m.Kind {
 		case passphrase.Kind:
@@ -291,12 +291,22 @@ func mountPassphrase(a *app, opts mountOptions, cfg *keys.Config) (*keys.Secret,
 			if keyFileReadable(m.URI) {
 				return nil, nil
 			}
+		default:
+			hasOther = true
 		}
 	}
 	if !hasPassphrase {
 		return nil, nil
 	}
-	return promptPassphrase(a, fmt.Sprintf("Passphrase for volume %s: ", cfg.VolumeID), false)
+	pass, err := promptPassphrase(a, fmt.Sprintf("Passphrase for volume %s: ", cfg.VolumeID),
+		false)
+	if errors.Is(err, errNoTerminal) && hasOther {
+		// Unattended (at boot, say): a TPM, token or KMS key may unlock on
+		// its own; if none does, the passphrase master reports the missing
+		// terminal in the unlock error.
+		return nil, nil
+	}
+	return pass, err
 }
 
 // keyFileReadable reports whether the key file of a file:// URI can be read.
