@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/masterkey"
 	"github.com/cofferfs/coffer/keys/passphrase"
 )
@@ -22,6 +23,8 @@ type initOptions struct {
 	masters        []string
 	passphraseFile string
 	masterFlags
+	auditLog    string // --audit-log, absolute once checked
+	auditSyslog bool
 
 	// Argon2id cost of a passphrase master; costSet says whether any flag
 	// changed the default.
@@ -72,6 +75,9 @@ Init prints the volume ID and the ID of each master key.`,
 	f.Uint32Var(&opts.cost.Time, "argon2-time", def.Time, "Argon2id passes for a passphrase master")
 	f.Uint32Var(&memMiB, "argon2-memory", def.MemoryKiB>>10, "Argon2id memory in MiB for a passphrase master")
 	f.Uint8Var(&opts.cost.Threads, "argon2-threads", def.Threads, "Argon2id threads for a passphrase master")
+	f.StringVar(&opts.auditLog, "audit-log", "", "keep the volume's audit log in this file "+
+		"(default: VOLUME-ID.audit.jsonl in /var/log/coffer as root, else in ~/.local/state/coffer)")
+	f.BoolVar(&opts.auditSyslog, "audit-syslog", false, "also copy every audit record to the local syslog")
 	return cmd
 }
 
@@ -95,6 +101,9 @@ func runInit(ctx context.Context, a *app, opts initOptions) error {
 	if err := checkInitTarget(opts.backing); err != nil {
 		return err
 	}
+	if err := opts.checkAudit(); err != nil {
+		return err
+	}
 
 	enrollments, err := enrollAll(ctx, a, opts, refs)
 	defer wipeMasters(enrollments)
@@ -105,8 +114,71 @@ func runInit(ctx context.Context, a *app, opts initOptions) error {
 	if err != nil {
 		return initError(opts.backing, err)
 	}
+	if err := opts.startAudit(ctx, a, cfg, ring); err != nil {
+		return withHints(fmt.Errorf("volume %s was created, but its audit log was not: %w",
+			cfg.VolumeID, err), "fix the cause, then set the log with: coffer audit config "+
+			shellQuote(opts.backing)+" --log FILE")
+	}
 	printInit(a.stdout, opts.backing, cfg, ring)
 	return nil
+}
+
+// checkAudit resolves --audit-log and checks, before anything is created,
+// that the audit log can be written.
+func (o *initOptions) checkAudit() error {
+	if o.auditLog == "" {
+		path, err := audit.DefaultPath(keys.VolumeID{})
+		if err != nil {
+			return withHints(err, "pass --audit-log FILE")
+		}
+		return checkAuditWritable(path, true)
+	}
+	path, err := auditLogFlag("--audit-log", o.auditLog, o.backing)
+	if err != nil {
+		return err
+	}
+	o.auditLog = path
+	if err := checkAuditWritable(path, false); err != nil {
+		return err
+	}
+	return checkAuditFree(path)
+}
+
+// checkAuditFree refuses an audit log that already holds records: each log
+// belongs to one volume.
+func checkAuditFree(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	return withHints(usageErrorf("--audit-log %s already holds an audit log", path),
+		"each volume keeps its own audit log: choose a new file")
+}
+
+// startAudit saves the audit settings of the new volume and records its
+// creation.
+func (o initOptions) startAudit(ctx context.Context, a *app, cfg *keys.Config,
+	ring *keys.Ring) error {
+	if o.auditLog != "" || o.auditSyslog {
+		err := audit.WriteSettings(o.backing, audit.Settings{Log: o.auditLog, Syslog: o.auditSyslog})
+		if err != nil {
+			return err
+		}
+	}
+	l, err := audit.OpenVolume(o.backing, cfg.VolumeID, audit.Options{Logger: a.log, Keys: ring})
+	if err != nil {
+		return err
+	}
+	e := audit.Event{Type: audit.EventInit, RingKey: ring.Primary().ID,
+		Detail: map[string]string{"masters": mastersDetail(cfg)}}
+	if len(cfg.Masters) == 1 {
+		e.Master = cfg.Masters[0].ID
+	}
+	err = l.Record(ctx, e)
+	if cerr := l.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // check validates the flags and parses the master URIs.

@@ -76,6 +76,7 @@ func newRootCommand(a *app) *cobra.Command {
 		newKeysCommand(a),
 		newInitCommand(a),
 		newStatusCommand(a),
+		newAuditCommand(a),
 		newVersionCommand(a),
 	)
 	root.AddCommand(platformCommands(a)...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -14,6 +15,7 @@ import (
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/keyfile"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
@@ -36,10 +38,20 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	}
 	defer lock.Close()
 
-	ring, err := unlock(ctx, a, opts, cfg, secret)
+	// No mount without its audit trail: the log must open first.
+	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
+	if err != nil {
+		secret.Wipe()
+		return err
+	}
+	defer closeAudit(a, alog)
+
+	ring, used, err := unlock(ctx, a, opts, cfg, secret, unlockFailures(ctx, a, alog))
 	if err != nil {
 		return err
 	}
+	alog.SetKeys(ring)
+	integrity := alog.IntegrityRecorder(0)
 	srv, err := cofferfs.Mount(opts.backing, opts.mountPoint, cofferfs.Options{
 		VolumeID:   cfg.VolumeID,
 		Keys:       ring,
@@ -48,13 +60,20 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		AllowOther: opts.allowOther,
 		Debug:      opts.debug,
 		NoExec:     opts.noExec,
+		Integrity:  integrity.Report,
 	})
+	mounted := audit.Event{Type: audit.EventMount, Master: used.ID, RingKey: ring.Primary().ID,
+		Err: err, Detail: map[string]string{"kind": used.Kind, "mountpoint": opts.mountPoint,
+			"read_only": strconv.FormatBool(opts.readOnly)}}
+	recordAudit(ctx, a, alog, mounted)
 	if err != nil {
 		return mountError(opts, err)
 	}
 
 	if err := checkAnswers(opts.mountPoint); err != nil {
 		_ = srv.Unmount()
+		recordAudit(ctx, a, alog, audit.Event{Type: audit.EventUnmount, Master: used.ID, Err: err,
+			Detail: map[string]string{"mountpoint": opts.mountPoint}})
 		return err
 	}
 	notifyManager(a, fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=serving %s on %s",
@@ -62,6 +81,11 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	n.ready()
 	serveUntilUnmounted(a, srv, sigs)
 	a.log.Info().Str("mountpoint", opts.mountPoint).Msg("unmounted")
+	if err := integrity.Flush(context.WithoutCancel(ctx)); err != nil {
+		a.log.Error().Err(err).Msg("failed to write integrity failure counts to the audit log")
+	}
+	recordAudit(context.WithoutCancel(ctx), a, alog, audit.Event{Type: audit.EventUnmount,
+		Master: used.ID, Detail: map[string]string{"mountpoint": opts.mountPoint}})
 	notifyManager(a, "STATUS=unmounted")
 	return nil
 }
@@ -91,15 +115,17 @@ func notifyManager(a *app, state string) {
 }
 
 // unlock opens the volume's ring with its master keys; secret, if not nil,
-// is the passphrase for passphrase masters. It wipes secret.
+// is the passphrase for passphrase masters. It returns the ring and the
+// master key that opened it, calls failed (if not nil) for each master key
+// that did not, and wipes secret.
 func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
-	secret *keys.Secret) (*keys.Ring, error) {
+	secret *keys.Secret, failed func(keys.MasterEntry, error)) (*keys.Ring, keys.MasterEntry, error) {
 	defer secret.Wipe()
 	var only string
 	if opts.master != "" {
 		id, err := masterID(cfg, opts.master)
 		if err != nil {
-			return nil, err
+			return nil, keys.MasterEntry{}, err
 		}
 		only = id
 	}
@@ -116,11 +142,12 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	mopts.PIN = pinPrompt(a)
 	mopts.Backing = opts.backing
 	open := masterkey.Opener(ctx, mopts)
-	ring, _, err := keys.Unlock(ctx, cfg, open, keys.UnlockOptions{Only: only, Logger: a.log})
+	ring, used, err := keys.Unlock(ctx, cfg, open, keys.UnlockOptions{Only: only, Logger: a.log,
+		Failed: failed})
 	if err != nil {
-		return nil, unlockError(opts, err)
+		return nil, keys.MasterEntry{}, unlockError(opts, err)
 	}
-	return ring, nil
+	return ring, used, nil
 }
 
 // unlockError adds advice to a failed unlock.

@@ -8,10 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/keys"
 )
 
 // unmountTimeout bounds the wait for the kernel to drop the mount.
@@ -65,8 +68,41 @@ func runUnmount(ctx context.Context, a *app, opts unmountOptions) error {
 	if err := waitUnmounted(ctx, dir); err != nil {
 		return err
 	}
+	waitServerExit(ctx, a, m.source)
 	a.log.Info().Str("mountpoint", dir).Msg("unmounted")
 	return nil
+}
+
+// waitServerExit waits, for up to unmountTimeout, until the process that
+// served backing has let go of the volume lock: after the mount is gone it
+// still writes the unmount record and the closing checkpoint of the audit
+// log, and a caller that reads the log, or shuts the machine down, next
+// must find them there. A lock that cannot be checked is not waited for.
+func waitServerExit(ctx context.Context, a *app, backing string) {
+	fd, err := unix.Open(filepath.Join(backing, keys.DirName),
+		unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+
+	ctx, cancel := context.WithTimeout(ctx, unmountTimeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) {
+			return // closing fd drops the shared lock
+		}
+		select {
+		case <-ctx.Done():
+			a.log.Warn().Str("backing", backing).
+				Msg("the mount process is still running after the unmount")
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // unmount asks the kernel to drop the mount: directly as root, through the

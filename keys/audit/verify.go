@@ -368,10 +368,11 @@ func checkAnchor(entries []entry, a *Anchor, rep *Report) error {
 	return brk(last, fmt.Sprintf("log does not contain the head the anchor names (seq %d)", a.Seq))
 }
 
-// Scan decodes each line of r in turn and calls fn with its 1-based number
-// and record, or with the error that kept the line from being a record. It
-// checks nothing else (Verify does) and stops at fn's first error.
-func Scan(r io.Reader, fn func(line int, rec Record, err error) error) error {
+// Scan decodes each line of r in turn and calls fn with its 1-based number,
+// its bytes (without the newline) and the record, or with the error that
+// kept the line from being a record. It checks nothing else (Verify does)
+// and stops at fn's first error.
+func Scan(r io.Reader, fn func(line int, raw []byte, rec Record, err error) error) error {
 	br := bufio.NewReaderSize(r, maxLine)
 	for n := 1; ; n++ {
 		raw, err := readLine(br)
@@ -389,7 +390,7 @@ func Scan(r io.Reader, fn func(line int, rec Record, err error) error) error {
 		if errors.Is(err, io.EOF) {
 			derr = errors.New("incomplete last line")
 		}
-		if ferr := fn(n, rec, derr); ferr != nil {
+		if ferr := fn(n, raw, rec, derr); ferr != nil {
 			return ferr
 		}
 		if errors.Is(err, io.EOF) {

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
+)
+
+// openAudit opens the audit log of volume vol in backing, as the volume's
+// audit settings say. Commands that use a key record their events in it:
+// SetKeys once the ring is unlocked, recordAudit per event, Close at the
+// end (which writes the closing checkpoint).
+func openAudit(a *app, backing string, vol keys.VolumeID) (*audit.Log, error) {
+	l, err := audit.OpenVolume(backing, vol, audit.Options{Logger: a.log})
+	if err != nil {
+		return nil, withHints(fmt.Errorf("failed to open the audit log: %w", err),
+			"make its folder writable, or choose another log: coffer audit config "+
+				shellQuote(backing)+" --log FILE")
+	}
+	return l, nil
+}
+
+// recordAudit writes e to l. A failure is logged, not returned: the key
+// event already happened, and the command's own result matters more than
+// the record. Callers that must not act without a record check first that
+// the log opens (openAudit).
+func recordAudit(ctx context.Context, a *app, l *audit.Log, e audit.Event) {
+	if l == nil {
+		return
+	}
+	if err := l.Record(ctx, e); err != nil {
+		a.log.Error().Err(err).Str("event", string(e.Type)).Str("audit_log", l.Path()).
+			Msg("failed to write audit record")
+	}
+}
+
+// closeAudit closes l, logging a failure to write the closing checkpoint.
+func closeAudit(a *app, l *audit.Log) {
+	if l == nil {
+		return
+	}
+	if err := l.Close(); err != nil {
+		a.log.Error().Err(err).Str("audit_log", l.Path()).Msg("failed to close the audit log")
+	}
+}
+
+// unlockFailures returns a keys.UnlockOptions.Failed function that records
+// each master key that failed to unlock the volume.
+func unlockFailures(ctx context.Context, a *app, l *audit.Log) func(keys.MasterEntry, error) {
+	return func(m keys.MasterEntry, err error) {
+		recordAudit(ctx, a, l, audit.Event{Type: audit.EventUnlock, Master: m.ID, Err: err,
+			Detail: map[string]string{"kind": m.Kind}})
+	}
+}
+
+// mastersDetail lists the master keys of cfg as "ID (kind)", for records.
+func mastersDetail(cfg *keys.Config) string {
+	parts := make([]string, len(cfg.Masters))
+	for i, m := range cfg.Masters {
+		parts[i] = m.ID + " (" + m.Kind + ")"
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+// auditLogFlag resolves an --audit-log or --log value to an absolute path
+// whose folder exists, and refuses one inside the backing directory, where
+// it would sit beside the data it audits.
+func auditLogFlag(flag, path, backing string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("failed to resolve %s %s: %w", flag, path, err)
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", withHints(fmt.Errorf("folder of %s %s does not exist", flag, path),
+			"create it first, or choose another file")
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to resolve %s %s: %w", flag, path, err)
+	}
+	abs = filepath.Join(dir, filepath.Base(abs))
+	if b, err := filepath.EvalSymlinks(backing); err == nil && within(abs, b) {
+		return "", withHints(usageErrorf("%s %s is inside the backing directory", flag, path),
+			"keep the audit log apart from the data it audits, on another disk or host if you can")
+	}
+	return abs, nil
+}
+
+// within reports whether path is dir or lies under it.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// checkAuditWritable checks, before a volume is created, that its audit log
+// will open: the file if it exists, else its folder (created if it is the
+// default one).
+func checkAuditWritable(path string, isDefault bool) error {
+	if isDefault {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return withHints(fmt.Errorf("failed to create the audit log folder: %w", err),
+				"pass --audit-log FILE to keep the audit log elsewhere")
+		}
+	}
+	if _, err := os.Stat(path); err == nil {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return withHints(fmt.Errorf("audit log %s is not writable: %w", path, err),
+				"pass --audit-log FILE to keep the audit log elsewhere")
+		}
+		return f.Close()
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".coffer-audit-check-*")
+	if err != nil {
+		return withHints(fmt.Errorf("audit log %s cannot be created: %w", path, err),
+			"pass --audit-log FILE to keep the audit log elsewhere")
+	}
+	f.Close()
+	_ = os.Remove(f.Name())
+	return nil
+}
