@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
-# deps.sh installs the Debian packages given as arguments that are missing.
-# It runs apt-get only when something is missing, so it is cheap to call often.
+# deps.sh installs the Debian packages given as arguments that are missing,
+# and the Go tools listed in go_tools. It runs apt-get and go install only
+# when something is missing, so it is cheap to call often.
 set -euo pipefail
 
 installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
+
+# Go tools the tests start, installed with go install into $(go env GOPATH)/bin
+# when neither PATH nor that folder has them. Pinned: module@version.
+go_tools=(
+	github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6
+)
+if command -v go >/dev/null; then
+	gobin="$(go env GOBIN)"
+	gobin="${gobin:-$(go env GOPATH)/bin}"
+	for mod in "${go_tools[@]}"; do
+		tool="${mod%@*}"
+		tool="${tool##*/}"
+		if ! command -v "$tool" >/dev/null && [[ ! -x "$gobin/$tool" ]]; then
+			echo "deps: go install $mod"
+			go install "$mod"
+		fi
+	done
+fi
 
 missing=()
 for pkg in "$@"; do

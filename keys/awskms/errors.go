@@ -44,9 +44,32 @@ type Error struct {
 	Err  error
 }
 
-// Error returns one line naming the key, the cause and the SDK's error.
+// Error returns one line naming the key, the cause and the gist of the
+// SDK's error.
 func (e *Error) Error() string {
-	return fmt.Sprintf("failed to %s with KMS key %s: %v: %v", e.Op, e.Key, e.Kind, e.Err)
+	return fmt.Sprintf("failed to %s with KMS key %s: %v: %s", e.Op, e.Key, e.Kind, gist(e.Err))
+}
+
+// gist returns the part of an SDK error that says what went wrong, without
+// the operation and retry preamble the SDK wraps around it: the network
+// error, or the code and message KMS answered.
+func gist(err error) string {
+	var (
+		opErr  *net.OpError
+		apiErr smithy.APIError
+	)
+	switch {
+	case errors.As(err, &opErr):
+		return opErr.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer within the time limit"
+	case errors.As(err, &apiErr):
+		if msg := apiErr.ErrorMessage(); msg != "" {
+			return apiErr.ErrorCode() + ": " + msg
+		}
+		return apiErr.ErrorCode()
+	}
+	return err.Error()
 }
 
 // Unwrap returns the cause and the SDK's error.
