@@ -31,6 +31,11 @@
 // and open single sealed copies, for rotation and enrolment of further
 // masters. docs/format.md specifies the bytes.
 //
+// Ring.DeriveKey derives keys for other purposes from a ring key with
+// HKDF; the audit trail (sub-package audit, docs/audit.md) MACs its records
+// with one, and Unlock reports each master key that fails through
+// UnlockOptions.Failed so that the trail can record it.
+//
 // # Threat model
 //
 // An attacker who can read and write the backing directory, but holds no

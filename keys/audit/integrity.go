@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -90,7 +91,8 @@ func (r *IntegrityRecorder) Flush(ctx context.Context) error {
 		if f.dropped == 0 {
 			continue
 		}
-		e := Event{Type: EventIntegrityDropped, Path: path, Count: f.dropped}
+		e := Event{Type: EventIntegrityDropped, Path: path, Count: f.dropped,
+			Err: fmt.Errorf("%d more failed integrity checks since the last record", f.dropped)}
 		if err := r.log.Record(ctx, e); err != nil {
 			return err
 		}

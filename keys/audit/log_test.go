@@ -355,13 +355,17 @@ func TestIntegrityRecorderLimits(t *testing.T) {
 	var got []string
 	for _, line := range v.lines(t) {
 		m := decode(t, line)
-		got = append(got, fmt.Sprintf("%s %v %v %v", m["event"], m["path"], m["count"], m["detail"]))
+		row := fmt.Sprintf("%s %v %v %v", m["event"], m["path"], m["count"], m["detail"])
+		if m["event"] == "integrity-dropped" {
+			row += " " + m["outcome"].(string)
+		}
+		got = append(got, row)
 	}
 	assert.Equal(t, []string{
 		"integrity /a 1 map[block:3]",
 		"integrity /b 1 map[block:header]",
 		"integrity /a 5 map[block:4]",
-		"integrity-dropped /a 1 <nil>",
+		"integrity-dropped /a 1 <nil> failed",
 		"checkpoint <nil> 4 <nil>",
 	}, got)
 	_, err := v.verify(t, true)
