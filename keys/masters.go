@@ -180,7 +180,7 @@ func checkAdd(cfg *Config, ring *Ring, m Enrollment) error {
 // keeps its ring; the next unlock cannot use the removed key.
 func RemoveMaster(backing, id string) (MasterEntry, error) {
 	var removed MasterEntry
-	_, err := UpdateConfig(backing, func(c *Config) error {
+	check := func(c *Config) error {
 		i := slices.IndexFunc(c.Masters, func(m MasterEntry) bool { return m.ID == id })
 		if i < 0 {
 			return fmt.Errorf("%w %q (have %s)", ErrNoMaster, id, masterIDs(c))
@@ -189,6 +189,22 @@ func RemoveMaster(backing, id string) (MasterEntry, error) {
 			return fmt.Errorf("%w %s: the volume could no longer be unlocked; add another "+
 				"master key first", ErrLastMaster, id)
 		}
+		return nil
+	}
+	// Checked before locking too, so that a refusal leaves no lock file.
+	cfg, err := ReadConfig(backing)
+	if err == nil {
+		err = check(cfg)
+	}
+	if err != nil {
+		return MasterEntry{}, fmt.Errorf("failed to remove master key: %w", err)
+	}
+
+	_, err = UpdateConfig(backing, func(c *Config) error {
+		if err := check(c); err != nil {
+			return err
+		}
+		i := slices.IndexFunc(c.Masters, func(m MasterEntry) bool { return m.ID == id })
 		removed = c.Masters[i]
 		c.Masters = slices.Delete(c.Masters, i, i+1)
 		delete(c.Ring.Sealed, id)

@@ -251,6 +251,9 @@ func createVolume(backing string, cfg *Config) error {
 type UnlockOptions struct {
 	// Only, when set, is the ID of the one master key to try.
 	Only string
+	// Kind, when set (and Only is not), limits the master keys tried to
+	// those of this kind, such as "recovery" when a recovery key is given.
+	Kind string
 	// Logger receives Debug and Info events; the zero value discards them.
 	Logger zerolog.Logger
 	// Failed, when set, is called for each master key that was tried and
@@ -299,7 +302,7 @@ func Unlock(ctx context.Context, cfg *Config, open OpenFunc,
 	if err := cfg.Validate(); err != nil {
 		return nil, MasterEntry{}, fmt.Errorf("failed to unlock volume: %w", err)
 	}
-	masters, err := cfg.candidates(opts.Only)
+	masters, err := cfg.candidates(opts.Only, opts.Kind)
 	if err != nil {
 		return nil, MasterEntry{}, err
 	}
@@ -327,7 +330,19 @@ func Unlock(ctx context.Context, cfg *Config, open OpenFunc,
 }
 
 // candidates returns the masters Unlock tries.
-func (c *Config) candidates(only string) ([]MasterEntry, error) {
+func (c *Config) candidates(only, kind string) ([]MasterEntry, error) {
+	if only == "" && kind != "" {
+		var out []MasterEntry
+		for _, m := range c.Masters {
+			if m.Kind == kind {
+				out = append(out, m)
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("failed to unlock volume: it has no %s master key", kind)
+		}
+		return out, nil
+	}
 	if only == "" {
 		return c.Masters, nil
 	}

@@ -12,6 +12,7 @@ type masterFlags struct {
 	pinFile     string
 	tpmDevice   string
 	kmsEndpoint string
+	recoveryKey string
 }
 
 // add registers the flags on f.
@@ -22,11 +23,14 @@ func (m *masterFlags) add(f *pflag.FlagSet) {
 		"TPM to use: a device such as /dev/tpmrm0 (default) or a simulator's Unix socket")
 	f.StringVar(&m.kmsEndpoint, "kms-endpoint", "",
 		"KMS endpoint URL, for a local or private KMS (default: the standard AWS endpoint)")
+	f.StringVar(&m.recoveryKey, "recovery-key", "",
+		"unlock with the recovery key in this file (mode 0600), or '-' to type it or read stdin")
 }
 
 // options returns masterkey.Options carrying the flags.
 func (m masterFlags) options() masterkey.Options {
-	return masterkey.Options{PINFile: m.pinFile, TPMDevice: m.tpmDevice, KMSEndpoint: m.kmsEndpoint}
+	return masterkey.Options{PINFile: m.pinFile, TPMDevice: m.tpmDevice, KMSEndpoint: m.kmsEndpoint,
+		RecoveryKey: m.recoveryKey}
 }
 
 // args returns the flags that are set, for the command line of a child
@@ -41,6 +45,9 @@ func (m masterFlags) args() []string {
 	}
 	if m.kmsEndpoint != "" {
 		args = append(args, "--kms-endpoint="+m.kmsEndpoint)
+	}
+	if m.recoveryKey != "" {
+		args = append(args, "--recovery-key="+m.recoveryKey)
 	}
 	return args
 }

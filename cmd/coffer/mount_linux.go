@@ -15,6 +15,7 @@ import (
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/keyfile"
 	"github.com/cofferfs/coffer/keys/passphrase"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 type mountOptions struct {
@@ -185,8 +186,13 @@ func (o *mountOptions) parse() error {
 				"known options: ro, rw, allow_other, debug, noexec; run 'coffer mount --help' for the rest")
 		}
 	}
-	for _, p := range []*string{&o.backing, &o.mountPoint, &o.passphraseFile, &o.logFile} {
-		if *p == "" {
+	if o.recoveryKey != "" && o.passphraseFile != "" {
+		return usageErrorf("--recovery-key and --passphrase-file exclude each other: a mount " +
+			"unlocks with one master key")
+	}
+	for _, p := range []*string{&o.backing, &o.mountPoint, &o.passphraseFile, &o.logFile,
+		&o.recoveryKey} {
+		if *p == "" || *p == "-" {
 			continue
 		}
 		abs, err := filepath.Abs(*p)
@@ -234,6 +240,19 @@ func checkMount(opts mountOptions) (*keys.Config, error) {
 
 // candidates returns the master keys the unlock will try.
 func (o mountOptions) candidates(cfg *keys.Config) ([]keys.MasterEntry, error) {
+	if o.master == "" && o.recoveryKey != "" {
+		var out []keys.MasterEntry
+		for _, m := range cfg.Masters {
+			if m.Kind == recovery.Kind {
+				out = append(out, m)
+			}
+		}
+		if len(out) == 0 {
+			return nil, withHints(errors.New("volume has no recovery key"),
+				"'coffer master list "+shellQuote(o.backing)+"' shows its master keys")
+		}
+		return out, nil
+	}
 	if o.master == "" {
 		return cfg.Masters, nil
 	}
@@ -242,39 +261,20 @@ func (o mountOptions) candidates(cfg *keys.Config) ([]keys.MasterEntry, error) {
 		return nil, err
 	}
 	m, _ := cfg.Master(id)
+	if o.recoveryKey != "" && m.Kind != recovery.Kind {
+		return nil, usageErrorf("--recovery-key unlocks a recovery master key, and --master %s is "+
+			"of kind %s", m.ID, m.Kind)
+	}
 	return []keys.MasterEntry{m}, nil
-}
-
-// masterID resolves --master, an ID or a URI, to a master key ID of cfg.
-func masterID(cfg *keys.Config, s string) (string, error) {
-	if _, ok := cfg.Master(s); ok {
-		return s, nil
-	}
-	// Anything with a colon is meant as a URI: say what is wrong with it
-	// before saying the volume lacks it.
-	if strings.Contains(s, ":") {
-		ref, err := parseMasterURI(s)
-		if err != nil {
-			return "", err
-		}
-		for _, m := range cfg.Masters {
-			if m.URI == ref.URI {
-				return m.ID, nil
-			}
-		}
-	}
-	ids := make([]string, len(cfg.Masters))
-	for i, m := range cfg.Masters {
-		ids[i] = m.ID + " (" + m.Kind + ")"
-	}
-	return "", withHints(fmt.Errorf("volume has no master key %s", keys.RedactURI(s)),
-		"its master keys: "+strings.Join(ids, ", "))
 }
 
 // mountPassphrase returns the passphrase for the unlock, or nil when none is
 // needed: read from --passphrase-file if given, else asked on the terminal
 // when a passphrase master will be tried and no key file is readable.
 func mountPassphrase(a *app, opts mountOptions, cfg *keys.Config) (*keys.Secret, error) {
+	if opts.recoveryKey != "" {
+		return mountRecoveryKey(a, opts)
+	}
 	if opts.passphraseFile != "" {
 		return readPassphraseFile(opts.passphraseFile)
 	}
@@ -307,6 +307,30 @@ func mountPassphrase(a *app, opts mountOptions, cfg *keys.Config) (*keys.Secret,
 		return nil, nil
 	}
 	return pass, err
+}
+
+// mountRecoveryKey checks the recovery key before anything else happens, so
+// that a typing mistake is reported as such. With "-" it returns the key's
+// text, read here, in the parent, which has the terminal: it travels to
+// the detached process as a passphrase would. A file is read again there.
+func mountRecoveryKey(a *app, opts mountOptions) (*keys.Secret, error) {
+	var text *keys.Secret
+	mopts := opts.masterFlags.options()
+	mopts.RecoveryKeyText = func(context.Context) (*keys.Secret, error) {
+		var err error
+		text, err = readRecoveryKeyText(a)
+		if err != nil {
+			return nil, err
+		}
+		return keys.SecretFromBytes(append([]byte(nil), text.InsecureBytes()...)), nil
+	}
+	priv, err := recovery.Load(context.Background(), mopts)
+	if err != nil {
+		text.Wipe()
+		return nil, recoveryKeyError(err)
+	}
+	priv.Wipe()
+	return text, nil
 }
 
 // keyFileReadable reports whether the key file of a file:// URI can be read.

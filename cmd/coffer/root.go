@@ -77,6 +77,10 @@ func newRootCommand(a *app) *cobra.Command {
 		newInitCommand(a),
 		newStatusCommand(a),
 		newAuditCommand(a),
+		newMasterCommand(a),
+		newRecoveryCommand(a),
+		newBackupCommand(a),
+		newRestoreCommand(a),
 		newVersionCommand(a),
 	)
 	root.AddCommand(platformCommands(a)...)

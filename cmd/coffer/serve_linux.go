@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -18,6 +19,7 @@ import (
 	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/keyfile"
 	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 // serve unlocks the volume, mounts it, reports readiness on n and serves
@@ -76,6 +78,11 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 			Detail: map[string]string{"mountpoint": opts.mountPoint}})
 		return err
 	}
+	// Recorded before reporting ready, so that "master list" right after
+	// the mount shows it. Advisory: a failure costs only the record.
+	if err := keys.RecordUse(opts.backing, used.ID, time.Now()); err != nil {
+		a.log.Warn().Err(err).Msg("failed to record which master key unlocked the volume")
+	}
 	notifyManager(a, fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=serving %s on %s",
 		os.Getpid(), opts.backing, opts.mountPoint))
 	n.ready()
@@ -115,19 +122,22 @@ func notifyManager(a *app, state string) {
 }
 
 // unlock opens the volume's ring with its master keys; secret, if not nil,
-// is the passphrase for passphrase masters. It returns the ring and the
-// master key that opened it, calls failed (if not nil) for each master key
-// that did not, and wipes secret.
+// is the passphrase for passphrase masters, or the recovery key text with
+// --recovery-key -. It returns the ring and the master key that opened it,
+// calls failed (if not nil) for each master key that did not, and wipes
+// secret.
 func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	secret *keys.Secret, failed func(keys.MasterEntry, error)) (*keys.Ring, keys.MasterEntry, error) {
 	defer secret.Wipe()
-	var only string
+	uo := keys.UnlockOptions{Logger: a.log}
 	if opts.master != "" {
 		id, err := masterID(cfg, opts.master)
 		if err != nil {
 			return nil, keys.MasterEntry{}, err
 		}
-		only = id
+		uo.Only = id
+	} else if opts.recoveryKey != "" {
+		uo.Kind = recovery.Kind
 	}
 
 	pass := func(context.Context, masterkey.PassphraseRequest) (*keys.Secret, error) {
@@ -141,9 +151,15 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	mopts.Passphrase = pass
 	mopts.PIN = pinPrompt(a)
 	mopts.Backing = opts.backing
+	if opts.recoveryKey == "-" {
+		mopts.Passphrase = nil
+		mopts.RecoveryKeyText = func(ctx context.Context) (*keys.Secret, error) {
+			return pass(ctx, masterkey.PassphraseRequest{})
+		}
+	}
 	open := masterkey.Opener(ctx, mopts)
-	ring, used, err := keys.Unlock(ctx, cfg, open, keys.UnlockOptions{Only: only, Logger: a.log,
-		Failed: failed})
+	uo.Failed = failed
+	ring, used, err := keys.Unlock(ctx, cfg, open, uo)
 	if err != nil {
 		return nil, keys.MasterEntry{}, unlockError(opts, err)
 	}
@@ -157,6 +173,9 @@ func unlockError(opts mountOptions, err error) error {
 		return hintOnce(fmt.Errorf("failed to unlock volume: %w", err), perm)
 	}
 	var hints []string
+	if errors.Is(err, recovery.ErrTypo) {
+		hints = append(hints, "check that group against the printed key and type it again")
+	}
 	if wrongKey(err) {
 		hints = append(hints, "check the key file or passphrase; 'coffer status "+opts.backing+
 			"' lists the volume's master keys")

@@ -98,10 +98,9 @@ func TestTypoMessages(t *testing.T) {
 		text string
 		want string
 	}{
-		{"swapped groups", strings.Join(swap, "-"), "recovery key group 3 ("},
-		{"short group", strings.Join(short, "-"), "recovery key group 4 (\"" + short[3] +
-			"\") has 4 characters, want 5"},
-		{"bad character", strings.Join(bad, "-"), "group 1 (\"" + bad[0] + "\") has 'U'"},
+		{"swapped groups", strings.Join(swap, "-"), "recovery key group 3 is mistyped"},
+		{"short group", strings.Join(short, "-"), "recovery key group 4 has 4 characters, want 5"},
+		{"bad character", strings.Join(bad, "-"), "recovery key group 1 has 'U', which is not"},
 		{"missing group", strings.Join(grps[:13], "-"), "has 13 groups, want 14"},
 		{"empty", "", "has 0 groups, want 14"},
 	}

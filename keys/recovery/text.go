@@ -39,10 +39,9 @@ const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 const textTag = "coffer-recovery-key-v1"
 
 // ChecksumError reports a recovery key typed with a mistake, naming the
-// group (counted from 1) where it is.
+// group (counted from 1) where it is. Its message never quotes the key.
 type ChecksumError struct {
-	Group int    // 1-based; 0 when no single group is to blame
-	Text  string // the group as read, or ""
+	Group int // 1-based; 0 when no single group is to blame
 	msg   string
 }
 
@@ -107,16 +106,15 @@ func decodeText(s string) ([]byte, error) {
 		for i := range len(grp) {
 			v, ok := charValue(grp[i])
 			if !ok {
-				return nil, &ChecksumError{Group: g + 1, Text: grp, msg: fmt.Sprintf(
-					"recovery key group %d (%q) has %q, which is not a recovery key character",
-					g+1, grp, grp[i])}
+				return nil, &ChecksumError{Group: g + 1, msg: fmt.Sprintf(
+					"recovery key group %d has %q, which is not a recovery key character",
+					g+1, grp[i])}
 			}
 			gv[i] = v
 		}
 		if groupCheck(gv[:groupData], g) != gv[groupData] {
-			return nil, &ChecksumError{Group: g + 1, Text: grp, msg: fmt.Sprintf(
-				"recovery key group %d (%q) is mistyped: its check character does not match",
-				g+1, grp)}
+			return nil, &ChecksumError{Group: g + 1, msg: fmt.Sprintf(
+				"recovery key group %d is mistyped: its check character does not match", g+1)}
 		}
 		vals = append(vals, gv[:groupData]...)
 	}
@@ -161,9 +159,8 @@ func splitGroups(s string) []string {
 func checkShape(grps []string) error {
 	for g, grp := range grps {
 		if len(grp) != groupSize && g < groups {
-			return &ChecksumError{Group: g + 1, Text: grp, msg: fmt.Sprintf(
-				"recovery key group %d (%q) has %d characters, want %d", g+1, grp, len(grp),
-				groupSize)}
+			return &ChecksumError{Group: g + 1, msg: fmt.Sprintf(
+				"recovery key group %d has %d characters, want %d", g+1, len(grp), groupSize)}
 		}
 	}
 	if len(grps) != groups {

@@ -1,0 +1,4 @@
+package main
+
+// Recovery keys (recovery:): "coffer recovery new" and --recovery-key.
+import _ "github.com/cofferfs/coffer/keys/recovery"

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferfs/coffer/keys"
+)
+
+type restoreOptions struct {
+	backing string
+	file    string
+	force   bool
+}
+
+func newRestoreCommand(a *app) *cobra.Command {
+	var opts restoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore BACKING FILE",
+		Short: "Restore a volume's config from a backup",
+		Long: `Put the volume config saved by "coffer backup" in FILE back into
+BACKING/.coffer, recreating the folder if it is gone.
+
+restore refuses a backup of another volume (no option overrides that) and a
+config written by a newer coffer. It refuses, unless --force, a backup that
+is older than the config it would replace (a lower ring generation: files
+written since may need ring keys the backup lacks), or that lists other
+master keys at the same generation (it would bring back removed master
+keys). A config that cannot be read is moved aside to
+volume.json.damaged-TIME, not deleted. No key is needed.`,
+		Example: `  coffer restore /srv/app.enc /root/app.enc.coffer-backup`,
+		Args:    exactArgs("BACKING", "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.backing, opts.file = args[0], args[1]
+			return runRestore(cmd.Context(), a, opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.force, "force", false,
+		"restore a backup older than the current config (see above)")
+	return cmd
+}
+
+// runRestore restores the config.
+func runRestore(_ context.Context, a *app, opts restoreOptions) error {
+	backup, created, err := keys.ReadBackup(opts.file)
+	if err != nil {
+		return err
+	}
+	res, err := keys.Restore(opts.backing, backup, keys.RestoreOptions{Force: opts.force, Logger: a.log})
+	switch {
+	case errors.Is(err, keys.ErrVolumeMismatch):
+		return withHints(err, "use the backup of this volume; 'coffer status BACKING' shows its ID")
+	case errors.Is(err, keys.ErrRollback):
+		return withHints(err, "take a backup of the current config first (coffer backup), then "+
+			"restore with --force only if the current config is the wrong one")
+	case errors.Is(err, fs.ErrNotExist):
+		return withHints(err, "check the path of the backing directory")
+	case err != nil:
+		return err
+	}
+
+	switch {
+	case res.Unchanged:
+		fmt.Fprintf(a.stdout, "volume %s already matches the backup: nothing to do\n", backup.VolumeID)
+	case res.Previous != nil:
+		fmt.Fprintf(a.stdout, "restored volume %s from the backup of %s (ring generation %d, "+
+			"was %d)\n", backup.VolumeID, created.Format("2006-01-02 15:04:05Z"),
+			backup.Ring.Generation, res.Previous.Ring.Generation)
+	default:
+		fmt.Fprintf(a.stdout, "restored volume %s from the backup of %s (ring generation %d)\n",
+			backup.VolumeID, created.Format("2006-01-02 15:04:05Z"), backup.Ring.Generation)
+	}
+	if res.Damaged != "" {
+		fmt.Fprintf(a.stdout, "the unreadable config was moved to %s\n", res.Damaged)
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/keyfile"
+	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/recovery"
+)
+
+// unlockOptions say how an admin command (master add, recovery new)
+// unlocks the volume: with the master key --with names, or the first that
+// works; passphrases from --passphrase-file or the terminal; a recovery
+// key from --recovery-key.
+type unlockOptions struct {
+	backing        string
+	with           string
+	passphraseFile string
+	masterFlags
+}
+
+// unlockVolume unlocks the volume in o.backing for a change to its master
+// keys. Passphrases are asked only when a passphrase master is tried.
+func unlockVolume(ctx context.Context, a *app, cfg *keys.Config, o unlockOptions) (*keys.Ring,
+	keys.MasterEntry, error) {
+	uo := keys.UnlockOptions{Logger: a.log}
+	if o.with != "" {
+		id, err := masterID(cfg, o.with)
+		if err != nil {
+			return nil, keys.MasterEntry{}, err
+		}
+		uo.Only = id
+	} else if o.recoveryKey != "" {
+		uo.Kind = recovery.Kind
+	}
+
+	mopts := o.masterFlags.options()
+	mopts.Backing = o.backing
+	mopts.PIN = pinPrompt(a)
+	mopts.RecoveryKeyText = recoveryKeyReader(a)
+	mopts.Passphrase = func(_ context.Context, req masterkey.PassphraseRequest) (*keys.Secret, error) {
+		if o.passphraseFile != "" {
+			return readPassphraseFile(o.passphraseFile)
+		}
+		return promptPassphrase(a, fmt.Sprintf("Passphrase for volume %s (master key %s): ",
+			cfg.VolumeID, req.MasterID), false)
+	}
+	ring, entry, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, mopts), uo)
+	if err != nil {
+		return nil, keys.MasterEntry{}, adminUnlockError(o.backing, err)
+	}
+	return ring, entry, nil
+}
+
+// adminUnlockError adds advice to a failed unlock by an admin command.
+func adminUnlockError(backing string, err error) error {
+	var perm *keyfile.PermissionError
+	if errors.As(err, &perm) {
+		return hintOnce(fmt.Errorf("failed to unlock volume: %w", err), perm)
+	}
+	var hints []string
+	if errors.Is(err, recovery.ErrTypo) {
+		hints = append(hints, "check that group against the printed key and type it again")
+	}
+	if errors.Is(err, keys.ErrWrongKey) {
+		hints = append(hints, "an existing master key must unlock the volume first: choose one "+
+			"with --with ID ('coffer master list "+backing+"' lists them)")
+	}
+	return withHints(fmt.Errorf("failed to unlock volume: %w", err), hints...)
+}
+
+// recoveryKeyReader returns the function that reads a recovery key for
+// --recovery-key -: typed at the terminal without echo, or read from a
+// pipe on standard input.
+func recoveryKeyReader(a *app) func(context.Context) (*keys.Secret, error) {
+	return func(context.Context) (*keys.Secret, error) { return readRecoveryKeyText(a) }
+}
+
+// maxRecoveryKeyText bounds what --recovery-key - reads from a pipe.
+const maxRecoveryKeyText = 16 << 10
+
+func readRecoveryKeyText(a *app) (*keys.Secret, error) {
+	if in, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(in.Fd())) {
+		fmt.Fprintln(a.stderr, "Type the recovery key: 14 groups of 5 characters; dashes and "+
+			"spaces may be left out.")
+		s, err := promptOnce(a, in, "Recovery key: ")
+		if err != nil {
+			return nil, fmt.Errorf("failed to read recovery key: %w", err)
+		}
+		return s, nil
+	}
+	buf := make([]byte, maxRecoveryKeyText+1)
+	defer clear(buf)
+	n, err := io.ReadFull(a.stdin, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("failed to read recovery key from standard input: %w", err)
+	}
+	if n > maxRecoveryKeyText {
+		return nil, fmt.Errorf("failed to read recovery key: standard input holds more than "+
+			"%d bytes", maxRecoveryKeyText)
+	}
+	if n == 0 {
+		return nil, withHints(errors.New("failed to read recovery key: standard input is empty"),
+			"type it on a terminal, pipe it in, or pass --recovery-key FILE")
+	}
+	return keys.SecretFromBytes(buf[:n]), nil
+}
+
+// masterID resolves --master, an ID or a URI, to a master key ID of cfg.
+func masterID(cfg *keys.Config, s string) (string, error) {
+	if _, ok := cfg.Master(s); ok {
+		return s, nil
+	}
+	// Anything with a colon is meant as a URI: say what is wrong with it
+	// before saying the volume lacks it.
+	if strings.Contains(s, ":") {
+		ref, err := parseMasterURI(s)
+		if err != nil {
+			return "", err
+		}
+		for _, m := range cfg.Masters {
+			if m.URI == ref.URI {
+				return m.ID, nil
+			}
+		}
+	}
+	ids := make([]string, len(cfg.Masters))
+	for i, m := range cfg.Masters {
+		ids[i] = m.ID + " (" + m.Kind + ")"
+	}
+	return "", withHints(fmt.Errorf("volume has no master key %s", keys.RedactURI(s)),
+		"its master keys: "+strings.Join(ids, ", "))
+}
+
+// recoveryKeyError adds advice to a recovery key that could not be read.
+func recoveryKeyError(err error) error {
+	var perm *recovery.PermissionError
+	switch {
+	case errors.As(err, &perm):
+		return withHints(err, perm.Hint())
+	case errors.Is(err, recovery.ErrTypo):
+		return withHints(fmt.Errorf("failed to read recovery key: %w", err),
+			"check that group against the printed key and type it again")
+	}
+	return fmt.Errorf("failed to read recovery key: %w", err)
+}
