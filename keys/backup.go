@@ -164,6 +164,10 @@ func Restore(backing string, backup *Config, opts RestoreOptions) (RestoreResult
 	if err := checkBackingDir(backing); err != nil {
 		return RestoreResult{}, err
 	}
+	// Checked before locking too, so that a refusal leaves no lock file.
+	if res, err := checkRestore(backing, backup, opts.Force); err != nil || res.Unchanged {
+		return res, err
+	}
 	dir := filepath.Join(backing, DirName)
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, iofs.ErrExist) {
 		return RestoreResult{}, fmt.Errorf("failed to create %s: %w", dir, err)
