@@ -117,7 +117,7 @@ func helperProgram(arg0 string) string {
 const mountHelperUsage = `As a mount helper (/etc/fstab type fuse.coffer, mount -t fuse.coffer, or
 run as mount.fuse.coffer), coffer takes SOURCE MOUNTPOINT -o OPTIONS, where
 OPTIONS may also carry these flags as key=value: master=, passphrase-file=,
-pin-file=, tpm-device=, kms-endpoint=, log-file= (and recovery-key= where
-the flag exists). Generic options (defaults, nofail, _netdev, noauto, auto,
+pin-file=, tpm-device=, kms-endpoint=, recovery-key=, log-file=. The
+generic options (defaults, nofail, _netdev, noauto, auto,
 user, users, x-*, comment=, nosuid, nodev, suid, dev, noatime) are accepted
 and ignored: a coffer mount is always nosuid and nodev.`
