@@ -27,7 +27,7 @@ func linuxOnly(name string) *cobra.Command {
 		RunE: func(*cobra.Command, []string) error {
 			return withHints(errLinuxOnly,
 				"run coffer "+name+" on a Linux host; on "+runtime.GOOS+" coffer offers "+
-					"init, status, keys and version")
+					"init, status, keys, audit and version")
 		},
 	}
 }
