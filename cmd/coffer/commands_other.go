@@ -26,8 +26,8 @@ func linuxOnly(name string) *cobra.Command {
 		DisableFlagParsing: true,
 		RunE: func(*cobra.Command, []string) error {
 			return withHints(errLinuxOnly,
-				"run coffer "+name+" on a Linux host; on "+runtime.GOOS+" coffer offers "+
-					"init, status, keys, audit and version")
+				"run coffer "+name+" on a Linux host; the "+runtime.GOOS+" build has "+
+					"every other command")
 		},
 	}
 }
