@@ -78,6 +78,23 @@ type Config struct {
 	Created  time.Time     `json:"created"`
 	Masters  []MasterEntry `json:"masters"`
 	Ring     RingConfig    `json:"ring"`
+
+	// Names says whether entry names, symbolic link targets and user
+	// extended attributes are encrypted: NamesEncrypted or NamesPlaintext,
+	// fixed for the volume's life. Configs written before the field
+	// existed lack it and mean plaintext names.
+	Names string `json:"names,omitempty"`
+}
+
+// Values of Config.Names.
+const (
+	NamesEncrypted = "encrypted"
+	NamesPlaintext = "plaintext"
+)
+
+// EncryptedNames reports whether the volume encrypts names.
+func (c *Config) EncryptedNames() bool {
+	return c.Names == NamesEncrypted
 }
 
 // MasterEntry records one master key enrolled on the volume. Params holds
@@ -232,6 +249,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: volume ID is missing", ErrMalformed)
 	case c.Created.IsZero():
 		return fmt.Errorf("%w: creation time is missing", ErrMalformed)
+	case c.Names != "" && c.Names != NamesEncrypted && c.Names != NamesPlaintext:
+		return fmt.Errorf("%w: names must be %q or %q", ErrMalformed, NamesEncrypted, NamesPlaintext)
 	}
 	if err := validateMasters(c.Masters); err != nil {
 		return err

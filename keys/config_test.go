@@ -91,6 +91,14 @@ func TestParseConfig(t *testing.T) {
 			wantErr: ErrMalformed},
 		{name: "unknown field", data: editConfig(t, func(m map[string]any) { m["extra"] = 1 }),
 			wantErr: ErrMalformed},
+		{name: "names encrypted",
+			data: editConfig(t, func(m map[string]any) { m["names"] = NamesEncrypted })},
+		{name: "names plaintext",
+			data: editConfig(t, func(m map[string]any) { m["names"] = NamesPlaintext })},
+		{name: "names unknown", data: editConfig(t, func(m map[string]any) { m["names"] = "hashed" }),
+			wantErr: ErrMalformed, msg: []string{"names"}},
+		{name: "names not a string", data: editConfig(t, func(m map[string]any) { m["names"] = true }),
+			wantErr: ErrMalformed},
 		{name: "short volume ID",
 			data:    editConfig(t, func(m map[string]any) { m["volume_id"] = "00ff" }),
 			wantErr: ErrMalformed},
@@ -276,4 +284,27 @@ func TestUnlockErrorMatches(t *testing.T) {
 	assert.NotContains(t, e.Error(), "1234", "URIs in errors must be redacted")
 	var ue *UnlockError
 	assert.True(t, errors.As(error(e), &ue))
+}
+
+func TestConfigNames(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		value     any
+		encrypted bool
+	}{
+		{name: "absent (volumes made before the field)", value: nil},
+		{name: "plaintext", value: NamesPlaintext},
+		{name: "encrypted", value: NamesEncrypted, encrypted: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig(editConfig(t, func(m map[string]any) {
+				delete(m, "names")
+				if tc.value != nil {
+					m["names"] = tc.value
+				}
+			}))
+			require.NoError(t, err)
+			assert.Equal(t, tc.encrypted, cfg.EncryptedNames())
+		})
+	}
 }

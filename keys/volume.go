@@ -20,6 +20,10 @@ import (
 type InitOptions struct {
 	// Logger receives Info and Debug events; the zero value discards them.
 	Logger zerolog.Logger
+
+	// PlaintextNames stores entry names, symbolic link targets and
+	// extended attributes unencrypted; by default they are encrypted.
+	PlaintextNames bool
 }
 
 // Init creates a volume in backing: a volume ID, a new ring, and a config
@@ -43,6 +47,10 @@ func Init(ctx context.Context, backing string, masters []Enrollment,
 	cfg, ring, err := newVolume(ctx, masters)
 	if err != nil {
 		return nil, nil, err
+	}
+	cfg.Names = NamesEncrypted
+	if opts.PlaintextNames {
+		cfg.Names = NamesPlaintext
 	}
 	if err := createVolume(backing, cfg); err != nil {
 		return nil, nil, err

@@ -121,6 +121,7 @@ func TestInitUnlock(t *testing.T) {
 			cfg, ring, err := keys.Init(ctx, backing, ens, keys.InitOptions{})
 			require.NoError(t, err)
 			require.Len(t, cfg.Masters, len(tt.uris))
+			assert.Equal(t, keys.NamesEncrypted, cfg.Names, "names are encrypted by default")
 			for i, m := range cfg.Masters {
 				assert.Equal(t, tt.kinds[i], m.Kind)
 				assert.Equal(t, tt.params[i], m.Params != nil)
@@ -436,4 +437,17 @@ func cloneConfig(t *testing.T, c *keys.Config) *keys.Config {
 	var out keys.Config
 	require.NoError(t, json.Unmarshal(b, &out))
 	return &out
+}
+
+func TestInitPlaintextNames(t *testing.T) {
+	backing := t.TempDir()
+	uri := newKeyFile(t)
+	cfg, _, err := keys.Init(context.Background(), backing,
+		[]keys.Enrollment{enroll(t, uri, masterkey.Options{})}, keys.InitOptions{PlaintextNames: true})
+	require.NoError(t, err)
+	read, err := keys.ReadConfig(backing)
+	require.NoError(t, err)
+	assert.Equal(t, keys.NamesPlaintext, read.Names)
+	assert.False(t, read.EncryptedNames())
+	assert.Equal(t, cfg.Names, read.Names)
 }
