@@ -84,32 +84,9 @@ func (f *filesystem) loadDirKey(dir string) (*names.Key, []byte, error) {
 		err: fmt.Errorf("no key slot unwraps: %w", errors.Join(errs...))}
 }
 
-// newRecord draws a directory ID and name secret, wraps the secret with the
-// ring's primary key and returns the marshalled record and the key.
+// newRecord returns a new directory record and its name key.
 func (f *filesystem) newRecord() ([]byte, *names.Key, error) {
-	var id names.DirID
-	_, _ = rand.Read(id[:])
-	secret := make([]byte, names.SecretSize)
-	_, _ = rand.Read(secret)
-	defer clear(secret)
-
-	keyID, wrapped, err := f.opts.Keys.Wrap(secret, func(keyID uint32) []byte {
-		return names.RecordAD(f.opts.VolumeID, id, keyID, 1)
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to wrap name key: %w", err)
-	}
-	rec := &names.Record{ID: id}
-	rec.Slots[0] = content.Slot{KeyID: keyID, Generation: 1, Wrapped: wrapped}
-	b, err := rec.MarshalBinary()
-	if err != nil {
-		return nil, nil, err
-	}
-	k, err := names.NewKey(secret, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	return b, k, nil
+	return names.NewRecord(f.opts.Keys, f.opts.VolumeID)
 }
 
 // writeRecord creates the record file in the backing directory dir. It

@@ -67,7 +67,7 @@ func TestAllowOther(t *testing.T) {
 		require.NoError(t, err)
 		st := fi.Sys().(*syscall.Stat_t)
 		assert.Equal(t, nobody, strconv.FormatUint(uint64(st.Uid), 10), "owner in the mount")
-		bfi, err := os.Stat(v.backingPath("drop", "mine"))
+		bfi, err := os.Stat(v.backingPath(t, "drop", "mine"))
 		require.NoError(t, err)
 		assert.Equal(t, st.Uid, bfi.Sys().(*syscall.Stat_t).Uid, "owner of the backing file")
 	})

@@ -252,9 +252,12 @@ func (v *volume) path(name ...string) string {
 	return filepath.Join(append([]string{v.mnt}, name...)...)
 }
 
-// backingPath returns the backing file of name (names are not encrypted).
-func (v *volume) backingPath(name ...string) string {
-	return filepath.Join(append([]string{v.backing}, name...)...)
+// backingPath returns the backing file of name, as "coffer path encrypt"
+// maps it (names are encrypted).
+func (v *volume) backingPath(t testing.TB, name ...string) string {
+	t.Helper()
+	out := coffer(t, "path", "encrypt", v.backing, "/"+filepath.Join(name...), "--master", v.keyURI())
+	return strings.TrimSuffix(out, "\n")
 }
 
 // mount mounts the volume in the background; coffer mount returns only when

@@ -89,7 +89,7 @@ func TestLargeFile(t *testing.T) {
 		v.remount(t)
 		for _, tc := range tests {
 			assert.Equal(t, sums[tc.file], mustSHA256(t, v.path(tc.file)), tc.file)
-			fi, err := os.Stat(v.backingPath(tc.file))
+			fi, err := os.Stat(v.backingPath(t, tc.file))
 			require.NoError(t, err)
 			assert.Equal(t, cipherSize(tc.size), fi.Size(), "backing size of %s", tc.file)
 		}

@@ -83,7 +83,7 @@ func TestTampering(t *testing.T) {
 	}
 	v.unmount(t)
 	for i, tc := range tests {
-		tc.tamper(t, v.backingPath(caseFiles(len(tests))[i]), v.backingPath("donor.bin"))
+		tc.tamper(t, v.backingPath(t, caseFiles(len(tests))[i]), v.backingPath(t, "donor.bin"))
 	}
 	before := snapshot(t, v.backing)
 	v.mount(t)

@@ -249,6 +249,7 @@ func TestStatusMatchesConfig(t *testing.T) {
 	assert.Contains(t, out, "created:          "+rfc3339(t, cfg.Created))
 	assert.Contains(t, out, "ring generation:  "+strconv.Itoa(cfg.Ring.Generation))
 	assert.Contains(t, out, "mounted on:       no")
+	assert.Regexp(t, `names: +encrypted\n`, out)
 	for _, m := range cfg.Masters {
 		assert.Regexp(t, m.ID+` +`+m.Kind+` +`+rfc3339(t, m.Added)+` +`+m.URI, out)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cofferfs/coffer/fs/names"
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/masterkey"
@@ -22,6 +23,7 @@ type initOptions struct {
 	backing        string
 	masters        []string
 	passphraseFile string
+	plaintextNames bool
 	masterFlags
 	auditLog    string // --audit-log, absolute once checked
 	auditSyslog bool
@@ -47,6 +49,9 @@ Every --master names a master key that can unlock the volume on its own:
   file:///ABSOLUTE/PATH  a key file made by "coffer keys create"
   passphrase:            a passphrase, asked twice on the terminal or read
                          from --passphrase-file, stretched with Argon2id
+Entry names, symbolic link targets and user extended attributes are
+encrypted; --plaintext-names keeps them readable in the backing directory
+(only contents are encrypted then). The choice is fixed for the volume's life.
 Init prints the volume ID and the ID of each master key.`,
 		Example: `  mkdir -m 700 /srv/app.enc
   coffer init /srv/app.enc --master file:///etc/coffer/app.key
@@ -71,6 +76,8 @@ Init prints the volume ID and the ID of each master key.`,
 	f.StringArrayVar(&opts.masters, "master", nil, "master key URI (repeat for several master keys)")
 	f.StringVar(&opts.passphraseFile, "passphrase-file", "",
 		"read the passphrase from this file (mode 0600) instead of the terminal")
+	f.BoolVar(&opts.plaintextNames, "plaintext-names", false,
+		"store file names, link targets and xattrs unencrypted (fixed for the volume's life)")
 	opts.masterFlags.add(f)
 	f.Uint32Var(&opts.cost.Time, "argon2-time", def.Time, "Argon2id passes for a passphrase master")
 	f.Uint32Var(&memMiB, "argon2-memory", def.MemoryKiB>>10, "Argon2id memory in MiB for a passphrase master")
@@ -110,9 +117,16 @@ func runInit(ctx context.Context, a *app, opts initOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg, ring, err := keys.Init(ctx, opts.backing, enrollments, keys.InitOptions{Logger: a.log})
+	cfg, ring, err := keys.Init(ctx, opts.backing, enrollments, keys.InitOptions{Logger: a.log,
+		PlaintextNames: opts.plaintextNames})
 	if err != nil {
 		return initError(opts.backing, err)
+	}
+	if cfg.EncryptedNames() {
+		if err := names.CreateRootRecord(opts.backing, ring, cfg.VolumeID); err != nil {
+			return withHints(fmt.Errorf("failed to finish volume: %w", err),
+				"mount the volume once read-write: the mount creates the record itself")
+		}
 	}
 	if err := opts.startAudit(ctx, a, cfg, ring); err != nil {
 		return withHints(fmt.Errorf("volume %s was created, but its audit log was not: %w",

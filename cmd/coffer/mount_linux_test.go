@@ -109,7 +109,11 @@ func TestMountRoundTrip(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(f.mnt, "app.config"))
 	require.NoError(t, err)
 	assert.Equal(t, secret, string(got))
-	stored, err := os.ReadFile(filepath.Join(f.backing, "app.config"))
+	_, err = os.Stat(filepath.Join(f.backing, "app.config"))
+	assert.ErrorIs(t, err, fs.ErrNotExist, "names are encrypted by default")
+	enc := cli(t, "path", "encrypt", f.backing, "/app.config")
+	requireOK(t, enc)
+	stored, err := os.ReadFile(strings.TrimSuffix(enc.stdout, "\n"))
 	require.NoError(t, err)
 	assert.NotContains(t, string(stored), "hunter2", "plaintext in the backing directory")
 

@@ -55,14 +55,15 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	alog.SetKeys(ring)
 	integrity := alog.IntegrityRecorder(0)
 	srv, err := cofferfs.Mount(opts.backing, opts.mountPoint, cofferfs.Options{
-		VolumeID:   cfg.VolumeID,
-		Keys:       ring,
-		Logger:     a.log,
-		ReadOnly:   opts.readOnly,
-		AllowOther: opts.allowOther,
-		Debug:      opts.debug,
-		NoExec:     opts.noExec,
-		Integrity:  integrity.Report,
+		VolumeID:     cfg.VolumeID,
+		Keys:         ring,
+		EncryptNames: cfg.EncryptedNames(),
+		Logger:       a.log,
+		ReadOnly:     opts.readOnly,
+		AllowOther:   opts.allowOther,
+		Debug:        opts.debug,
+		NoExec:       opts.noExec,
+		Integrity:    integrity.Report,
 	})
 	mounted := audit.Event{Type: audit.EventMount, Master: used.ID, RingKey: ring.Primary().ID,
 		Err: err, Detail: map[string]string{"kind": used.Kind, "mountpoint": opts.mountPoint,

@@ -51,6 +51,7 @@ type volumeStatus struct {
 	Backing       string         `json:"backing"`
 	ConfigVersion int            `json:"config_version"`
 	FormatVersion int            `json:"format_version"`
+	Names         string         `json:"names"`
 	Created       time.Time      `json:"created"`
 	Generation    uint64         `json:"generation"`
 	Masters       []masterStatus `json:"masters"`
@@ -103,11 +104,15 @@ func newVolumeStatus(backing string, cfg *keys.Config, now time.Time) volumeStat
 		Backing:       backing,
 		ConfigVersion: cfg.Version,
 		FormatVersion: cfg.Format,
+		Names:         keys.NamesPlaintext,
 		Created:       cfg.Created,
 		Generation:    cfg.Ring.Generation,
 		Masters:       []masterStatus{},
 		RingKeys:      []ringKeyInfo{},
 		MountedOn:     []string{},
+	}
+	if cfg.EncryptedNames() {
+		st.Names = keys.NamesEncrypted
 	}
 	for _, m := range cfg.Masters {
 		st.Masters = append(st.Masters, masterStatus{ID: m.ID, Kind: m.Kind,
@@ -127,6 +132,7 @@ func (st volumeStatus) print(w io.Writer) error {
 	fmt.Fprintf(tw, "backing:\t%s\n", st.Backing)
 	fmt.Fprintf(tw, "config version:\t%d\n", st.ConfigVersion)
 	fmt.Fprintf(tw, "file format:\t%d\n", st.FormatVersion)
+	fmt.Fprintf(tw, "names:\t%s\n", st.Names)
 	fmt.Fprintf(tw, "created:\t%s\n", st.Created.Format(time.RFC3339))
 	fmt.Fprintf(tw, "ring generation:\t%d\n", st.Generation)
 	mounted := "no"

@@ -1,8 +1,11 @@
 package names
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/cofferfs/coffer/fs/content"
 )
@@ -74,4 +77,73 @@ func RecordAD(volumeID [16]byte, id DirID, keyID uint32, gen uint64) []byte {
 	ad = append(ad, id[:]...)
 	ad = binary.BigEndian.AppendUint32(ad, keyID)
 	return binary.BigEndian.AppendUint64(ad, gen)
+}
+
+// Wrapper wraps a secret with the key ring's primary key; the volume's ring
+// implements it (it is fs.KeyWrapper's Wrap). ad gives the associated data
+// for the ID of the key that wraps.
+type Wrapper interface {
+	Wrap(secret []byte, ad func(keyID uint32) []byte) (keyID uint32, wrapped []byte, err error)
+}
+
+// NewRecord draws a directory ID and name secret and returns the record,
+// with the secret wrapped in slot 0 (generation 1), and the name key.
+func NewRecord(w Wrapper, volumeID [16]byte) ([]byte, *Key, error) {
+	var id DirID
+	_, _ = rand.Read(id[:])
+	secret := make([]byte, SecretSize)
+	_, _ = rand.Read(secret)
+	defer clear(secret)
+
+	keyID, wrapped, err := w.Wrap(secret, func(keyID uint32) []byte {
+		return RecordAD(volumeID, id, keyID, 1)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to wrap name key: %w", err)
+	}
+	rec := &Record{ID: id}
+	rec.Slots[0] = content.Slot{KeyID: keyID, Generation: 1, Wrapped: wrapped}
+	b, err := rec.MarshalBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := NewKey(secret, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, k, nil
+}
+
+// CreateRootRecord writes the record of a new volume's root directory into
+// backing, fsyncing it and the directory. It never replaces a record.
+func CreateRootRecord(backing string, w Wrapper, volumeID [16]byte) error {
+	b, _, err := NewRecord(w, volumeID)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(backing, RecordName)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to create directory record: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(p)
+		return fmt.Errorf("failed to write directory record: %w", err)
+	}
+	d, err := os.Open(backing)
+	if err != nil {
+		return fmt.Errorf("failed to sync backing directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("failed to sync backing directory: %w", err)
+	}
+	return nil
 }

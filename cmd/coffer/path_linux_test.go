@@ -1,0 +1,80 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPathRoundTrip(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+
+	long := strings.Repeat("long name ", 25) // 250 bytes: a hashed backing name
+	plain := []string{"/etc/app/prod-db-password.conf", "/etc/" + long + "/secret.key", "/Ünï cödé"}
+	for _, p := range plain {
+		require.NoError(t, os.MkdirAll(filepath.Join(f.mnt, filepath.Dir(p)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(f.mnt, p), []byte(p), 0o600))
+	}
+
+	for _, p := range plain {
+		r := cli(t, "path", "encrypt", f.backing, p)
+		requireOK(t, r)
+		backing := strings.TrimSuffix(r.stdout, "\n")
+		require.True(t, strings.HasPrefix(backing, f.backing+"/"), backing)
+		for _, c := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+			assert.NotContains(t, backing, c, "plaintext component in the backing path")
+		}
+		st, err := os.Stat(backing)
+		require.NoError(t, err, "the backing path exists")
+		assert.True(t, st.Mode().IsRegular())
+
+		for _, arg := range []string{backing, strings.TrimPrefix(backing, f.backing+"/")} {
+			r = cli(t, "path", "decrypt", f.backing, arg)
+			requireOK(t, r)
+			assert.Equal(t, p+"\n", r.stdout)
+		}
+	}
+
+	assertFailure(t, cli(t, "path", "encrypt", f.backing, "/nope/x"), exitFailure, "failed to map")
+	assertFailure(t, cli(t, "path", "decrypt", f.backing, "/elsewhere/x"), exitUsage,
+		"not inside the backing directory")
+	assertFailure(t, cli(t, "path", "decrypt", f.backing, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), exitFailure,
+		"invalid encrypted name")
+	assertFailure(t, cli(t, "path", "decrypt", f.backing, ".coffer/volume.json"), exitFailure,
+		"reserved name")
+}
+
+func TestPlaintextNamesVolume(t *testing.T) {
+	f := newMountFixture(t)
+	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--plaintext-names"))
+	st := cli(t, "status", f.backing)
+	requireOK(t, st)
+	assert.Regexp(t, `names: +plaintext\n`, st.stdout)
+	requireOK(t, f.mount(t))
+
+	require.NoError(t, os.Mkdir(filepath.Join(f.mnt, "dir"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "dir", "app.config"), []byte("hunter2"), 0o600))
+	require.NoError(t, os.Symlink("app.config", filepath.Join(f.mnt, "dir", "link")))
+	stored, err := os.ReadFile(filepath.Join(f.backing, "dir", "app.config"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(stored), "hunter2")
+	target, err := os.Readlink(filepath.Join(f.backing, "dir", "link"))
+	require.NoError(t, err)
+	assert.Equal(t, "app.config", target, "plaintext names keep backing symlinks as they are")
+	_, err = os.Stat(filepath.Join(f.backing, ".coffer.dir"))
+	assert.ErrorIs(t, err, fs.ErrNotExist, "no directory records")
+
+	r := cli(t, "path", "encrypt", f.backing, "/dir/app.config")
+	requireOK(t, r)
+	assert.Equal(t, filepath.Join(f.backing, "dir", "app.config")+"\n", r.stdout)
+	r = cli(t, "path", "decrypt", f.backing, "dir/app.config")
+	requireOK(t, r)
+	assert.Equal(t, "/dir/app.config\n", r.stdout)
+}
