@@ -82,8 +82,11 @@ func TestTampering(t *testing.T) {
 		require.NoError(t, os.WriteFile(v.path(name), files[name], 0o644))
 	}
 	v.unmount(t)
+	backingOf := map[string]string{}
 	for i, tc := range tests {
-		tc.tamper(t, v.backingPath(t, caseFiles(len(tests))[i]), v.backingPath(t, "donor.bin"))
+		name := caseFiles(len(tests))[i]
+		backingOf[name] = v.backingPath(t, name)
+		tc.tamper(t, backingOf[name], v.backingPath(t, "donor.bin"))
 	}
 	before := snapshot(t, v.backing)
 	v.mount(t)
@@ -99,7 +102,7 @@ func TestTampering(t *testing.T) {
 			for _, b := range tc.bad {
 				assert.Contains(t, failed, b, "block %d was not refused", b)
 			}
-			assertWarned(t, v.log, name, tc.bad)
+			assertWarned(t, v.log, backingOf[name], tc.bad)
 		})
 	}
 	t.Run("untouched files", func(t *testing.T) {
@@ -157,7 +160,7 @@ func checkBlocks(t *testing.T, path string, want []byte) []int {
 }
 
 // assertWarned checks the mount's JSON log for a warning (or error) that
-// names the file and, when blocks is not empty, one of the blocks.
+// names the backing file and, when blocks is not empty, one of the blocks.
 func assertWarned(t *testing.T, logFile, name string, blocks []int) {
 	data, err := os.ReadFile(logFile)
 	require.NoError(t, err)
