@@ -22,8 +22,9 @@ func TestAuditMountEvents(t *testing.T) {
 	logPath := filepath.Join(f.dir, "audit.jsonl")
 	pass := f.passphraseFile(t, "pass.txt", "the right passphrase")
 	wrong := f.passphraseFile(t, "wrong.txt", "a wrong passphrase")
+	// Plaintext names, so that the test finds the backing file by its name.
 	args := append([]string{"init", f.backing, "--master", "passphrase:", "--master", f.keyURI(),
-		"--passphrase-file", pass, "--audit-log", logPath}, cheapArgon2...)
+		"--passphrase-file", pass, "--audit-log", logPath, "--plaintext-names"}, cheapArgon2...)
 	requireOK(t, cli(t, args...))
 	cfg, err := keys.ReadConfig(f.backing)
 	require.NoError(t, err)
