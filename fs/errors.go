@@ -18,6 +18,7 @@ const headerBlock = -1
 // key of the ring can unwrap. It never carries plaintext or key material.
 type integrityError struct {
 	path  string // backing path, for the log line
+	file  pather // the file, to name it under the mount; may be nil
 	block int64  // block number, or headerBlock
 	err   error
 }
@@ -54,7 +55,7 @@ func (f *filesystem) errno(err error) syscall.Errno {
 		}
 		ev.Str("reason", ie.err.Error()).Msg("file failed integrity check, returning EIO")
 		if f.opts.Integrity != nil {
-			f.opts.Integrity(f.mountPath(ie.path), ie.block, ie.err)
+			f.opts.Integrity(f.mountPath(ie), ie.block, ie.err)
 		}
 		return syscall.EIO
 	}
@@ -74,11 +75,18 @@ func (f *filesystem) errno(err error) syscall.Errno {
 	return syscall.EIO
 }
 
-// mountPath returns the path under the mount of the backing file at path.
-func (f *filesystem) mountPath(path string) string {
-	rel, err := filepath.Rel(f.backing, path)
+// mountPath returns the path under the mount of the file ie names: from
+// the node tree, which holds the names the kernel uses (plaintext even when
+// names are encrypted), or else from its backing path.
+func (f *filesystem) mountPath(ie *integrityError) string {
+	if ie.file != nil {
+		if p := ie.file.mountPath(); p != "" {
+			return p
+		}
+	}
+	rel, err := filepath.Rel(f.backing, ie.path)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return path
+		return ie.path
 	}
 	return "/" + filepath.ToSlash(rel)
 }

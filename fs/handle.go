@@ -13,9 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pather names a file in logs by its backing path.
+// pather names a file in logs by its backing path, and in the audit trail
+// by its path under the mount ("" when unknown).
 type pather interface {
 	backingPath() string
+	mountPath() string
 }
 
 // handle is an open regular file: a backing file descriptor plus the state

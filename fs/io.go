@@ -44,14 +44,14 @@ func (h *handle) stat() (sizes, error) {
 	}
 	plain, torn, err := content.PlainSize(st.Size)
 	if err != nil {
-		return sizes{cipher: st.Size}, &integrityError{path: h.path(), block: headerBlock, err: err}
+		return sizes{cipher: st.Size}, &integrityError{path: h.path(), file: h.node, block: headerBlock, err: err}
 	}
 	return sizes{cipher: st.Size, plain: plain, torn: torn}, nil
 }
 
 // tornError is the error for an access to the torn last block.
 func (h *handle) tornError(sz sizes) error {
-	return &integrityError{path: h.path(), block: sz.plain / bs,
+	return &integrityError{path: h.path(), file: h.node, block: sz.plain / bs,
 		err: fmt.Errorf("block cut to %d bytes: %w", sz.cipher-content.BlockOffset(uint64(sz.plain/bs)),
 			content.ErrAuth)}
 }
@@ -73,6 +73,10 @@ func (h *handle) cipher() (*content.Cipher, error) {
 		return nil, h.readError(err, headerBlock)
 	}
 	c, err := h.fs.openHeader(hdr, h.path())
+	var ie *integrityError
+	if errors.As(err, &ie) {
+		ie.file = h.node
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +88,7 @@ func (h *handle) cipher() (*content.Cipher, error) {
 // an integrity error and passes other errors on.
 func (h *handle) readError(err error, block int64) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return &integrityError{path: h.path(), block: block, err: err}
+		return &integrityError{path: h.path(), file: h.node, block: block, err: err}
 	}
 	return fmt.Errorf("failed to read backing file: %w", err)
 }
@@ -106,7 +110,7 @@ func (h *handle) readAt(dest []byte, off int64) (int, error) {
 		return 0, h.tornError(sz)
 	}
 	if h.shrunk(off, int64(len(dest)), sz.plain) {
-		return 0, &integrityError{path: h.path(), block: sz.plain / bs, err: errShrunk}
+		return 0, &integrityError{path: h.path(), file: h.node, block: sz.plain / bs, err: errShrunk}
 	}
 	if off >= sz.plain || len(dest) == 0 {
 		return 0, nil
@@ -165,7 +169,7 @@ func (h *handle) decrypt(c *content.Cipher, dest []byte, off, end int64, sz size
 		n := min(cbs, len(sealed))
 		var err error
 		if out, err = c.Open(out, sealed[:n], uint64(b)); err != nil {
-			return 0, &integrityError{path: h.path(), block: b, err: err}
+			return 0, &integrityError{path: h.path(), file: h.node, block: b, err: err}
 		}
 		sealed = sealed[n:]
 	}
@@ -336,7 +340,7 @@ func (h *handle) readBlock(c *content.Cipher, dst []byte, b, size int64) ([]byte
 	}
 	out, err := c.Open(dst, *cb, uint64(b))
 	if err != nil {
-		return nil, &integrityError{path: h.path(), block: b, err: err}
+		return nil, &integrityError{path: h.path(), file: h.node, block: b, err: err}
 	}
 	return out, nil
 }
@@ -521,7 +525,7 @@ func (w *blockWriter) readOld(b int64, scratch []byte) ([]byte, error) {
 	}
 	out, err := w.c.Open(scratch, *cb, uint64(b))
 	if err != nil {
-		return nil, &integrityError{path: w.h.path(), block: b, err: err}
+		return nil, &integrityError{path: w.h.path(), file: w.h.node, block: b, err: err}
 	}
 	return out, nil
 }

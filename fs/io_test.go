@@ -22,6 +22,8 @@ type fixedPath string
 
 func (p fixedPath) backingPath() string { return string(p) }
 
+func (p fixedPath) mountPath() string { return "" }
+
 // openTestHandle opens a backing file directly, without FUSE.
 func openTestHandle(t *testing.T, f *filesystem, name string) *handle {
 	t.Helper()

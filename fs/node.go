@@ -5,6 +5,7 @@ package fs
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -56,6 +57,19 @@ func (n *node) backingPath() string {
 		return filepath.Join(n.fs.backing, "(unknown: "+err.Error()+")")
 	}
 	return filepath.Join(n.fs.backing, rel)
+}
+
+// mountPath returns the node's path under the mount, "/dir/file", as the
+// kernel names it; "" for a node no longer in the tree.
+func (n *node) mountPath() string {
+	if n.Inode.IsRoot() {
+		return "/"
+	}
+	p := n.Path(nil)
+	if p == "" || strings.HasPrefix(p, ".go-fuse") {
+		return ""
+	}
+	return "/" + p
 }
 
 // reserved reports whether name is the reserved folder of the root.
