@@ -18,17 +18,21 @@ import (
 	"github.com/cofferfs/coffer/keys"
 )
 
-// The detached mount process gets two extra files from its parent:
+// The detached mount process gets three extra files from its parent:
 //
 //	fd 3  the write end of the ready pipe: one JSON readyMessage, then close
-//	fd 4  the read end of the secret pipe, only when a passphrase was read:
-//	      the passphrase bytes, then EOF
+//	fd 4  the read end of the secret pipe: the passphrase bytes, if one was
+//	      read, then EOF
+//	fd 5  the read end of the PIN pipe: the PIN of a PKCS#11 token, if one
+//	      was read, then EOF
 //
-// so that the parent can prompt on the terminal, never puts the passphrase in
-// argv or the environment, and exits only once the mount answers or failed.
+// so that the parent can prompt on the terminal, never puts a passphrase or
+// PIN in argv or the environment, and exits only once the mount answers or
+// failed.
 const (
 	childReadyFD  = 3
 	childSecretFD = 4
+	childPINFD    = 5
 )
 
 // readyMessage is what the mount process reports to its parent.
@@ -73,9 +77,15 @@ func (n notifier) send(m readyMessage) {
 
 // startDetached re-executes coffer as the mount process in a new session and
 // waits for its report. args are the child's arguments (after the program
-// name); secret, if not nil, is handed over on the secret pipe and wiped.
-func startDetached(ctx context.Context, args []string, secret *keys.Secret, logWhere string) error {
-	defer secret.Wipe()
+// name); secrets (the passphrase, then the PIN; nil ones are empty) are
+// handed over on pipes from fd 4 on, and wiped.
+func startDetached(ctx context.Context, args []string, logWhere string,
+	secrets ...*keys.Secret) error {
+	defer func() {
+		for _, s := range secrets {
+			s.Wipe()
+		}
+	}()
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("failed to find the coffer executable: %w", err)
@@ -86,39 +96,55 @@ func startDetached(ctx context.Context, args []string, secret *keys.Secret, logW
 		return fmt.Errorf("failed to create pipe: %w", err)
 	}
 	defer readyR.Close()
-	secretR, secretW, err := os.Pipe()
-	if err != nil {
-		readyW.Close()
-		return fmt.Errorf("failed to create pipe: %w", err)
+	extra := []*os.File{readyW}
+	var writers []*os.File
+	closeAll := func() {
+		for _, f := range append(extra, writers...) {
+			f.Close()
+		}
+	}
+	for range secrets {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("failed to create pipe: %w", err)
+		}
+		extra, writers = append(extra, r), append(writers, w)
 	}
 
-	// Only fds 0-2 and the two pipes may reach the mount process, which
-	// lives on: the caller's own inherited fds would be held open by it.
+	// Only fds 0-2 and the pipes may reach the mount process, which lives
+	// on: the caller's own inherited fds would be held open by it.
 	if err := closeOnExecFrom(3); err != nil {
-		readyW.Close()
-		secretR.Close()
-		secretW.Close()
+		closeAll()
 		return err
 	}
 	cmd := exec.Command(exe, args...)
-	cmd.ExtraFiles = []*os.File{readyW, secretR}
+	cmd.ExtraFiles = extra
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
-	readyW.Close()
-	secretR.Close()
+	for _, f := range extra {
+		f.Close()
+	}
 	if err != nil {
-		secretW.Close()
+		for _, w := range writers {
+			w.Close()
+		}
 		return fmt.Errorf("failed to start the mount process: %w", err)
 	}
 
-	if _, err := secretW.Write(secret.InsecureBytes()); err != nil {
-		secretW.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return fmt.Errorf("failed to pass the passphrase to the mount process: %w", err)
+	for i, w := range writers {
+		_, err := w.Write(secrets[i].InsecureBytes())
+		w.Close()
+		if err != nil {
+			for _, w := range writers[i+1:] {
+				w.Close()
+			}
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return fmt.Errorf("failed to pass a secret to the mount process: %w", err)
+		}
 	}
-	secretW.Close()
 	return awaitChild(ctx, cmd, readyR, logWhere)
 }
 

@@ -14,7 +14,9 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/keyfile"
+	"github.com/cofferfs/coffer/keys/masterkey"
 	"github.com/cofferfs/coffer/keys/passphrase"
+	"github.com/cofferfs/coffer/keys/pkcs11"
 	"github.com/cofferfs/coffer/keys/recovery"
 )
 
@@ -33,6 +35,11 @@ type mountOptions struct {
 	// Set by the parent on the detached mount process; see daemon.go.
 	readyFD, secretFD int
 	logJournal        bool
+	// pinFD is the pipe of a token PIN the parent read on the terminal, for
+	// the token labelled pinToken; the child keeps the PIN in pin.
+	pinFD    int
+	pinToken string
+	pin      *keys.Secret
 }
 
 const mountLong = `Mount the volume in BACKING on MOUNTPOINT and serve it until unmounted.
@@ -71,7 +78,7 @@ const mountExample = `  coffer mount /srv/app.enc /srv/app
   coffer mount /srv/app.enc /srv/app --foreground --log-level debug`
 
 func newMountCommand(a *app) *cobra.Command {
-	opts := mountOptions{readyFD: -1, secretFD: -1}
+	opts := mountOptions{readyFD: -1, secretFD: -1, pinFD: -1}
 	cmd := &cobra.Command{
 		Use:     "mount BACKING MOUNTPOINT",
 		Short:   "Mount a volume and serve its files in the clear",
@@ -99,6 +106,10 @@ func newMountCommand(a *app) *cobra.Command {
 	f.IntVar(&opts.readyFD, "ready-fd", -1, "internal: pipe to report readiness on")
 	f.IntVar(&opts.secretFD, "passphrase-fd", -1, "internal: pipe to read the passphrase from")
 	f.BoolVar(&opts.logJournal, "log-journal", false, "internal: log to the journal")
+	f.IntVar(&opts.pinFD, "pin-fd", -1, "internal: pipe to read a token PIN from")
+	f.StringVar(&opts.pinToken, "pin-token", "", "internal: the token the PIN on --pin-fd is for")
+	_ = f.MarkHidden("pin-fd")
+	_ = f.MarkHidden("pin-token")
 	_ = f.MarkHidden("log-journal")
 	_ = f.MarkHidden("ready-fd")
 	_ = f.MarkHidden("passphrase-fd")
@@ -152,7 +163,13 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 		secret.Wipe()
 		return err
 	}
-	if err := startDetached(ctx, opts.childArgs(a, logFile), secret, logWhere); err != nil {
+	pin, token, err := mountPIN(ctx, a, opts, cfg)
+	if err != nil {
+		secret.Wipe()
+		return err
+	}
+	opts.pinToken = token
+	if err := startDetached(ctx, opts.childArgs(a, logFile), logWhere, secret, pin); err != nil {
 		return err
 	}
 	a.log.Info().Str("backing", opts.backing).Str("mountpoint", opts.mountPoint).
@@ -333,6 +350,44 @@ func mountRecoveryKey(a *app, opts mountOptions) (*keys.Secret, error) {
 	return text, nil
 }
 
+// mountPIN asks on the terminal for the PIN of the first PKCS#11 master key
+// the unlock will try, for the background mount process, which has no
+// terminal. It asks nothing when --pin-file is given, when that key's URI
+// names a pin-source, when a readable key file or a passphrase master comes
+// first, or when there is no terminal (the mount process then fails with an
+// error naming --pin-file). It returns the PIN and the token's label.
+func mountPIN(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config) (*keys.Secret,
+	string, error) {
+	if opts.pinFile != "" {
+		return nil, "", nil
+	}
+	cands, err := opts.candidates(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, m := range cands {
+		switch m.Kind {
+		case keyfile.Kind:
+			if keyFileReadable(m.URI) {
+				return nil, "", nil
+			}
+		case passphrase.Kind:
+			return nil, "", nil
+		case pkcs11.Kind:
+			u, err := pkcs11.ParseURI(m.URI)
+			if err != nil || u.PINSource != "" {
+				return nil, "", nil
+			}
+			pin, err := pinPrompt(a)(ctx, masterkey.PINRequest{Token: u.Token, URI: m.URI})
+			if errors.Is(err, errNoPINTerminal) {
+				return nil, "", nil
+			}
+			return pin, u.Token, err
+		}
+	}
+	return nil, "", nil
+}
+
 // keyFileReadable reports whether the key file of a file:// URI can be read.
 func keyFileReadable(uri string) bool {
 	path, err := keyfile.ParseURI(uri)
@@ -362,6 +417,7 @@ func (o mountOptions) logPath(vol keys.VolumeID) (string, error) {
 func (o mountOptions) childArgs(a *app, logFile string) []string {
 	args := []string{"mount", "--foreground",
 		fmt.Sprintf("--ready-fd=%d", childReadyFD), fmt.Sprintf("--passphrase-fd=%d", childSecretFD),
+		fmt.Sprintf("--pin-fd=%d", childPINFD),
 		"--log-level=" + a.logLevel, "--log-format=json"}
 	if logFile == "" {
 		args = append(args, "--log-journal")
@@ -373,6 +429,9 @@ func (o mountOptions) childArgs(a *app, logFile string) []string {
 	}
 	if o.master != "" {
 		args = append(args, "--master="+o.master)
+	}
+	if o.pinToken != "" {
+		args = append(args, "--pin-token="+o.pinToken)
 	}
 	args = append(args, o.masterFlags.args()...)
 	return append(args, "--", o.backing, o.mountPoint)
@@ -403,9 +462,15 @@ func startChild(ctx context.Context, a *app, opts mountOptions, n notifier) erro
 	if err != nil {
 		return err
 	}
+	opts.pin, err = readParentSecret(opts.pinFD)
+	if err != nil {
+		secret.Wipe()
+		return err
+	}
 	cfg, err := checkMount(opts)
 	if err != nil {
 		secret.Wipe()
+		opts.pin.Wipe()
 		return err
 	}
 	return serve(ctx, a, opts, cfg, secret, n)

@@ -81,12 +81,17 @@ func TestChildArgs(t *testing.T) {
 	o := mountOptions{backing: "/b", mountPoint: "/-m", options: []string{"ro", "debug"}, master: "1a2b3c4d"}
 	a := &app{logLevel: "debug"}
 	got := o.childArgs(a, "/var/log/coffer/x.log")
-	assert.Equal(t, []string{"mount", "--foreground", "--ready-fd=3", "--passphrase-fd=4",
+	assert.Equal(t, []string{"mount", "--foreground", "--ready-fd=3", "--passphrase-fd=4", "--pin-fd=5",
 		"--log-level=debug", "--log-format=json", "--log-file=/var/log/coffer/x.log",
 		"-o", "ro,debug", "--master=1a2b3c4d", "--", "/b", "/-m"}, got)
 	for _, arg := range got {
 		assert.NotContains(t, arg, "passphrase-file", "the passphrase file must not reach the child")
 	}
+
+	// A PIN read by the parent is for one token, named to the child.
+	o.pinToken = "coffer"
+	assert.Contains(t, o.childArgs(a, "/l"), "--pin-token=coffer")
+	o.pinToken = ""
 
 	// No log file: the child logs to the journal.
 	got = o.childArgs(a, "")

@@ -130,6 +130,7 @@ func notifyManager(a *app, state string) {
 func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	secret *keys.Secret, failed func(keys.MasterEntry, error)) (*keys.Ring, keys.MasterEntry, error) {
 	defer secret.Wipe()
+	defer opts.pin.Wipe()
 	uo := keys.UnlockOptions{Logger: a.log}
 	if opts.master != "" {
 		id, err := masterID(cfg, opts.master)
@@ -150,7 +151,7 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	}
 	mopts := opts.masterFlags.options()
 	mopts.Passphrase = pass
-	mopts.PIN = pinPrompt(a)
+	mopts.PIN = parentPIN(a, opts)
 	mopts.Backing = opts.backing
 	if opts.recoveryKey == "-" {
 		mopts.Passphrase = nil
@@ -165,6 +166,20 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		return nil, keys.MasterEntry{}, unlockError(opts, err)
 	}
 	return ring, used, nil
+}
+
+// parentPIN returns a PINFunc that hands out the PIN the parent process read
+// for the token labelled opts.pinToken, and asks on the terminal for any
+// other token.
+func parentPIN(a *app, opts mountOptions) masterkey.PINFunc {
+	prompt := pinPrompt(a)
+	return func(ctx context.Context, req masterkey.PINRequest) (*keys.Secret, error) {
+		if opts.pin.Len() == 0 || req.Token != opts.pinToken {
+			return prompt(ctx, req)
+		}
+		// The opener wipes what it gets: hand it a copy.
+		return keys.SecretFromBytes(append([]byte(nil), opts.pin.InsecureBytes()...)), nil
+	}
 }
 
 // unlockError adds advice to a failed unlock.
