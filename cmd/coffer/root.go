@@ -82,6 +82,7 @@ func newRootCommand(a *app) *cobra.Command {
 		newBackupCommand(a),
 		newRestoreCommand(a),
 		newVersionCommand(a),
+		newGenManCommand(a),
 	)
 	root.AddCommand(platformCommands(a)...)
 	return root
