@@ -4,10 +4,12 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,10 +29,27 @@ func inMountNamespace(t *testing.T, v *volume, script string) string {
 	require.NoError(t, os.Mkdir(bin, 0o755))
 	require.NoError(t, os.Symlink(cofferBin, filepath.Join(bin, "coffer")))
 
+	// The mount process reports on this socket; after the script, the test
+	// waits for its last report, sent once it has finished with the volume.
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	require.NoError(t, err)
+	defer conn.Close()
+
 	full := fmt.Sprintf("trap 'umount -l %s 2>/dev/null || true' EXIT\n"+
 		"mount --bind %s /usr/local/sbin\n%s", shellQuote(v.mnt), shellQuote(bin), script)
-	return run(t, "", "unshare", "--mount", "--propagation", "private",
+	out := runEnv(t, "", []string{"NOTIFY_SOCKET=" + sock}, "unshare", "--mount", "--propagation", "private",
 		"bash", "-euo", "pipefail", "-c", full)
+
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(cmdTimeout)))
+	buf := make([]byte, 4096)
+	for {
+		n, err := conn.Read(buf)
+		require.NoError(t, err, "the mount process did not report its end")
+		if strings.Contains(string(buf[:n]), "STATUS=unmounted") {
+			return out
+		}
+	}
 }
 
 func shellQuote(s string) string {

@@ -76,6 +76,10 @@ func TestServiceUserMount(t *testing.T) {
 	backing, mnt := filepath.Join(home, "backing"), filepath.Join(home, "mnt")
 	key, log := "file://"+filepath.Join(home, "master.key"), filepath.Join(home, "mount.log")
 	bin := copyForNobody(t, dir)
+	asNobody := func(args ...string) (string, string, error) {
+		full := append([]string{"--reuid=" + nobody, "--regid=" + nobody, "--clear-groups"}, args...)
+		return tryRun("/", []string{"HOME=" + home}, "setpriv", full...)
+	}
 	runAsNobody := func(args ...string) (string, string, error) {
 		return asNobody(append([]string{bin}, args...)...)
 	}

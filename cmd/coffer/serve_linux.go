@@ -33,6 +33,16 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	// Sent last, once the audit log is closed and the volume unlocked: a
+	// service manager or test waiting for it finds the process done with
+	// the backing directory.
+	unmounted := false
+	defer func() {
+		if unmounted {
+			notifyManager(a, "STATUS=unmounted")
+		}
+	}()
+
 	lock, err := lockVolume(opts.backing)
 	if err != nil {
 		secret.Wipe()
@@ -94,7 +104,7 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	}
 	recordAudit(context.WithoutCancel(ctx), a, alog, audit.Event{Type: audit.EventUnmount,
 		Master: used.ID, Detail: map[string]string{"mountpoint": opts.mountPoint}})
-	notifyManager(a, "STATUS=unmounted")
+	unmounted = true
 	return nil
 }
 
