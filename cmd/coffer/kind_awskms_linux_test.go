@@ -93,3 +93,25 @@ func TestAWSKMSInitRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestAWSKMSMasterAdd adds an aws-kms master key to a key-file volume and
+// mounts with it alone.
+func TestAWSKMSMasterAdd(t *testing.T) {
+	kmstest.SetCredentials(t)
+	srv := kmstest.Start(t)
+	arn := srv.CreateKey(t)
+	f := newMountFixture(t)
+	f.init(t)
+	endpoint := "--kms-endpoint=" + srv.Endpoint
+
+	requireOK(t, cli(t, "master", "add", f.backing, "aws-kms://"+arn, endpoint))
+	requireOK(t, f.mount(t, endpoint, "--master", "aws-kms://"+arn))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "f"), []byte("x"), 0o600))
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+
+	srv.Stop()
+	r := f.mount(t, endpoint, "--master", "aws-kms://"+arn)
+	assertFailure(t, r, exitFailure, "KMS is unreachable")
+	requireOK(t, f.mount(t)) // the key file still opens it
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+}
