@@ -50,6 +50,8 @@ The volume is unlocked with the first of its master keys that works, or only
 with the one --master names (by ID, as "coffer status" lists them, or URI).
 A passphrase is asked on the terminal, or read from --passphrase-file, only
 when a passphrase master key is to be tried and no key file is readable.
+The PIN of a PKCS#11 token comes from the URI's pin-source, --pin-file or
+the terminal.
 
 By default coffer mount returns once the mount answers, and a background
 process keeps serving it; that process logs JSON lines to --log-file, or
