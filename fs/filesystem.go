@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -30,12 +31,19 @@ type filesystem struct {
 	// flushOwners maps the cancel channel of a running FLUSH request to
 	// its lock owner; see flushOwnerFS.
 	flushOwners sync.Map
+
+	// undoUsed is set once the volume may hold undo records: the undo
+	// folder existed at mount or a write created a record since.
+	undoUsed atomic.Bool
 }
 
 func newFilesystem(backing string, opts Options) *filesystem {
 	f := &filesystem{backing: backing, opts: opts, log: opts.Logger}
 	if opts.EncryptNames {
 		f.names = &nameState{}
+	}
+	if _, err := os.Lstat(filepath.Join(backing, ReservedName, content.UndoDir)); err == nil {
+		f.undoUsed.Store(true)
 	}
 	return f
 }

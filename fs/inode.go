@@ -40,6 +40,11 @@ type inode struct {
 	// or -1 if there was none since the inode got its first handle. A read
 	// past the end of the file is only expected right after such a change.
 	size atomic.Int64
+
+	// undoFD is the open undo record of the file undoID, or -1; see
+	// undo.go. Guarded by mu held exclusively.
+	undoFD int
+	undoID content.FileID
 }
 
 // inodeTable holds the inodes that have at least one open handle.
@@ -61,6 +66,7 @@ func (t *inodeTable) acquire(k inodeKey) *inode {
 	if in == nil {
 		in = &inode{key: k}
 		in.size.Store(-1)
+		in.undoFD = -1
 		t.m[k] = in
 	}
 	in.refs++
@@ -77,6 +83,7 @@ func (t *inodeTable) release(in *inode) {
 	if in.refs == 0 {
 		delete(t.m, in.key)
 		in.locks.closeAll()
+		in.closeUndo()
 	}
 }
 

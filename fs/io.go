@@ -168,8 +168,8 @@ func (h *handle) decrypt(c *content.Cipher, dest []byte, off, end int64, sz size
 	for b := first; b <= last; b++ {
 		n := min(cbs, len(sealed))
 		var err error
-		if out, err = c.Open(out, sealed[:n], uint64(b)); err != nil {
-			return 0, &integrityError{path: h.path(), file: h.node, block: b, err: err}
+		if out, err = h.open(c, out, sealed[:n], b); err != nil {
+			return 0, err
 		}
 		sealed = sealed[n:]
 	}
@@ -200,10 +200,13 @@ func (h *handle) writeAt(data []byte, off int64) (int, error) {
 	defer h.ino.mu.Unlock()
 
 	var w blockWriter
+	defer w.release()
 	if err := h.writer(&w, end); err != nil {
 		return 0, err
 	}
-	err := w.extend(off)
+	// The gap up to the block of off; write fills the rest of that block,
+	// so that no block is written twice in one operation.
+	err := w.extend(off / bs * bs)
 	if err == nil {
 		err = w.write(data, off)
 	}
@@ -243,6 +246,9 @@ func (h *handle) truncate(size int64) error {
 func (h *handle) resize(size int64) error {
 	if size == 0 {
 		// Also the way out for a file whose header is damaged.
+		if err := h.dropUndo(); err != nil {
+			return err
+		}
 		if err := ftruncate(h.fd, 0); err != nil {
 			return err
 		}
@@ -261,6 +267,7 @@ func (h *handle) resize(size int64) error {
 	}
 
 	var w blockWriter
+	defer w.release()
 	if err := h.writer(&w, size); err != nil {
 		return err
 	}
@@ -289,6 +296,7 @@ func (h *handle) allocate(off, length int64) error {
 	defer h.ino.mu.Unlock()
 
 	var w blockWriter
+	defer w.release()
 	if err := h.writer(&w, end); err != nil {
 		return err
 	}
@@ -303,6 +311,9 @@ func (h *handle) allocate(off, length int64) error {
 // shrink cuts the file to size bytes, size being below its plaintext size
 // (or equal to it, to cut off a torn block). The caller holds ino.mu.
 func (h *handle) shrink(sz sizes, size int64) error {
+	if err := h.dropUndo(); err != nil {
+		return err
+	}
 	rem := size % bs
 	if rem == 0 {
 		return ftruncate(h.fd, content.CipherSize(size))
@@ -338,9 +349,16 @@ func (h *handle) readBlock(c *content.Cipher, dst []byte, b, size int64) ([]byte
 	if err := preadFull(h.fd, *cb, content.BlockOffset(uint64(b))); err != nil {
 		return nil, h.readError(err, b)
 	}
-	out, err := c.Open(dst, *cb, uint64(b))
+	return h.open(c, dst, *cb, b)
+}
+
+// open authenticates and decrypts the bytes sealed of block b, appending
+// the plaintext to dst. A block that fails may be an overwrite cut by a
+// crash, which the undo record repairs.
+func (h *handle) open(c *content.Cipher, dst, sealed []byte, b int64) ([]byte, error) {
+	out, err := c.Open(dst, sealed, uint64(b))
 	if err != nil {
-		return nil, &integrityError{path: h.path(), file: h.node, block: b, err: err}
+		return h.recoverBlock(c, dst, sealed, b, err)
 	}
 	return out, nil
 }
@@ -366,12 +384,19 @@ type blockWriter struct {
 	header []byte // header to write with the first block of a new file
 	start  int64  // backing size before the operation
 
-	// saved holds the first savedN bytes of the old last block, at
-	// savedAt, once it is about to be rewritten. (A length rather than a
-	// slice of saved keeps the writer on the stack.)
-	saved   [cbs]byte
-	savedN  int
-	savedAt int64
+	// undo is the undo record this operation wrote, nil until it
+	// overwrites existing blocks: a header, then the old bytes from
+	// backing offset undoAt to start, which rollback also uses.
+	undo   *[]byte
+	undoAt int64
+}
+
+// release returns the writer's buffers.
+func (w *blockWriter) release() {
+	if w.undo != nil {
+		putBuf(w.undo)
+		w.undo = nil
+	}
 }
 
 // writer prepares w for writes that end at end. It refuses them if they would
@@ -396,15 +421,13 @@ func (h *handle) writer(w *blockWriter, end int64) error {
 	return err
 }
 
-// rollback undoes a failed operation: it restores the old last block if it
-// was rewritten and cuts the backing file back to its old size. Running out
-// of space (ENOSPC, EFBIG) can only happen past the old end, so such a
-// failure leaves the file unchanged. Blocks inside the old file are written
-// last and fail only on I/O errors; those are not restored. (On
-// copy-on-write backing file systems, overwrites need space too.)
+// rollback undoes a failed operation: it writes back the old bytes of the
+// blocks it overwrote, kept in its undo record, and cuts the backing file
+// back to its old size. A failure to write (ENOSPC, EFBIG, EIO) thus leaves
+// the file as it was, unless restoring fails too.
 func (w *blockWriter) rollback() {
-	if w.savedN > 0 {
-		_ = pwriteFull(w.h.fd, w.saved[:w.savedN], w.savedAt)
+	if w.undo != nil {
+		_ = pwriteFull(w.h.fd, (*w.undo)[content.UndoHeaderSize:], w.undoAt)
 	}
 	_ = ftruncate(w.h.fd, w.start)
 }
@@ -454,80 +477,55 @@ func (w *blockWriter) write(data []byte, off int64) error {
 	return nil
 }
 
-// store writes the sealed blocks from block first on, in an order that lets
-// rollback restore the file: first the blocks past the old end, which
-// rollback cuts off; then the old last block if it grows, its old bytes
-// saved for rollback; then the blocks inside the old file, which cannot run
-// out of space.
+// store writes the sealed blocks from block first on with one backing
+// write. If they overwrite bytes of the file as it was before the
+// operation, it first saves those in the undo record.
 func (w *blockWriter) store(out []byte, first int64) error {
 	if w.header != nil {
 		return pwriteFull(w.h.fd, out, 0)
 	}
-
-	last := first + int64(len(out)+cbs-1)/cbs - 1
-	pos := func(b int64) int { return min(int(b-first)*cbs, len(out)) }
-	// Blocks from tail on start at or past the old end; block grown, if
-	// any, holds the old end inside it.
-	tail := min(max(first, (w.start-content.HeaderSize+cbs-1)/cbs), last+1)
-	inPlace := tail
-	if grown := (w.start - content.HeaderSize) / cbs; grown == tail-1 && grown >= first &&
-		(w.start-content.HeaderSize)%cbs != 0 {
-		inPlace = grown
-	}
-
-	if tail <= last {
-		if err := pwriteFull(w.h.fd, out[pos(tail):], content.BlockOffset(uint64(tail))); err != nil {
+	at := content.BlockOffset(uint64(first))
+	if at < w.start {
+		if err := w.saveUndo(first, at, min(at+int64(len(out)), w.start)); err != nil {
 			return err
 		}
 	}
-	if inPlace < tail {
-		if err := w.saveGrown(inPlace); err != nil {
-			return err
-		}
-		if err := pwriteFull(w.h.fd, out[pos(inPlace):pos(tail)], content.BlockOffset(uint64(inPlace))); err != nil {
-			return err
-		}
-	}
-	if first < inPlace {
-		return pwriteFull(w.h.fd, out[:pos(inPlace)], content.BlockOffset(uint64(first)))
-	}
-	return nil
+	return pwriteFull(w.h.fd, out, at)
 }
 
-// saveGrown keeps the old bytes of block b, the old last block, once per
-// operation, for rollback.
-func (w *blockWriter) saveGrown(b int64) error {
-	if w.savedN > 0 {
-		return nil
+// saveUndo writes the file's undo record: the backing bytes [at, end),
+// from block first on, with one write. An operation writes each block at
+// most once, and so saves at most once.
+func (w *blockWriter) saveUndo(first, at, end int64) error {
+	if w.undo != nil {
+		return fmt.Errorf("failed to save undo record: bytes %d..%d saved already: %w", at, end,
+			syscall.EINVAL)
 	}
-	at := content.BlockOffset(uint64(b))
-	n := int(w.start - at)
-	if err := preadFull(w.h.fd, w.saved[:n], at); err != nil {
-		return w.h.readError(err, b)
+	n := int(end - at)
+	buf := getBuf(content.UndoHeaderSize + n)
+	rec := content.AppendUndoHeader((*buf)[:0], w.c.FileID(), uint64(first), w.start, n)
+	rec = rec[:content.UndoHeaderSize+n]
+	err := preadFull(w.h.fd, rec[content.UndoHeaderSize:], at)
+	if err != nil {
+		err = w.h.readError(err, first)
 	}
-	w.savedN, w.savedAt = n, at
+	if err == nil {
+		var fd int
+		if fd, err = w.h.undoFD(w.c.FileID()); err == nil {
+			err = pwriteFull(fd, rec, 0)
+		}
+	}
+	if err != nil {
+		putBuf(buf)
+		return err
+	}
+	w.undo, w.undoAt = buf, at
 	return nil
 }
 
 // readOld reads and decrypts block b for a read-modify-write into scratch.
-// If b is the old last block, still as it was, it keeps its bytes for
-// rollback, which saves saveGrown a read.
 func (w *blockWriter) readOld(b int64, scratch []byte) ([]byte, error) {
-	at := content.BlockOffset(uint64(b))
-	n := min(bs, w.size-b*bs) + content.Overhead
-	cb := getBuf(int(n))
-	defer putBuf(cb)
-	if err := preadFull(w.h.fd, *cb, at); err != nil {
-		return nil, w.h.readError(err, b)
-	}
-	if w.savedN == 0 && at+n == w.start {
-		w.savedN, w.savedAt = copy(w.saved[:], *cb), at
-	}
-	out, err := w.c.Open(scratch, *cb, uint64(b))
-	if err != nil {
-		return nil, &integrityError{path: w.h.path(), file: w.h.node, block: b, err: err}
-	}
-	return out, nil
+	return w.h.readBlock(w.c, scratch, b, w.size)
 }
 
 // blockPlain returns the new plaintext of block b when data is written at
@@ -541,13 +539,20 @@ func (w *blockWriter) blockPlain(data []byte, off, b, newSize int64, scratch []b
 		return data[dStart-off : dEnd-off], nil
 	}
 
-	// Bytes of the block outside [dStart, dEnd) lie below the old size,
-	// because off <= size; so the old block exists and covers them.
-	old, err := w.readOld(b, scratch)
-	if err != nil {
-		return nil, err
+	// Bytes of the block after the data lie below the old size; bytes
+	// before it too, or between the old size and off, a gap of zeros
+	// (off is at most the size rounded up to a block).
+	plain := scratch[:0]
+	if bStart < w.size {
+		old, err := w.readOld(b, scratch)
+		if err != nil {
+			return nil, err
+		}
+		plain = old
 	}
-	plain := old[:bEnd-bStart]
+	n := len(plain)
+	plain = plain[:bEnd-bStart]
+	clear(plain[n:])
 	copy(plain[dStart-bStart:], data[dStart-off:dEnd-off])
 	return plain, nil
 }

@@ -88,3 +88,8 @@ func grow(b []byte, n int) (whole, tail []byte) {
 	whole = slices.Grow(b, n)[:len(b)+n]
 	return whole, whole[len(b):]
 }
+
+// FileID returns the ID of the file whose blocks c seals.
+func (c *Cipher) FileID() FileID {
+	return c.id
+}

@@ -1,0 +1,155 @@
+//go:build linux
+
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/fs/content"
+)
+
+// Undo records make in-place overwrites survive a kill of the mount
+// process. The kernel copies a write into the page cache one page at a time
+// and stops between two pages when the writer gets SIGKILL, so an overwrite
+// of a 4136-byte block can land in part. Before a write replaces blocks
+// that exist in the backing file, it saves their ciphertext in the file's
+// undo record (.coffer/undo/<file ID>) with one write; a block that later
+// fails authentication and is such a cut overwrite (content.Torn) of its
+// saved pre-image reads as that pre-image, its last complete version. See
+// docs/format.md, "Undo records".
+
+// undoRel returns the path of the undo record of file id, relative to the
+// backing directory.
+func undoRel(id content.FileID) string {
+	return filepath.Join(ReservedName, content.UndoDir, content.UndoName(id))
+}
+
+// undoFD returns a descriptor of the undo record of file id, opened, and
+// created, on first use. The caller holds ino.mu exclusively.
+func (h *handle) undoFD(id content.FileID) (int, error) {
+	in := h.ino
+	if in.undoFD >= 0 && in.undoID == id {
+		return in.undoFD, nil
+	}
+	in.closeUndo()
+
+	rel := undoRel(id)
+	flags := unix.O_RDWR | unix.O_CREAT | unix.O_CLOEXEC
+	fd, err := h.fs.openat(rel, flags, 0o600)
+	if errors.Is(err, unix.ENOENT) {
+		if err = os.MkdirAll(filepath.Join(h.fs.backing, filepath.Dir(rel)), 0o700); err == nil {
+			fd, err = h.fs.openat(rel, flags, 0o600)
+		}
+	}
+	if err != nil {
+		return -1, fmt.Errorf("failed to open undo record: %w", err)
+	}
+	in.undoFD, in.undoID = fd, id
+	h.fs.undoUsed.Store(true)
+	return fd, nil
+}
+
+// closeUndo closes the inode's undo record, if open.
+func (in *inode) closeUndo() {
+	if in.undoFD >= 0 {
+		_ = unix.Close(in.undoFD)
+		in.undoFD = -1
+	}
+}
+
+// dropUndo removes the file's undo record before a truncation, which
+// changes blocks without saving them: a pre-image must not outlive a change
+// of its block that did not replace it. A file whose header does not open
+// has no usable record; it is left for fsck. The caller holds ino.mu
+// exclusively.
+func (h *handle) dropUndo() error {
+	if !h.fs.undoUsed.Load() {
+		return nil
+	}
+	h.ino.closeUndo()
+	if sz, err := h.stat(); err != nil || sz.cipher == 0 {
+		return nil
+	}
+	c, err := h.cipher()
+	if err != nil {
+		return nil //nolint:nilerr // nothing to remove for an unreadable header
+	}
+	err = unix.Unlink(filepath.Join(h.fs.backing, undoRel(c.FileID())))
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("failed to remove undo record: %w", err)
+	}
+	return nil
+}
+
+// readUndo reads the undo record of file id; nil if there is none.
+func (f *filesystem) readUndo(id content.FileID) (*content.Undo, error) {
+	fd, err := f.openat(undoRel(id), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to open undo record: %w", err)
+	}
+	defer unix.Close(fd)
+
+	hdr := make([]byte, content.UndoHeaderSize)
+	if err := preadFull(fd, hdr, 0); err != nil {
+		return nil, fmt.Errorf("failed to read undo record: %w", err)
+	}
+	// The header alone, to learn the length; an implausible one fails
+	// the full parse below.
+	n := int(uint32(hdr[44])<<24 | uint32(hdr[45])<<16 | uint32(hdr[46])<<8 | uint32(hdr[47]))
+	if n > maxUndo {
+		return nil, fmt.Errorf("failed to read undo record: %d bytes: %w", n, content.ErrCorrupt)
+	}
+	b := make([]byte, content.UndoHeaderSize+n)
+	copy(b, hdr)
+	if err := preadFull(fd, b[content.UndoHeaderSize:], content.UndoHeaderSize); err != nil {
+		return nil, fmt.Errorf("failed to read undo record: %w", err)
+	}
+	return content.ParseUndo(b)
+}
+
+// maxUndo bounds the pre-images of one record: one request's blocks plus
+// the blocks its ends share.
+const maxUndo = (maxWrite/bs + 2) * cbs
+
+// recoverBlock handles block b of the file, whose bytes cur failed
+// authentication with authErr. If cur is an overwrite cut by a kill of the
+// mount and the undo record holds the block's pre-image, it appends the
+// pre-image's plaintext to dst, writes the pre-image back if the handle may
+// write (under ino.mu, shared or exclusive: the bytes are the same for
+// every reader), and logs a warning. Otherwise it returns the integrity
+// error.
+func (h *handle) recoverBlock(c *content.Cipher, dst, cur []byte, b int64, authErr error) ([]byte, error) {
+	fail := &integrityError{path: h.path(), file: h.node, block: b, err: authErr}
+	u, err := h.fs.readUndo(c.FileID())
+	if err != nil || u == nil || u.FileID != c.FileID() {
+		return nil, fail
+	}
+	at := content.BlockOffset(uint64(b))
+	pre := u.PreImage(uint64(b))
+	if !content.Torn(cur, pre, at) {
+		return nil, fail
+	}
+	out, err := c.Open(dst, pre, uint64(b))
+	if err != nil {
+		return nil, fail
+	}
+
+	ev := h.fs.log.Warn().Str("backing", h.path()).Int64("block", b).Str("reason", authErr.Error())
+	if h.writable {
+		if err := pwriteFull(h.fd, pre, at); err != nil {
+			ev = ev.AnErr("restore", err)
+		} else {
+			ev = ev.Bool("restored", true)
+		}
+	}
+	ev.Msg("block was cut by a crash during an overwrite; using its last complete version from the undo record")
+	return out, nil
+}
