@@ -51,11 +51,14 @@ func runAs(ctx context.Context, helper bool, args []string, stdin io.Reader, std
 // exitCode maps an error returned by a command to the exit status.
 func exitCode(err error) int {
 	var usage *usageError
+	var damage *damageError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &usage):
 		return exitUsage
+	case errors.As(err, &damage):
+		return exitDamaged
 	default:
 		return exitFailure
 	}

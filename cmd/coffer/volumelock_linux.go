@@ -28,8 +28,7 @@ func lockVolume(backing string) (*os.File, error) {
 	err = flockWait(fd, backing)
 	if errors.Is(err, unix.EWOULDBLOCK) {
 		f.Close()
-		return nil, withHints(
-			fmt.Errorf("backing directory %s is already mounted (by another coffer process)", backing),
+		return nil, withHints(&volumeBusyError{backing: backing},
 			"'coffer status "+backing+"' shows where it is mounted")
 	}
 	if err != nil {
@@ -60,4 +59,14 @@ func flockWait(fd int, backing string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// volumeBusyError reports that another coffer process holds the volume's
+// lock: the volume is mounted.
+type volumeBusyError struct {
+	backing string
+}
+
+func (e *volumeBusyError) Error() string {
+	return fmt.Sprintf("backing directory %s is already mounted (by another coffer process)", e.backing)
 }

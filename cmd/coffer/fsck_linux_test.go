@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cofferfs/coffer/fs/check"
+)
+
+// TestFsck writes files through a mount, damages their backing files and
+// checks what coffer fsck reports, repairs and exits with.
+func TestFsck(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	data := make([]byte, 3*4096)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "a"), data, 0o600))
+	require.NoError(t, os.Mkdir(filepath.Join(f.mnt, "d"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "d", "b"), data[:5000], 0o600))
+
+	assertFailure(t, cli(t, "fsck", f.backing, "--repair"), exitFailure, "refusing to repair")
+	r := cli(t, "fsck", f.backing)
+	requireOK(t, r)
+	assert.Contains(t, r.stderr, "already mounted")
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+
+	r = cli(t, "fsck", f.backing)
+	requireOK(t, r)
+	assert.Equal(t, "checked 2 files, 5 blocks: 0 problem(s), 0 repaired\n", r.stdout)
+
+	// Block 1 of a altered, d/b cut inside its last block.
+	a := filepath.Join(f.backing, "a")
+	raw, err := os.ReadFile(a)
+	require.NoError(t, err)
+	raw[280+4136+100] ^= 1
+	require.NoError(t, os.WriteFile(a, raw, 0o600))
+	require.NoError(t, os.Truncate(filepath.Join(f.backing, "d", "b"), 280+4136+300))
+
+	r = cli(t, "fsck", f.backing, "--json")
+	assert.Equal(t, exitDamaged, r.code, "stderr: %s", r.stderr)
+	var rep check.Report
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep))
+	require.Len(t, rep.Problems, 2)
+	assert.Equal(t, check.Problem{Backing: "a", Path: "a", Block: 1, Kind: check.KindBlock,
+		Detail: rep.Problems[0].Detail, Repair: check.RepairNone}, rep.Problems[0])
+	assert.Equal(t, check.Problem{Backing: "d/b", Path: "d/b", Block: 1, Kind: check.KindBlock,
+		Detail: rep.Problems[1].Detail, Repair: check.RepairTruncate}, rep.Problems[1])
+	assert.Contains(t, r.stderr, "1 can be repaired")
+
+	r = cli(t, "fsck", f.backing, "--repair")
+	assert.Equal(t, exitDamaged, r.code, "block 1 of a stays lost; stderr: %s", r.stderr)
+	assert.Contains(t, r.stdout, "a: block 1: block: fails authentication")
+	assert.Contains(t, r.stdout, "d/b: block 1: block: fails authentication")
+	assert.Contains(t, r.stdout, "[repaired: truncate]")
+	assert.Contains(t, r.stdout, "2 problem(s), 1 repaired")
+	assert.Contains(t, r.stderr, "restore the files named above from a backup")
+	st, err := os.Stat(filepath.Join(f.backing, "d", "b"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(280+4136), st.Size())
+
+	require.NoError(t, os.Remove(a))
+	requireOK(t, cli(t, "fsck", f.backing))
+}
+
+func TestFsckUsage(t *testing.T) {
+	assertFailure(t, cli(t, "fsck"), exitUsage, "missing argument BACKING")
+	assertFailure(t, cli(t, "fsck", "a", "b"), exitUsage, "unexpected argument")
+	assertFailure(t, cli(t, "fsck", t.TempDir()), exitFailure, "not initialised")
+}

@@ -1,0 +1,201 @@
+//go:build linux
+
+// Package check verifies the backing directory of a coffer volume offline:
+// every file's size, header, key slots and blocks, against the volume's key
+// ring, and names each damaged file and block. With repair it restores
+// blocks that a crash cut in the middle of an overwrite from their undo
+// records and cuts damaged last blocks off; it never changes a byte that
+// authenticates. "coffer fsck" is its command line.
+//
+// The volume must not be mounted while Run repairs: the mount caches
+// headers and writes blocks. The caller holds the volume's lock.
+package check
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	cofferfs "github.com/cofferfs/coffer/fs"
+	"github.com/cofferfs/coffer/fs/content"
+)
+
+// Options configures a check.
+type Options struct {
+	// VolumeID is the volume's ID, bound into every key slot.
+	VolumeID [16]byte
+	// Keys unwraps the files' data keys. Required.
+	Keys cofferfs.KeyWrapper
+	// Repair restores and cuts what can be repaired (see Problem.Repair)
+	// and prunes undo records of files that no longer exist.
+	Repair bool
+	// Progress, if set, is called before each file is checked with the
+	// number of files checked so far and the file's backing path.
+	Progress func(files int, backing string)
+}
+
+// Kinds of problems.
+const (
+	KindSize     = "size"      // a backing size no file can have
+	KindHeader   = "header"    // the header does not parse or no key slot unwraps
+	KindSlot     = "slot"      // the current key slot fails, the other one works
+	KindBlock    = "block"     // a block fails authentication
+	KindTornTail = "torn-tail" // the last block was cut before its first plaintext byte
+	KindIO       = "io"        // the file could not be read
+)
+
+// Repairs, what --repair does (or did) about a problem.
+const (
+	// RepairRestore writes back the block's pre-image from the undo
+	// record: an overwrite was cut by a crash. The mount reads such a
+	// block as its pre-image (and writes it back) by itself.
+	RepairRestore = "restore"
+	// RepairRollback undoes a write cut by a crash while it grew the last
+	// block: the old last block comes back from the undo record and the
+	// file is cut to its size before that write.
+	RepairRollback = "rollback"
+	// RepairTruncate cuts the file before its damaged last block, whose
+	// content is lost.
+	RepairTruncate = "truncate"
+	// RepairNone means the data is lost; restore the file from a backup.
+	RepairNone = "none"
+)
+
+// Problem is one damaged file or block.
+type Problem struct {
+	// Backing is the backing file, relative to the backing directory.
+	Backing string `json:"backing"`
+	// Path is the file's path in the mount, relative to its root.
+	Path string `json:"path"`
+	// Block is the block number, or -1 for the file as a whole.
+	Block  int64  `json:"block"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+	// Repair says what Options.Repair does about it: RepairRestore,
+	// RepairRollback, RepairTruncate or RepairNone.
+	Repair string `json:"repair"`
+	// Repaired is set once the repair was made.
+	Repaired bool `json:"repaired"`
+}
+
+// Report is the outcome of a check.
+type Report struct {
+	Files    int       `json:"files"`
+	Blocks   int64     `json:"blocks"`
+	Problems []Problem `json:"problems"`
+	// StaleUndo lists undo records of files that no longer exist, by path
+	// relative to the backing directory. They are harmless; Repair
+	// removes them.
+	StaleUndo []string `json:"stale_undo"`
+	Pruned    bool     `json:"pruned"`
+}
+
+// Damaged reports whether a problem is left: found, and not repaired.
+func (r *Report) Damaged() bool {
+	for _, p := range r.Problems {
+		if !p.Repaired {
+			return true
+		}
+	}
+	return false
+}
+
+// Run checks every regular file under backing, except the volume's
+// reserved folder.
+func Run(backing string, opts Options) (*Report, error) {
+	if opts.Keys == nil {
+		return nil, errors.New("failed to check volume: no key wrapper")
+	}
+	c := &checker{backing: backing, opts: opts, report: &Report{}, ids: map[string]bool{}}
+	err := filepath.WalkDir(backing, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("failed to walk backing directory: %w", err)
+		}
+		rel, _ := filepath.Rel(backing, p)
+		if d.IsDir() && rel == cofferfs.ReservedName {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if opts.Progress != nil {
+			opts.Progress(c.report.Files, rel)
+		}
+		c.report.Files++
+		return c.file(rel)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.staleUndo(); err != nil {
+		return nil, err
+	}
+	return c.report, nil
+}
+
+// checker is the state of one Run.
+type checker struct {
+	backing string
+	opts    Options
+	report  *Report
+	ids     map[string]bool // undo record names of the files seen
+}
+
+// add records a problem of file rel.
+func (c *checker) add(rel string, block int64, kind, repair, format string, args ...any) *Problem {
+	c.report.Problems = append(c.report.Problems, Problem{Backing: rel, Path: rel, Block: block,
+		Kind: kind, Detail: fmt.Sprintf(format, args...), Repair: repair})
+	return &c.report.Problems[len(c.report.Problems)-1]
+}
+
+// file checks one backing file.
+func (c *checker) file(rel string) error {
+	flags := unix.O_RDONLY
+	if c.opts.Repair {
+		flags = unix.O_RDWR
+	}
+	fd, err := unix.Open(filepath.Join(c.backing, rel), flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		c.add(rel, -1, KindIO, RepairNone, "failed to open: %v", err)
+		return nil
+	}
+	defer unix.Close(fd)
+	f := &file{checker: c, rel: rel, fd: fd}
+	if err := f.check(); err != nil {
+		c.add(rel, -1, KindIO, RepairNone, "%v", err)
+	}
+	return nil
+}
+
+// staleUndo lists, and with Repair removes, the undo records of files
+// that were not found.
+func (c *checker) staleUndo() error {
+	dir := filepath.Join(c.backing, cofferfs.ReservedName, content.UndoDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to list undo records: %w", err)
+	}
+	for _, e := range entries {
+		if c.ids[e.Name()] {
+			continue
+		}
+		c.report.StaleUndo = append(c.report.StaleUndo,
+			filepath.Join(cofferfs.ReservedName, content.UndoDir, e.Name()))
+		if c.opts.Repair {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("failed to remove stale undo record: %w", err)
+			}
+		}
+	}
+	c.report.Pruned = c.opts.Repair && len(c.report.StaleUndo) > 0
+	slices.Sort(c.report.StaleUndo)
+	return nil
+}

@@ -1,0 +1,308 @@
+//go:build linux
+
+package check
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	cofferfs "github.com/cofferfs/coffer/fs"
+	"github.com/cofferfs/coffer/fs/content"
+	"github.com/cofferfs/coffer/keys"
+)
+
+// volume builds backing files by hand from docs/format.md, independently
+// of package fs.
+type volume struct {
+	dir  string
+	ring *keys.Ring
+	id   [16]byte
+}
+
+func newVolume(t *testing.T) *volume {
+	t.Helper()
+	ring, err := keys.NewRing()
+	require.NoError(t, err)
+	v := &volume{dir: t.TempDir(), ring: ring}
+	_, _ = rand.Read(v.id[:])
+	require.NoError(t, os.MkdirAll(filepath.Join(v.dir, cofferfs.ReservedName, content.UndoDir), 0o700))
+	return v
+}
+
+// sealedFile is a backing file's bytes with its cipher.
+type sealedFile struct {
+	c    *content.Cipher
+	id   content.FileID
+	data []byte
+}
+
+// newFile seals plain as a backing file of v.
+func (v *volume) newFile(t *testing.T, plain []byte) *sealedFile {
+	t.Helper()
+	var id content.FileID
+	_, _ = rand.Read(id[:])
+	dek := make([]byte, content.DEKSize)
+	_, _ = rand.Read(dek)
+	keyID, wrapped, err := v.ring.Wrap(dek, func(keyID uint32) []byte {
+		return content.SlotAD(v.id, id, keyID, 1)
+	})
+	require.NoError(t, err)
+	h := &content.Header{Version: content.Version, FileID: id}
+	h.Slots[0] = content.Slot{KeyID: keyID, Generation: 1, Wrapped: wrapped}
+	data, err := h.MarshalBinary()
+	require.NoError(t, err)
+	c, err := content.NewCipher(dek, id)
+	require.NoError(t, err)
+	for off := 0; off < len(plain); off += bs {
+		data = c.Seal(data, plain[off:min(off+bs, len(plain))], uint64(off/bs))
+	}
+	return &sealedFile{c: c, id: id, data: data}
+}
+
+// block returns the bytes of block b.
+func (f *sealedFile) block(b int64) []byte {
+	at := content.BlockOffset(uint64(b))
+	return f.data[at:min(at+cbs, int64(len(f.data)))]
+}
+
+// overwrite returns the file with block b rewritten (new nonce), and the
+// undo record such a write leaves, holding b's old bytes.
+func (f *sealedFile) overwrite(b int64, plain []byte) (*sealedFile, []byte) {
+	at := content.BlockOffset(uint64(b))
+	old := append([]byte(nil), f.block(b)...)
+	out := append([]byte(nil), f.data[:at]...)
+	out = f.c.Seal(out, plain, uint64(b))
+	out = append(out, f.data[at+int64(len(old)):]...)
+	rec := content.AppendUndoHeader(nil, f.id, uint64(b), int64(len(f.data)), len(old))
+	return &sealedFile{c: f.c, id: f.id, data: out}, append(rec, old...)
+}
+
+func (v *volume) write(t *testing.T, name string, data []byte) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(v.dir, name), data, 0o600))
+}
+
+func (v *volume) writeUndo(t *testing.T, id content.FileID, rec []byte) {
+	t.Helper()
+	v.write(t, filepath.Join(cofferfs.ReservedName, content.UndoDir, content.UndoName(id)), rec)
+}
+
+func (v *volume) run(t *testing.T, repair bool) *Report {
+	t.Helper()
+	r, err := Run(v.dir, Options{VolumeID: v.id, Keys: v.ring, Repair: repair})
+	require.NoError(t, err)
+	return r
+}
+
+func plain(seed byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7) + byte(i/bs)
+	}
+	return b
+}
+
+// cutAt returns after's bytes up to cut and before's from there on.
+func cutAt(before, after []byte, cut int64) []byte {
+	return append(append([]byte(nil), after[:cut]...), before[cut:]...)
+}
+
+// firstBoundary is the first page boundary inside block b.
+func firstBoundary(b int64) int64 {
+	return (content.BlockOffset(uint64(b))/content.TearUnit + 1) * content.TearUnit
+}
+
+func TestCleanVolume(t *testing.T) {
+	v := newVolume(t)
+	v.write(t, "a", v.newFile(t, plain(1, 3*bs+10)).data)
+	require.NoError(t, os.Mkdir(filepath.Join(v.dir, "d"), 0o700))
+	v.write(t, "d/b", v.newFile(t, plain(2, 1)).data)
+	v.write(t, "d/empty", nil)
+	f := v.newFile(t, plain(3, 2*bs))
+	g, rec := f.overwrite(1, plain(4, bs))
+	v.write(t, "c", g.data)
+	v.writeUndo(t, f.id, rec) // a completed overwrite: the record is not needed
+
+	r := v.run(t, false)
+	assert.Empty(t, r.Problems)
+	assert.Empty(t, r.StaleUndo)
+	assert.False(t, r.Damaged())
+	assert.Equal(t, 4, r.Files)
+	assert.Equal(t, int64(4+1+2), r.Blocks)
+}
+
+// TestProblems builds each kind of damage and checks what is reported, what
+// the repair does to the file, and that a second run finds nothing left
+// (or, for lost data, the same).
+func TestProblems(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func(t *testing.T, v *volume) // writes "f"
+		want  []Problem                     // Backing "f" and Detail are not compared
+		after func(t *testing.T, v *volume, data []byte)
+		left  bool // damage remains after the repair
+	}{
+		{
+			name: "overwrite of a middle block cut by a crash",
+			build: func(t *testing.T, v *volume) {
+				f := v.newFile(t, plain(1, 4*bs))
+				g, rec := f.overwrite(2, plain(9, bs))
+				v.write(t, "f", cutAt(f.data, g.data, firstBoundary(2)))
+				v.writeUndo(t, f.id, rec)
+				v.write(t, "old", f.data)
+			},
+			want: []Problem{{Block: 2, Kind: KindBlock, Repair: RepairRestore}},
+			after: func(t *testing.T, v *volume, data []byte) {
+				assert.Equal(t, readFile(t, v, "old"), data, "the old block is back")
+			},
+		},
+		{
+			name: "damaged middle block",
+			build: func(t *testing.T, v *volume) {
+				f := v.newFile(t, plain(1, 4*bs))
+				f.data[content.BlockOffset(1)+50] ^= 0x80
+				v.write(t, "f", f.data)
+			},
+			want: []Problem{{Block: 1, Kind: KindBlock, Repair: RepairNone}},
+			left: true,
+		},
+		{
+			name: "damaged middle block with an older pre-image",
+			build: func(t *testing.T, v *volume) {
+				f := v.newFile(t, plain(1, 4*bs))
+				g, rec := f.overwrite(1, plain(9, bs))
+				g.data[content.BlockOffset(1)+50] ^= 0x80
+				v.write(t, "f", g.data)
+				v.writeUndo(t, f.id, rec)
+			},
+			want: []Problem{{Block: 1, Kind: KindBlock, Repair: RepairNone}},
+			left: true,
+		},
+		{
+			name: "torn tail",
+			build: func(t *testing.T, v *volume) {
+				f := v.newFile(t, plain(1, 3*bs))
+				v.write(t, "f", f.data[:content.BlockOffset(2)+20])
+			},
+			want: []Problem{{Block: 2, Kind: KindTornTail, Repair: RepairTruncate}},
+			after: func(t *testing.T, _ *volume, data []byte) {
+				assert.Len(t, data, int(content.BlockOffset(2)))
+			},
+		},
+		{
+			name: "last block cut inside",
+			build: func(t *testing.T, v *volume) {
+				f := v.newFile(t, plain(1, 3*bs))
+				v.write(t, "f", f.data[:content.BlockOffset(2)+2000])
+			},
+			want: []Problem{{Block: 2, Kind: KindBlock, Repair: RepairTruncate}},
+			after: func(t *testing.T, _ *volume, data []byte) {
+				assert.Len(t, data, int(content.BlockOffset(2)))
+			},
+		},
+		{
+			name: "growth of the last block cut past its old end",
+			build: func(t *testing.T, v *volume) {
+				f := v.newFile(t, plain(1, bs+100)) // block 1 ends at 4516
+				g, rec := f.overwrite(1, plain(9, bs))
+				v.write(t, "f", g.data[:firstBoundary(1)])
+				v.writeUndo(t, f.id, rec)
+				v.write(t, "old", f.data)
+			},
+			want: []Problem{{Block: 1, Kind: KindBlock, Repair: RepairRollback}},
+			after: func(t *testing.T, v *volume, data []byte) {
+				assert.Equal(t, readFile(t, v, "old"), data, "the file as before the write")
+			},
+		},
+		{
+			name: "header of another format",
+			build: func(t *testing.T, v *volume) {
+				f := v.newFile(t, plain(1, 10))
+				f.data[0] = 'x'
+				v.write(t, "f", f.data)
+			},
+			want: []Problem{{Block: -1, Kind: KindHeader, Repair: RepairNone}},
+			left: true,
+		},
+		{
+			name: "header of another volume",
+			build: func(t *testing.T, v *volume) {
+				other := newVolume(t)
+				other.ring = v.ring
+				v.write(t, "f", other.newFile(t, plain(1, 10)).data)
+			},
+			want: []Problem{{Block: -1, Kind: KindHeader, Repair: RepairNone}},
+			left: true,
+		},
+		{
+			name:  "impossible size",
+			build: func(t *testing.T, v *volume) { v.write(t, "f", []byte("short")) },
+			want:  []Problem{{Block: -1, Kind: KindSize, Repair: RepairNone}},
+			left:  true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newVolume(t)
+			tt.build(t, v)
+			r := v.run(t, false)
+			assert.Equal(t, tt.want, problemsOf(r, "f"))
+			assert.True(t, r.Damaged())
+			before := readFile(t, v, "f")
+			assert.Equal(t, before, readFile(t, v, "f"), "a check without repair changes nothing")
+
+			r = v.run(t, true)
+			for i := range tt.want {
+				tt.want[i].Repaired = tt.want[i].Repair != RepairNone
+			}
+			assert.Equal(t, tt.want, problemsOf(r, "f"))
+			assert.Equal(t, tt.left, r.Damaged())
+			if tt.after != nil {
+				tt.after(t, v, readFile(t, v, "f"))
+			}
+			r = v.run(t, false)
+			assert.Equal(t, tt.left, len(problemsOf(r, "f")) > 0, "after the repair: %+v", r.Problems)
+		})
+	}
+}
+
+func TestStaleUndo(t *testing.T) {
+	v := newVolume(t)
+	f := v.newFile(t, plain(1, 2*bs))
+	_, rec := f.overwrite(0, plain(2, bs))
+	v.writeUndo(t, f.id, rec) // of a file that is gone
+	r := v.run(t, false)
+	assert.Empty(t, r.Problems)
+	rel := filepath.Join(cofferfs.ReservedName, content.UndoDir, content.UndoName(f.id))
+	assert.Equal(t, []string{rel}, r.StaleUndo)
+	assert.FileExists(t, filepath.Join(v.dir, rel))
+
+	r = v.run(t, true)
+	assert.True(t, r.Pruned)
+	assert.NoFileExists(t, filepath.Join(v.dir, rel))
+	assert.False(t, r.Damaged())
+}
+
+// problemsOf returns the problems of backing file name without details.
+func problemsOf(r *Report, name string) []Problem {
+	var out []Problem
+	for _, p := range r.Problems {
+		if p.Backing == name {
+			p.Backing, p.Path, p.Detail = "", "", ""
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func readFile(t *testing.T, v *volume, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(v.dir, name))
+	require.NoError(t, err)
+	return b
+}

@@ -1,0 +1,262 @@
+//go:build linux
+
+package check
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	cofferfs "github.com/cofferfs/coffer/fs"
+	"github.com/cofferfs/coffer/fs/content"
+)
+
+const (
+	bs  = content.BlockSize
+	cbs = content.CipherBlockSize
+
+	// chunkBlocks is how many blocks one read takes.
+	chunkBlocks = 256
+
+	// maxUndoFile bounds the undo records read: one request's blocks
+	// and more.
+	maxUndoFile = 8 << 20
+)
+
+// file is one backing file under check.
+type file struct {
+	*checker
+	rel    string
+	fd     int
+	size   int64 // backing size
+	cipher *content.Cipher
+	undo   *content.Undo
+}
+
+// check checks the file's size, header and blocks.
+func (f *file) check() error {
+	var st unix.Stat_t
+	if err := unix.Fstat(f.fd, &st); err != nil {
+		return err
+	}
+	f.size = st.Size
+	plain, torn, err := content.PlainSize(f.size)
+	if err != nil {
+		f.add(f.rel, -1, KindSize, RepairNone, "%v", err)
+		return nil
+	}
+	if f.size == 0 {
+		return nil
+	}
+	if ok, err := f.header(); !ok || err != nil {
+		return err
+	}
+	f.loadUndo()
+
+	n := (plain + bs - 1) / bs
+	for first := int64(0); first < n; first += chunkBlocks {
+		if err := f.blocks(first, min(first+chunkBlocks, n), n, torn); err != nil {
+			return err
+		}
+	}
+	if torn {
+		return f.tornTail(n)
+	}
+	return nil
+}
+
+// header parses the header and unwraps the data key, reporting whether
+// the blocks can be checked.
+func (f *file) header() (bool, error) {
+	b := make([]byte, content.HeaderSize)
+	if err := preadFull(f.fd, b, 0); err != nil {
+		return false, fmt.Errorf("failed to read header: %w", err)
+	}
+	h, err := content.ParseHeader(b)
+	if err != nil {
+		f.add(f.rel, -1, KindHeader, RepairNone, "%v", err)
+		return false, nil
+	}
+	f.ids[content.UndoName(h.FileID)] = true
+
+	var errs []error
+	for _, i := range h.Order() {
+		s := h.Slots[i]
+		ad := content.SlotAD(f.opts.VolumeID, h.FileID, s.KeyID, s.Generation)
+		dek, err := f.opts.Keys.Unwrap(s.KeyID, s.Wrapped, ad)
+		if err == nil {
+			f.cipher, err = content.NewCipher(dek, h.FileID)
+			clear(dek)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("slot %d: %w", i, err))
+			continue
+		}
+		if len(errs) > 0 {
+			f.add(f.rel, -1, KindSlot, RepairNone,
+				"the current key slot does not unwrap (%v); the other one does, and a key rotation rewrites it",
+				errors.Join(errs...))
+		}
+		return true, nil
+	}
+	f.add(f.rel, -1, KindHeader, RepairNone, "no key slot unwraps: %v", errors.Join(errs...))
+	return false, nil
+}
+
+// loadUndo reads the file's undo record, if it has a usable one.
+func (f *file) loadUndo() {
+	p := filepath.Join(f.backing, cofferfs.ReservedName, content.UndoDir, content.UndoName(f.cipher.FileID()))
+	st, err := os.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Size() > maxUndoFile {
+		return
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return
+	}
+	if u, err := content.ParseUndo(b); err == nil && u.FileID == f.cipher.FileID() {
+		f.undo = u
+	}
+}
+
+// preImage returns the authentic pre-image of block b, or nil.
+func (f *file) preImage(b int64) []byte {
+	if f.undo == nil {
+		return nil
+	}
+	pre := f.undo.PreImage(uint64(b))
+	if pre == nil {
+		return nil
+	}
+	if _, err := f.cipher.Open(nil, pre, uint64(b)); err != nil {
+		return nil
+	}
+	return pre
+}
+
+// blocks checks blocks [first, end) of a file of n whole or partial
+// blocks.
+func (f *file) blocks(first, end, n int64, torn bool) error {
+	start := content.BlockOffset(uint64(first))
+	stop := min(content.BlockOffset(uint64(end)), f.size)
+	buf := make([]byte, stop-start)
+	if err := preadFull(f.fd, buf, start); err != nil {
+		return fmt.Errorf("failed to read blocks %d to %d: %w", first, end-1, err)
+	}
+	for b := first; b < end; b++ {
+		cur := buf[(b-first)*cbs : min((b-first+1)*cbs, int64(len(buf)))]
+		f.report.Blocks++
+		if _, err := f.cipher.Open(nil, cur, uint64(b)); err != nil {
+			if err := f.bad(b, cur, b == n-1 && !torn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// bad reports block b, whose bytes cur fail authentication.
+func (f *file) bad(b int64, cur []byte, last bool) error {
+	at := content.BlockOffset(uint64(b))
+	if pre := f.preImage(b); pre != nil && content.Torn(cur, pre, at) {
+		p := f.add(f.rel, b, KindBlock, RepairRestore, "fails authentication: an overwrite was cut by a crash; "+
+			"the undo record holds its last complete version, which the mount reads")
+		if f.opts.Repair {
+			if err := pwriteFull(f.fd, pre, at); err != nil {
+				return err
+			}
+			p.Repaired = true
+		}
+		return nil
+	}
+	if last {
+		return f.cutLast(b, KindBlock, "fails authentication")
+	}
+	f.add(f.rel, b, KindBlock, RepairNone, "fails authentication; its content is lost")
+	return nil
+}
+
+// tornTail reports the torn last block b.
+func (f *file) tornTail(b int64) error {
+	n := f.size - content.BlockOffset(uint64(b))
+	return f.cutLast(b, KindTornTail, fmt.Sprintf("cut to %d bytes, before its first plaintext byte", n))
+}
+
+// cutLast reports the damaged last block b. If the undo record holds the
+// old last block from before a write that grew it, the repair rolls that
+// write back; otherwise it cuts the block off.
+func (f *file) cutLast(b int64, kind, detail string) error {
+	at := content.BlockOffset(uint64(b))
+	if pre := f.preImage(b); pre != nil && at+int64(len(pre)) == f.undo.OldSize && f.size >= f.undo.OldSize {
+		p := f.add(f.rel, b, kind, RepairRollback, "%s: a write that grew the last block was cut by a crash; "+
+			"the undo record holds the block as it was before", detail)
+		if f.opts.Repair {
+			if err := ftruncate(f.fd, f.undo.OldSize); err != nil {
+				return err
+			}
+			if err := pwriteFull(f.fd, pre, at); err != nil {
+				return err
+			}
+			p.Repaired = true
+		}
+		return nil
+	}
+	p := f.add(f.rel, b, kind, RepairTruncate, "%s; its content is lost", detail)
+	if f.opts.Repair {
+		if err := ftruncate(f.fd, at); err != nil {
+			return err
+		}
+		p.Repaired = true
+	}
+	return nil
+}
+
+// preadFull fills b from offset off.
+func preadFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pread(fd, b, off)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrUnexpectedEOF
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+// pwriteFull writes all of b at offset off.
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("failed to repair backing file: %w", err)
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+// ftruncate sets the backing size.
+func ftruncate(fd int, size int64) error {
+	for {
+		err := unix.Ftruncate(fd, size)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("failed to cut backing file: %w", err)
+		}
+		return nil
+	}
+}
