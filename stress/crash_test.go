@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/fs/check"
 )
 
 // Crash-test writers are this test binary run with childEnv=writer. Each
@@ -345,6 +348,8 @@ func (j *journal) event(line string, begun **Op) error {
 type crashStats struct {
 	seeds, ops, fsyncs, inFlight, eio, newState, oldState, saves int
 	lostSynced                                                   int // EIO blocks that held fsynced data
+	restored                                                     int // cut overwrites fsck found restorable
+	fsckNamed                                                    int // blocks fsck named that read EIO
 }
 
 // count adds a journal's numbers.
@@ -370,14 +375,17 @@ func (s *crashStats) count(j *journal) {
 // nothing the backing file system holds. So every file opens, and every
 // block reads back as the writer's acknowledged state, except blocks the one
 // op in flight at the kill may have rewritten: those may hold the old or the
-// new contents or fail with EIO (a block rewritten in place and cut by the
-// kill; fs documents this). Files of earlier seeds are checked again after
-// later crashes. A saved file is always a whole version, never EIO.
+// new contents or fail with EIO, and EIO only if the block is the file's
+// last one before or after that op, or held nothing that was fsynced: a
+// block rewritten in place and cut by the kill reads as its old contents,
+// from the file's undo record (TestTornOverwrite shows it
+// deterministically). Files of earlier seeds are checked again after later
+// crashes. A saved file is always a whole version, never EIO.
 //
-// An EIO block in the middle of a file whose old contents had been fsynced
-// breaks the product's promise (a crash loses at most what was not
-// fsynced), but whether a kill cuts a rewrite is timing: this test logs
-// each case with its seed, and TestTornOverwrite shows it deterministically.
+// After each kill, before mounting again, it runs coffer fsck --json on the
+// backing directory, and checks that the blocks fsck names, except those it
+// finds restorable from the undo record (which the mount reads as their old
+// version), are exactly the blocks of this seed's files that read EIO.
 func TestCrashConsistency(t *testing.T) {
 	v := newVolume(t, "")
 	journals := t.TempDir()
@@ -393,8 +401,9 @@ func TestCrashConsistency(t *testing.T) {
 	for i := range seeds {
 		seed := base + uint64(i)
 		ok := t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			files := crashRound(t, v, journals, seed)
+			files, report := crashRound(t, v, journals, seed)
 			checkAllOpen(t, v.mnt)
+			checkFsck(t, v, report, fmt.Sprintf("s%d-", seed), &stats)
 			// Files of earlier seeds, again: the last seed's after every
 			// crash, all of them every 25th (rereading all every time
 			// grows with the square of the seeds).
@@ -417,9 +426,10 @@ func TestCrashConsistency(t *testing.T) {
 		stats.seeds++
 	}
 	t.Logf("crash: %d seeds, %d acknowledged ops, %d fsyncs, %d atomic saves, %d ops in flight at the kill: "+
-		"%d blocks read back old, %d new, %d EIO (all within the op in flight; %d of them held fsynced data)",
+		"%d blocks read back old, %d new, %d EIO (all within the op in flight; %d of them held fsynced data); "+
+		"fsck found %d cut overwrites restorable and named all %d EIO blocks",
 		stats.seeds, stats.ops, stats.fsyncs, stats.saves, stats.inFlight, stats.oldState, stats.newState,
-		stats.eio, stats.lostSynced)
+		stats.eio, stats.lostSynced, stats.restored, stats.fsckNamed)
 }
 
 // crashFile is a file one writer wrote, with its journal.
@@ -431,8 +441,8 @@ type crashFile struct {
 }
 
 // crashRound starts the writers of one seed, kills the mount once they
-// have done a random number of ops, and mounts again.
-func crashRound(t *testing.T, v *volume, dir string, seed uint64) []crashFile {
+// have done a random number of ops, runs coffer fsck and mounts again.
+func crashRound(t *testing.T, v *volume, dir string, seed uint64) ([]crashFile, *check.Report) {
 	r := rand.New(rand.NewPCG(seed, 0xc4a54))
 	var files []crashFile
 	var cmds []*exec.Cmd
@@ -479,8 +489,72 @@ func crashRound(t *testing.T, v *volume, dir string, seed uint64) []crashFile {
 		}
 	}
 	detach(t, v.mnt)
+	report := fsck(t, v)
 	v.mount(t)
-	return files
+	return files, report
+}
+
+// fsck runs coffer fsck --json on the volume, which is not mounted.
+func fsck(t *testing.T, v *volume) *check.Report {
+	t.Helper()
+	stdout, stderr, err := tryRun(cofferBin(t), "fsck", "--json", v.backing)
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 3) {
+		t.Fatalf("coffer fsck: %v\n%s", err, stderr)
+	}
+	var r check.Report
+	require.NoError(t, json.Unmarshal([]byte(stdout), &r), "coffer fsck output: %s", stdout)
+	assert.Equal(t, err != nil, r.Damaged(), "exit status 3 if and only if damage is left")
+	return &r
+}
+
+// checkFsck compares what fsck reported for the files whose names start
+// with prefix with the blocks of those files that read EIO in the mount.
+func checkFsck(t *testing.T, v *volume, r *check.Report, prefix string, stats *crashStats) {
+	t.Helper()
+	named := map[string]bool{}
+	for _, p := range r.Problems {
+		if !strings.HasPrefix(p.Path, prefix) {
+			continue
+		}
+		if p.Repair == check.RepairRestore {
+			stats.restored++
+			continue
+		}
+		named[fmt.Sprintf("%s block %d", p.Path, p.Block)] = true
+	}
+	eio := eioBlocks(t, v.mnt, prefix)
+	assert.Equal(t, eio, named, "fsck must name exactly the blocks that read EIO (%s)", prefix)
+	stats.fsckNamed += len(eio)
+}
+
+// eioBlocks reads every file in dir whose name starts with prefix, block by
+// block, and returns those that fail with EIO ("NAME block N"; block -1 if
+// the file does not open).
+func eioBlocks(t *testing.T, dir, prefix string) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+			continue
+		}
+		fd, err := unix.Open(filepath.Join(dir, e.Name()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			out[e.Name()+" block -1"] = true
+			continue
+		}
+		var st unix.Stat_t
+		require.NoError(t, unix.Fstat(fd, &st))
+		for b := int64(0); b*BlockSize < st.Size; b++ {
+			if r := preadAll(fd, BlockSize, b*BlockSize); r.err == syscall.EIO {
+				out[fmt.Sprintf("%s block %d", e.Name(), b)] = true
+			}
+		}
+		unix.Close(fd)
+	}
+	return out
 }
 
 // checkAllOpen checks that every file in dir opens.
@@ -581,8 +655,8 @@ func (f crashFile) check(t *testing.T, v *volume, stats *crashStats) {
 			stats.eio++
 			if lostSynced(j, after, b, end) {
 				stats.lostSynced++
-				logIf(t, !quiet, "%s: block %d held fsynced data and fails with EIO after the crash: "+
-					"an in-place rewrite cut by the kill (see TestTornOverwrite)", ctx, b)
+				t.Errorf("%s: block %d held fsynced data and fails with EIO after the crash: "+
+					"an in-place rewrite cut by the kill was not recovered (see TestTornOverwrite)", ctx, b)
 			}
 		case r.err != 0:
 			t.Errorf("%s: block %d: %v", ctx, b, r.err)
@@ -662,55 +736,80 @@ func cipherSize(n int64) int64 {
 // The kernel copies a pwrite into the page cache page by page and a
 // SIGKILL can stop it between two pages, so a rewrite of a block (4136
 // bytes, not page aligned) can land in part. TestCrashConsistency sees this
-// at random; here it is deterministic.
+// at random; here it is deterministic. Before the mount overwrites a block
+// in place it saves the old bytes in the file's undo record: the cut block
+// must read as its old contents, and coffer fsck must say so.
 func TestTornOverwrite(t *testing.T) {
 	v := newVolume(t, "")
-	old := pattern(1, 3*BlockSize)
+	const blocks = 97
+	old := pattern(1, blocks*BlockSize)
 	writeSync(t, v.path("f"), old, 0)
 	v.unmount(t)
 	oldBacking := readFile(t, v.backingPath("f"))
 
-	t.Run("overwrite of a middle block cut at a page boundary", func(t *testing.T) {
-		// The rewrite of block 1 (fsynced before) stops at the first page
-		// boundary inside it: the new ciphertext up to there, the old
-		// after. Blocks are rewritten in place, so this block is lost: it
-		// must fail with EIO (never read as a mix), and only it. This is
-		// the documented limit in docs/limitations.md ("A block
-		// overwritten in place can be torn"); when rewrites become
-		// crash-atomic, assert old-or-new data here instead.
-		v.mount(t)
-		newData := pattern(2, BlockSize)
-		writeSync(t, v.path("f"), newData, BlockSize)
-		v.unmount(t)
-		newBacking := readFile(t, v.backingPath("f"))
+	for _, tt := range []struct {
+		name  string
+		block int64
+		cut   int64
+	}{
+		// Block 1 holds one page boundary; block 95 starts 16 bytes
+		// before one and holds two.
+		{"block 1, at its page boundary", 1, (blockOffset(1)/4096 + 1) * 4096},
+		{"block 95, at its second page boundary", 95, (blockOffset(95)/4096 + 2) * 4096},
+	} {
+		t.Run("overwrite of a middle block cut: "+tt.name, func(t *testing.T) {
+			// The rewrite of the block (fsynced before) stops at a page
+			// boundary inside it: the new ciphertext up to there, the old
+			// after.
+			b := tt.block
+			require.Less(t, tt.cut, blockOffset(b+1))
+			require.NoError(t, os.WriteFile(v.backingPath("f"), oldBacking, 0o600))
+			v.mount(t)
+			writeSync(t, v.path("f"), pattern(2, BlockSize), b*BlockSize)
+			v.unmount(t)
+			newBacking := readFile(t, v.backingPath("f"))
 
-		cut := (blockOffset(1)/4096 + 1) * 4096
-		torn := append(append([]byte(nil), newBacking[:cut]...), oldBacking[cut:]...)
-		require.NoError(t, os.WriteFile(v.backingPath("f"), torn, 0o600))
-		v.mount(t)
-		defer v.unmount(t)
-		got := readBlocks(t, v.path("f"), 3)
-		assert.Equal(t, old[:BlockSize], got[0], "block 0")
-		assert.Equal(t, old[2*BlockSize:], got[2], "block 2")
-		assert.Nil(t, got[1], "the torn block must fail with EIO, not read as old, new or mixed data")
-	})
+			torn := append(append([]byte(nil), newBacking[:tt.cut]...), oldBacking[tt.cut:]...)
+			require.NoError(t, os.WriteFile(v.backingPath("f"), torn, 0o600))
+			r := fsck(t, v)
+			require.Len(t, r.Problems, 1)
+			assert.Equal(t, check.Problem{Backing: "f", Path: "f", Block: b, Kind: check.KindBlock,
+				Detail: r.Problems[0].Detail, Repair: check.RepairRestore}, r.Problems[0])
+
+			v.mount(t)
+			defer v.unmount(t)
+			got := readBlocks(t, v.path("f"), blocks)
+			for i := range got {
+				assert.Equal(t, old[i*BlockSize:(i+1)*BlockSize], got[i],
+					"block %d: the cut block reads as its last complete version, the others as they were", i)
+			}
+			assert.NotEmpty(t, v.warnings("undo record"), "a warning names the restored block")
+			assert.Equal(t, oldBacking[blockOffset(b):blockOffset(b+1)],
+				readFile(t, v.backingPath("f"))[blockOffset(b):blockOffset(b+1)], "the old block is written back")
+		})
+	}
 
 	t.Run("truncation cut before the new last block is rewritten", func(t *testing.T) {
 		// Truncating to 1.5 blocks cuts the backing file, then rewrites
 		// block 1 shorter. Killed between the two, block 1 is cut: the
 		// design accepts this torn last block, which must fail with EIO
-		// for that block only.
+		// for that block only, and which fsck names and cuts off.
 		require.NoError(t, os.WriteFile(v.backingPath("f"), oldBacking[:cipherSize(BlockSize+BlockSize/2)], 0o600))
+		r := fsck(t, v)
+		require.Len(t, r.Problems, 1)
+		assert.Equal(t, check.Problem{Backing: "f", Path: "f", Block: 1, Kind: check.KindBlock,
+			Detail: r.Problems[0].Detail, Repair: check.RepairTruncate}, r.Problems[0])
+
 		v.mount(t)
 		defer v.unmount(t)
 		fd, err := unix.Open(v.path("f"), unix.O_RDONLY, 0)
 		require.NoError(t, err)
 		defer unix.Close(fd)
-		r := preadAll(fd, BlockSize, 0)
-		assert.Zero(t, r.err)
-		assert.Equal(t, old[:BlockSize], r.data, "block 0")
-		r = preadAll(fd, BlockSize, BlockSize)
-		assert.Equal(t, syscall.EIO, r.err, "the torn last block")
+		r0 := preadAll(fd, BlockSize, 0)
+		assert.Zero(t, r0.err)
+		assert.Equal(t, old[:BlockSize], r0.data, "block 0")
+		r1 := preadAll(fd, BlockSize, BlockSize)
+		assert.Equal(t, syscall.EIO, r1.err, "the torn last block")
 	})
 }
 
@@ -751,11 +850,4 @@ func readBlocks(t testing.TB, path string, n int) [][]byte {
 		}
 	}
 	return out
-}
-
-func logIf(t *testing.T, ok bool, format string, args ...any) {
-	t.Helper()
-	if ok {
-		t.Logf(format, args...)
-	}
 }
