@@ -745,7 +745,10 @@ func TestTornOverwrite(t *testing.T) {
 	old := pattern(1, blocks*BlockSize)
 	writeSync(t, v.path("f"), old, 0)
 	v.unmount(t)
-	oldBacking := readFile(t, v.backingPath("f"))
+	bf := backingFile(t, v, "f")
+	rel, err := filepath.Rel(v.backing, bf)
+	require.NoError(t, err)
+	oldBacking := readFile(t, bf)
 
 	for _, tt := range []struct {
 		name  string
@@ -763,17 +766,17 @@ func TestTornOverwrite(t *testing.T) {
 			// after.
 			b := tt.block
 			require.Less(t, tt.cut, blockOffset(b+1))
-			require.NoError(t, os.WriteFile(v.backingPath("f"), oldBacking, 0o600))
+			require.NoError(t, os.WriteFile(bf, oldBacking, 0o600))
 			v.mount(t)
 			writeSync(t, v.path("f"), pattern(2, BlockSize), b*BlockSize)
 			v.unmount(t)
-			newBacking := readFile(t, v.backingPath("f"))
+			newBacking := readFile(t, bf)
 
 			torn := append(append([]byte(nil), newBacking[:tt.cut]...), oldBacking[tt.cut:]...)
-			require.NoError(t, os.WriteFile(v.backingPath("f"), torn, 0o600))
+			require.NoError(t, os.WriteFile(bf, torn, 0o600))
 			r := fsck(t, v)
 			require.Len(t, r.Problems, 1)
-			assert.Equal(t, check.Problem{Backing: "f", Path: "f", Block: b, Kind: check.KindBlock,
+			assert.Equal(t, check.Problem{Backing: rel, Path: "f", Block: b, Kind: check.KindBlock,
 				Detail: r.Problems[0].Detail, Repair: check.RepairRestore}, r.Problems[0])
 
 			v.mount(t)
@@ -785,7 +788,7 @@ func TestTornOverwrite(t *testing.T) {
 			}
 			assert.NotEmpty(t, v.warnings("undo record"), "a warning names the restored block")
 			assert.Equal(t, oldBacking[blockOffset(b):blockOffset(b+1)],
-				readFile(t, v.backingPath("f"))[blockOffset(b):blockOffset(b+1)], "the old block is written back")
+				readFile(t, bf)[blockOffset(b):blockOffset(b+1)], "the old block is written back")
 		})
 	}
 
@@ -794,10 +797,10 @@ func TestTornOverwrite(t *testing.T) {
 		// block 1 shorter. Killed between the two, block 1 is cut: the
 		// design accepts this torn last block, which must fail with EIO
 		// for that block only, and which fsck names and cuts off.
-		require.NoError(t, os.WriteFile(v.backingPath("f"), oldBacking[:cipherSize(BlockSize+BlockSize/2)], 0o600))
+		require.NoError(t, os.WriteFile(bf, oldBacking[:cipherSize(BlockSize+BlockSize/2)], 0o600))
 		r := fsck(t, v)
 		require.Len(t, r.Problems, 1)
-		assert.Equal(t, check.Problem{Backing: "f", Path: "f", Block: 1, Kind: check.KindBlock,
+		assert.Equal(t, check.Problem{Backing: rel, Path: "f", Block: 1, Kind: check.KindBlock,
 			Detail: r.Problems[0].Detail, Repair: check.RepairTruncate}, r.Problems[0])
 
 		v.mount(t)
@@ -811,6 +814,14 @@ func TestTornOverwrite(t *testing.T) {
 		r1 := preadAll(fd, BlockSize, BlockSize)
 		assert.Equal(t, syscall.EIO, r1.err, "the torn last block")
 	})
+}
+
+// backingFile returns the backing file of name in v, as coffer path
+// encrypt maps it (names may be encrypted). v must not be mounted.
+func backingFile(t *testing.T, v *volume, name string) string {
+	t.Helper()
+	out := run(t, cofferBin(t), "path", "encrypt", v.backing, "/"+name, "--master", "file://"+v.key)
+	return strings.TrimSuffix(out, "\n")
 }
 
 // pattern returns n pseudo-random bytes for seed.

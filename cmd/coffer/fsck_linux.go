@@ -112,7 +112,8 @@ func runFsck(ctx context.Context, a *app, opts fsckOptions) error {
 
 	p := newProgress(a.stderr)
 	report, err := check.Run(mopts.backing, check.Options{
-		VolumeID: cfg.VolumeID, Keys: ring, Repair: opts.repair, Progress: p.update,
+		VolumeID: cfg.VolumeID, Keys: ring, EncryptedNames: cfg.EncryptedNames(),
+		Repair: opts.repair, Progress: p.update,
 	})
 	p.done()
 	if err != nil {
@@ -159,7 +160,11 @@ func printReport(w io.Writer, r *check.Report, repair bool) error {
 	repaired := 0
 	for _, p := range r.Problems {
 		where := p.Backing
-		if p.Path != p.Backing {
+		switch p.Path {
+		case p.Backing:
+		case "":
+			where = fmt.Sprintf("%s (name does not decrypt)", p.Backing)
+		default:
 			where = fmt.Sprintf("%s (%s)", p.Path, p.Backing)
 		}
 		if p.Block >= 0 {

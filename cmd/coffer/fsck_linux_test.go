@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -16,7 +17,7 @@ import (
 // checks what coffer fsck reports, repairs and exits with.
 func TestFsck(t *testing.T) {
 	f := newMountFixture(t)
-	f.init(t)
+	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--plaintext-names"))
 	requireOK(t, f.mount(t))
 	data := make([]byte, 3*4096)
 	for i := range data {
@@ -68,6 +69,37 @@ func TestFsck(t *testing.T) {
 
 	require.NoError(t, os.Remove(a))
 	requireOK(t, cli(t, "fsck", f.backing))
+}
+
+// TestFsckEncryptedNames checks that fsck skips coffer's own entries of a
+// volume with encrypted names and names a damaged file by its path in the
+// mount and its backing path.
+func TestFsckEncryptedNames(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	require.NoError(t, os.MkdirAll(filepath.Join(f.mnt, "etc", "app"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "etc", "app", "db.conf"), make([]byte, 9000), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "top"), []byte("x"), 0o600))
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+
+	r := cli(t, "fsck", f.backing)
+	requireOK(t, r)
+	assert.Equal(t, "checked 2 files, 4 blocks: 0 problem(s), 0 repaired\n", r.stdout)
+
+	enc := cli(t, "path", "encrypt", f.backing, "/etc/app/db.conf")
+	requireOK(t, enc)
+	backing := strings.TrimSpace(enc.stdout)
+	rel, err := filepath.Rel(f.backing, backing)
+	require.NoError(t, err)
+	raw, err := os.ReadFile(backing)
+	require.NoError(t, err)
+	raw[280+4136*2+10] ^= 1
+	require.NoError(t, os.WriteFile(backing, raw, 0o600))
+
+	r = cli(t, "fsck", f.backing)
+	assert.Equal(t, exitDamaged, r.code, "stderr: %s", r.stderr)
+	assert.Contains(t, r.stdout, "etc/app/db.conf ("+rel+"): block 2: block: fails authentication")
 }
 
 func TestFsckUsage(t *testing.T) {

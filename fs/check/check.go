@@ -23,6 +23,7 @@ import (
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/fs/content"
+	"github.com/cofferfs/coffer/fs/names"
 )
 
 // Options configures a check.
@@ -31,6 +32,10 @@ type Options struct {
 	VolumeID [16]byte
 	// Keys unwraps the files' data keys. Required.
 	Keys cofferfs.KeyWrapper
+	// EncryptedNames says that the volume encrypts names: the walk skips
+	// coffer's own entries (directory records, sidecars) and problems name
+	// the decrypted path too.
+	EncryptedNames bool
 	// Repair restores and cuts what can be repaired (see Problem.Repair)
 	// and prunes undo records of files that no longer exist.
 	Repair bool
@@ -70,7 +75,8 @@ const (
 type Problem struct {
 	// Backing is the backing file, relative to the backing directory.
 	Backing string `json:"backing"`
-	// Path is the file's path in the mount, relative to its root.
+	// Path is the file's path in the mount, relative to its root; empty
+	// if its encrypted name does not decrypt.
 	Path string `json:"path"`
 	// Block is the block number, or -1 for the file as a whole.
 	Block  int64  `json:"block"`
@@ -112,13 +118,24 @@ func Run(backing string, opts Options) (*Report, error) {
 		return nil, errors.New("failed to check volume: no key wrapper")
 	}
 	c := &checker{backing: backing, opts: opts, report: &Report{}, ids: map[string]bool{}}
+	if opts.EncryptedNames {
+		r, err := cofferfs.NewResolver(backing, cofferfs.Options{VolumeID: opts.VolumeID, Keys: opts.Keys,
+			EncryptNames: true})
+		if err != nil {
+			return nil, err
+		}
+		c.names = r
+	}
 	err := filepath.WalkDir(backing, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("failed to walk backing directory: %w", err)
 		}
 		rel, _ := filepath.Rel(backing, p)
-		if d.IsDir() && rel == cofferfs.ReservedName {
-			return filepath.SkipDir
+		if rel == cofferfs.ReservedName || (c.names != nil && names.Hidden(d.Name()) && rel != ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		if !d.Type().IsRegular() {
 			return nil
@@ -143,14 +160,28 @@ type checker struct {
 	backing string
 	opts    Options
 	report  *Report
-	ids     map[string]bool // undo record names of the files seen
+	ids     map[string]bool    // undo record names of the files seen
+	names   *cofferfs.Resolver // nil with plaintext names
 }
 
 // add records a problem of file rel.
 func (c *checker) add(rel string, block int64, kind, repair, format string, args ...any) *Problem {
-	c.report.Problems = append(c.report.Problems, Problem{Backing: rel, Path: rel, Block: block,
-		Kind: kind, Detail: fmt.Sprintf(format, args...), Repair: repair})
+	c.report.Problems = append(c.report.Problems, Problem{Backing: rel, Path: c.plainPath(rel),
+		Block: block, Kind: kind, Detail: fmt.Sprintf(format, args...), Repair: repair})
 	return &c.report.Problems[len(c.report.Problems)-1]
+}
+
+// plainPath returns the path in the mount of backing file rel, or "" if
+// its name does not decrypt.
+func (c *checker) plainPath(rel string) string {
+	if c.names == nil {
+		return rel
+	}
+	p, err := c.names.Decrypt(rel)
+	if err != nil {
+		return ""
+	}
+	return p
 }
 
 // file checks one backing file.
