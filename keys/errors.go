@@ -36,3 +36,7 @@ var ErrAuth = errors.New("wrapped key failed authentication")
 // ErrMalformed reports a volume config or sealed ring payload that cannot be
 // parsed or breaks a structural rule.
 var ErrMalformed = errors.New("malformed data")
+
+// ErrNoCandidate reports an Unlock left with no master key to try, such as
+// a volume with only recovery keys unlocked without one.
+var ErrNoCandidate = errors.New("no master key to try")

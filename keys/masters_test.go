@@ -14,6 +14,7 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 // volume is a backing directory initialised with one key file.
@@ -321,4 +322,50 @@ func TestRestoreRefusesOlderGeneration(t *testing.T) {
 	got, err := keys.ReadConfig(v.backing)
 	require.NoError(t, err)
 	assert.Equal(t, old.Ring.Generation, got.Ring.Generation)
+}
+
+func TestUnlockKindAndSkipKind(t *testing.T) {
+	v := newVolume(t)
+	priv, err := recovery.Generate()
+	require.NoError(t, err)
+	defer priv.Wipe()
+	e, err := priv.Enrollment()
+	require.NoError(t, err)
+	rec, err := keys.AddMaster(context.Background(), v.backing, v.ring, e, keys.AddOptions{})
+	require.NoError(t, err)
+	cfg, err := keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+
+	var tried []string
+	failed := func(m keys.MasterEntry, _ error) { tried = append(tried, m.Kind) }
+	open := masterkey.Opener(context.Background(), masterkey.Options{})
+
+	// Only the recovery master, which fails without its private key.
+	_, _, err = keys.Unlock(context.Background(), cfg, open,
+		keys.UnlockOptions{Kind: recovery.Kind, Failed: failed})
+	require.ErrorIs(t, err, recovery.ErrNoPrivateKey)
+	assert.Equal(t, []string{"recovery"}, tried)
+
+	// Everything but the recovery master.
+	tried = nil
+	_, used, err := keys.Unlock(context.Background(), cfg, open,
+		keys.UnlockOptions{SkipKind: recovery.Kind, Failed: failed})
+	require.NoError(t, err)
+	assert.Equal(t, v.cfg.Masters[0].ID, used.ID)
+	assert.Empty(t, tried)
+
+	// With the file master gone, nothing is left to try.
+	_, err = keys.RemoveMaster(v.backing, v.cfg.Masters[0].ID)
+	require.NoError(t, err)
+	cfg, err = keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+	_, _, err = keys.Unlock(context.Background(), cfg, open, keys.UnlockOptions{SkipKind: recovery.Kind})
+	require.ErrorIs(t, err, keys.ErrNoCandidate)
+	_, used, err = keys.Unlock(context.Background(), cfg,
+		masterkey.Opener(context.Background(), masterkey.Options{RecoveryKey: "-",
+			RecoveryKeyText: func(context.Context) (*keys.Secret, error) {
+				return keys.SecretFromBytes([]byte(priv.Text())), nil
+			}}), keys.UnlockOptions{Kind: recovery.Kind})
+	require.NoError(t, err)
+	assert.Equal(t, rec.ID, used.ID)
 }

@@ -262,6 +262,9 @@ type UnlockOptions struct {
 	// Kind, when set (and Only is not), limits the master keys tried to
 	// those of this kind, such as "recovery" when a recovery key is given.
 	Kind string
+	// SkipKind, when set (and Only is not), leaves out the master keys of
+	// this kind, such as "recovery" when no recovery key is at hand.
+	SkipKind string
 	// Logger receives Debug and Info events; the zero value discards them.
 	Logger zerolog.Logger
 	// Failed, when set, is called for each master key that was tried and
@@ -310,7 +313,7 @@ func Unlock(ctx context.Context, cfg *Config, open OpenFunc,
 	if err := cfg.Validate(); err != nil {
 		return nil, MasterEntry{}, fmt.Errorf("failed to unlock volume: %w", err)
 	}
-	masters, err := cfg.candidates(opts.Only, opts.Kind)
+	masters, err := cfg.candidates(opts.Only, opts.Kind, opts.SkipKind)
 	if err != nil {
 		return nil, MasterEntry{}, err
 	}
@@ -338,18 +341,23 @@ func Unlock(ctx context.Context, cfg *Config, open OpenFunc,
 }
 
 // candidates returns the masters Unlock tries.
-func (c *Config) candidates(only, kind string) ([]MasterEntry, error) {
-	if only == "" && kind != "" {
+func (c *Config) candidates(only, kind, skip string) ([]MasterEntry, error) {
+	if only == "" && (kind != "" || skip != "") {
 		var out []MasterEntry
 		for _, m := range c.Masters {
-			if m.Kind == kind {
+			if (kind == "" || m.Kind == kind) && m.Kind != skip {
 				out = append(out, m)
 			}
 		}
-		if len(out) == 0 {
+		switch {
+		case len(out) > 0:
+			return out, nil
+		case kind != "":
 			return nil, fmt.Errorf("failed to unlock volume: it has no %s master key", kind)
+		default:
+			return nil, fmt.Errorf("%w: failed to unlock volume: it has only %s master keys",
+				ErrNoCandidate, skip)
 		}
-		return out, nil
 	}
 	if only == "" {
 		return c.Masters, nil

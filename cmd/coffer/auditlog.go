@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 // openAudit opens the audit log of volume vol in backing, as the volume's
@@ -125,4 +126,12 @@ func checkAuditWritable(path string, isDefault bool) error {
 	f.Close()
 	_ = os.Remove(f.Name())
 	return nil
+}
+
+// recordRecoveryUse records that a recovery key unlocked the volume, when
+// used is a recovery master.
+func recordRecoveryUse(ctx context.Context, a *app, l *audit.Log, used keys.MasterEntry) {
+	if used.Kind == recovery.Kind {
+		recordAudit(ctx, a, l, audit.Event{Type: audit.EventRecoveryUsed, Master: used.ID})
+	}
 }

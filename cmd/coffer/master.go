@@ -10,8 +10,8 @@ func newMasterCommand(a *app) *cobra.Command {
 		Short: "Add, remove and list a volume's master keys",
 		Long: `Commands that change which master keys unlock a volume. A volume holds 1 to
 32 master keys; the ring is sealed once to each, and any one of them unlocks
-it. Adding one needs an existing master key to unlock the volume; removing
-one needs none, but the last master key cannot be removed.`,
+it. Adding or removing one needs a master key to unlock the volume (so that
+the audit log records it with a MAC); the last one cannot be removed.`,
 		Args:                       cobra.ArbitraryArgs,
 		RunE:                       runGroup,
 		SuggestionsMinimumDistance: 2,

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/masterkey"
 	"github.com/cofferfs/coffer/keys/passphrase"
 )
@@ -85,10 +86,19 @@ func runMasterAdd(ctx context.Context, a *app, opts masterAddOptions) error {
 		return err
 	}
 
-	ring, with, err := unlockVolume(ctx, a, cfg, opts.unlockOptions)
+	// No change of master keys without its audit record: the log opens
+	// first, and records MACed with the unlocked ring.
+	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
 	if err != nil {
 		return err
 	}
+	defer closeAudit(a, alog)
+	ring, with, err := unlockVolume(ctx, a, cfg, opts.unlockOptions, unlockFailures(ctx, a, alog))
+	if err != nil {
+		return err
+	}
+	alog.SetKeys(ring)
+	recordRecoveryUse(ctx, a, alog, with)
 	e, err := masterkey.Enroll(ctx, ref.URI, opts.enrollOptions(a))
 	if err != nil {
 		return fmt.Errorf("failed to enroll master key %s: %w", ref, err)
@@ -99,6 +109,8 @@ func runMasterAdd(ctx context.Context, a *app, opts masterAddOptions) error {
 	if err != nil {
 		return addError(opts.backing, err)
 	}
+	recordAudit(ctx, a, alog, audit.Event{Type: audit.EventMasterAdded, Master: added.ID,
+		Detail: map[string]string{"kind": added.Kind, "unlocked_with": with.ID}})
 	fmt.Fprintf(a.stdout, "added master key %s (%s %s) to volume %s, unlocked with %s\n",
 		added.ID, added.Kind, keys.RedactURI(added.URI), cfg.VolumeID, with.ID)
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 )
 
 // cliStdin runs coffer in this process with stdin as standard input.
@@ -262,4 +263,45 @@ func TestConcurrentMasterAdds(t *testing.T) {
 	for _, u := range uris {
 		assert.True(t, got[u], "master key %s was lost", u)
 	}
+}
+
+func TestAuditMasterEvents(t *testing.T) {
+	f := newFixture(t)
+	logPath := filepath.Join(f.dir, "audit.jsonl")
+	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", logPath))
+	first := f.masterID(t, f.keyURI())
+	second := f.newKey(t, "second.key")
+	requireOK(t, cli(t, "master", "add", f.backing, second))
+	secondID := f.masterID(t, second)
+	recoveryFile := filepath.Join(f.dir, "recovery.txt")
+	requireOK(t, cli(t, "recovery", "new", f.backing, "--out", recoveryFile, "--with", secondID))
+	third := f.newKey(t, "third.key")
+	requireOK(t, cli(t, "master", "add", f.backing, third, "--recovery-key", recoveryFile))
+	requireOK(t, cli(t, "master", "remove", f.backing, secondID))
+
+	list := f.masters(t)
+	require.Len(t, list, 3)
+	recoveryID, thirdID := list[1].ID, list[2].ID
+	records := auditLines(t, logPath)
+	added := ofEvent(records, audit.EventMasterAdded)
+	require.Len(t, added, 3)
+	want := [][3]string{{secondID, "file", first}, {recoveryID, "recovery", secondID},
+		{thirdID, "file", recoveryID}}
+	for i, r := range added {
+		detail := r["detail"].(map[string]any)
+		assert.Equal(t, want[i], [3]string{r["master"].(string), detail["kind"].(string),
+			detail["unlocked_with"].(string)})
+		assert.NotEmpty(t, r["mac"], "master-added must carry a MAC")
+	}
+	used := ofEvent(records, audit.EventRecoveryUsed)
+	require.Len(t, used, 1)
+	assert.Equal(t, recoveryID, used[0]["master"])
+	removed := ofEvent(records, audit.EventMasterRemoved)
+	require.Len(t, removed, 1)
+	assert.Equal(t, secondID, removed[0]["master"])
+	assert.NotEmpty(t, removed[0]["mac"])
+	assert.Empty(t, ofEvent(records, audit.EventUnlock), "no master key failed")
+
+	r := cli(t, "audit", "verify", logPath, "--backing", f.backing)
+	requireOK(t, r)
 }

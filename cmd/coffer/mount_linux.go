@@ -273,7 +273,18 @@ func (o mountOptions) candidates(cfg *keys.Config) ([]keys.MasterEntry, error) {
 		return out, nil
 	}
 	if o.master == "" {
-		return cfg.Masters, nil
+		// Recovery keys are tried only when one is given.
+		var out []keys.MasterEntry
+		for _, m := range cfg.Masters {
+			if m.Kind != recovery.Kind {
+				out = append(out, m)
+			}
+		}
+		if len(out) == 0 {
+			return nil, withHints(errors.New("volume has only recovery master keys"),
+				"unlock with one: --recovery-key FILE, or - to type it")
+		}
+		return out, nil
 	}
 	id, err := masterID(cfg, o.master)
 	if err != nil {

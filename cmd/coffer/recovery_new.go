@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/recovery"
 )
 
@@ -68,10 +69,17 @@ func runRecoveryNew(ctx context.Context, a *app, opts recoveryNewOptions) error 
 	if err := checkOutFile(opts.out, opts.backing); err != nil {
 		return err
 	}
-	ring, _, err := unlockVolume(ctx, a, cfg, opts.unlockOptions)
+	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
 	if err != nil {
 		return err
 	}
+	defer closeAudit(a, alog)
+	ring, with, err := unlockVolume(ctx, a, cfg, opts.unlockOptions, unlockFailures(ctx, a, alog))
+	if err != nil {
+		return err
+	}
+	alog.SetKeys(ring)
+	recordRecoveryUse(ctx, a, alog, with)
 
 	priv, err := recovery.Generate()
 	if err != nil {
@@ -97,6 +105,9 @@ func runRecoveryNew(ctx context.Context, a *app, opts recoveryNewOptions) error 
 		}
 		return addError(opts.backing, err)
 	}
+	recordAudit(ctx, a, alog, audit.Event{Type: audit.EventMasterAdded, Master: added.ID,
+		Detail: map[string]string{"kind": added.Kind, "unlocked_with": with.ID,
+			"fingerprint": priv.Fingerprint()}})
 	printRecovery(a.stdout, opts, cfg.VolumeID, added.ID, priv)
 	return nil
 }

@@ -63,6 +63,7 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		return err
 	}
 	alog.SetKeys(ring)
+	recordRecoveryUse(ctx, a, alog, used)
 	integrity := alog.IntegrityRecorder(0)
 	srv, err := cofferfs.Mount(opts.backing, opts.mountPoint, cofferfs.Options{
 		VolumeID:     cfg.VolumeID,
@@ -150,6 +151,8 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		uo.Only = id
 	} else if opts.recoveryKey != "" {
 		uo.Kind = recovery.Kind
+	} else {
+		uo.SkipKind = recovery.Kind
 	}
 
 	pass := func(context.Context, masterkey.PassphraseRequest) (*keys.Secret, error) {

@@ -28,10 +28,12 @@ type unlockOptions struct {
 }
 
 // unlockVolume unlocks the volume in o.backing for a change to its master
-// keys. Passphrases are asked only when a passphrase master is tried.
-func unlockVolume(ctx context.Context, a *app, cfg *keys.Config, o unlockOptions) (*keys.Ring,
-	keys.MasterEntry, error) {
-	uo := keys.UnlockOptions{Logger: a.log}
+// keys. Passphrases are asked only when a passphrase master is tried;
+// recovery masters only with --recovery-key. failed, if not nil, is called
+// for each master key that did not unlock.
+func unlockVolume(ctx context.Context, a *app, cfg *keys.Config, o unlockOptions,
+	failed func(keys.MasterEntry, error)) (*keys.Ring, keys.MasterEntry, error) {
+	uo := keys.UnlockOptions{Logger: a.log, Failed: failed}
 	if o.with != "" {
 		id, err := masterID(cfg, o.with)
 		if err != nil {
@@ -40,6 +42,8 @@ func unlockVolume(ctx context.Context, a *app, cfg *keys.Config, o unlockOptions
 		uo.Only = id
 	} else if o.recoveryKey != "" {
 		uo.Kind = recovery.Kind
+	} else {
+		uo.SkipKind = recovery.Kind
 	}
 
 	mopts := o.masterFlags.options()
@@ -67,6 +71,9 @@ func adminUnlockError(backing string, err error) error {
 		return hintOnce(fmt.Errorf("failed to unlock volume: %w", err), perm)
 	}
 	var hints []string
+	if errors.Is(err, keys.ErrNoCandidate) {
+		hints = append(hints, "unlock with a recovery key: --recovery-key FILE, or - to type it")
+	}
 	if errors.Is(err, recovery.ErrTypo) {
 		hints = append(hints, "check that group against the printed key and type it again")
 	}
