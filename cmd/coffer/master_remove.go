@@ -37,7 +37,7 @@ config earlier can still open that copy with the removed key. After a key
 is compromised, see docs/recovery.md.`,
 		Example: `  coffer master remove /srv/app.enc 1a2b3c4d
   coffer master remove /srv/app.enc 1a2b3c4d --recovery-key -`,
-		Args:    exactArgs("BACKING", "ID"),
+		Args: exactArgs("BACKING", "ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.backing, opts.id = args[0], args[1]
 			return runMasterRemove(cmd.Context(), a, opts)
