@@ -208,14 +208,24 @@ func TestHangingServer(t *testing.T) {
 	kmstest.SetCredentials(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
+	accepted := make(chan net.Conn, 16)
+	t.Cleanup(func() {
+		l.Close()
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
+			select {
+			case accepted <- c: // held open, unanswered, until the test ends
+			default:
+				c.Close()
+			}
 		}
 	}()
 	old := callTimeout
