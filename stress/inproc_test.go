@@ -5,6 +5,7 @@ package stress
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/fs/content"
+	"github.com/cofferfs/coffer/fs/names"
 	"github.com/cofferfs/coffer/keys"
 )
 
@@ -105,9 +107,10 @@ func (m *inproc) mount(t testing.TB) {
 	t.Helper()
 	registerMount(m.mnt)
 	srv, err := cofferfs.Mount(m.backing, m.mnt, cofferfs.Options{
-		VolumeID: m.vol,
-		Keys:     m.keys,
-		Logger:   zerolog.New(lineWriter{m.log}).Level(zerolog.InfoLevel),
+		VolumeID:     m.vol,
+		Keys:         m.keys,
+		EncryptNames: true,
+		Logger:       zerolog.New(lineWriter{m.log}).Level(zerolog.InfoLevel),
 	})
 	require.NoError(t, err)
 	m.srv = srv
@@ -123,8 +126,20 @@ func (m *inproc) unmount(t testing.TB) {
 	m.srv = nil
 }
 
-func (m *inproc) path(name string) string        { return filepath.Join(m.mnt, name) }
-func (m *inproc) backingPath(name string) string { return filepath.Join(m.backing, name) }
+func (m *inproc) path(name string) string { return filepath.Join(m.mnt, name) }
+
+// backingPath returns the backing file of name, whose name is encrypted.
+func (m *inproc) backingPath(name string) string {
+	r, err := cofferfs.NewResolver(m.backing, cofferfs.Options{VolumeID: m.vol, Keys: m.keys,
+		EncryptNames: true})
+	if err == nil {
+		name, err = r.Encrypt(name)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("failed to map %s to its backing path: %v", name, err))
+	}
+	return filepath.Join(m.backing, name)
+}
 
 // warned reports whether the log has a warning naming the backing file of
 // name.
@@ -158,6 +173,27 @@ func (m *inproc) rewrap(t testing.TB, name string) []byte {
 	require.NoError(t, err)
 	writeAtPath(t, p, hdr, 0)
 	return hdr
+}
+
+// rewrapRecord re-wraps the name secret in the record of the backing
+// directory dir with the ring's primary key into the next slot, as a ring
+// rotation does: nothing is renamed.
+func (m *inproc) rewrapRecord(t testing.TB, dir string) {
+	t.Helper()
+	p := filepath.Join(dir, names.RecordName)
+	r, err := names.ParseRecord(readFile(t, p))
+	require.NoError(t, err)
+	cur := r.Slots[r.Order()[0]]
+	secret, err := m.keys.Unwrap(cur.KeyID, cur.Wrapped, names.RecordAD(m.vol, r.ID, cur.KeyID, cur.Generation))
+	require.NoError(t, err)
+
+	idx, gen := r.NextSlot()
+	id, wrapped, err := m.keys.Wrap(secret, func(id uint32) []byte { return names.RecordAD(m.vol, r.ID, id, gen) })
+	require.NoError(t, err)
+	r.Slots[idx] = content.Slot{KeyID: id, Generation: gen, Wrapped: wrapped}
+	b, err := r.MarshalBinary()
+	require.NoError(t, err)
+	writeAtPath(t, p, b, 0)
 }
 
 // writeAtPath writes b at off into an existing file outside any mount.

@@ -430,10 +430,14 @@ func TestHeaderRollback(t *testing.T) {
 	require.NoError(t, writeFile(m.path("f"), v2, 0)) // rewritten in place: same file ID and data key
 	backing2 := readFile(t, m.backingPath("f"))
 
+	// A rotation re-wraps directory records (names are encrypted) along
+	// with file headers.
 	keyB := m.keys.rotate(t)
 	header2 := m.rewrap(t, "f") // slot 1: gen 2, key B
+	m.rewrapRecord(t, m.backing)
 	keyC := m.keys.rotate(t)
 	header3 := m.rewrap(t, "f") // slot 0: gen 3, key C
+	m.rewrapRecord(t, m.backing)
 	require.NotEqual(t, header1, header2)
 
 	// Every read goes through a new mount: the kernel releases a closed

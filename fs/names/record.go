@@ -67,6 +67,13 @@ func (r *Record) Order() []int {
 	return h.Order()
 }
 
+// NextSlot returns the slot a re-wrap writes and its generation: as for a
+// file header, the slot that is not current, with a generation above both.
+func (r *Record) NextSlot() (idx int, gen uint64) {
+	h := content.Header{Slots: r.Slots}
+	return h.NextSlot()
+}
+
 // RecordAD returns the associated data that binds a wrapped name secret to
 // its volume, directory, ring key and generation: "coffer-dir-v1\x00" ||
 // volume ID || directory ID || key ID (uint32) || generation (uint64).
