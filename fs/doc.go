@@ -13,12 +13,25 @@
 //
 // The node tree is go-fuse's loopback: every node embeds a
 // [github.com/hanwen/go-fuse/v2/fs.LoopbackNode] created through the
-// loopback's NewNode hook, so names, directories, symlinks, hard links,
-// renames (with RENAME_NOREPLACE and RENAME_EXCHANGE), permissions, owners,
-// times, xattrs, statfs and special files are those of the backing
-// directory, unchanged. File names, sizes, timestamps, permissions and
-// xattrs are therefore visible in the backing directory; only file contents
-// are encrypted.
+// loopback's NewNode hook. With plaintext names (Options.EncryptNames
+// false) the loopback answers namespace operations on the backing
+// directory unchanged: names, directories, symlinks, hard links, renames
+// (with RENAME_NOREPLACE and RENAME_EXCHANGE), permissions, owners, times,
+// xattrs, statfs and special files are those of the backing directory, and
+// only file contents are encrypted.
+//
+// With encrypted names the node answers every namespace operation itself,
+// since the loopback builds backing paths from plaintext names: a node's
+// backing path is the chain of its names, each encrypted under its parent
+// directory's name key (package [github.com/cofferfs/coffer/fs/names]).
+// Each directory node loads its key once from the directory record
+// (.coffer.dir) and caches it; directories take their record with them when
+// renamed, so cached keys stay valid. Names longer than 175 bytes get a
+// hashed backing name and a sidecar, which create, link, rename, unlink and
+// rmdir keep consistent. Symbolic links are regular backing files in the
+// content format, marked by the sticky bit, whose content is the target.
+// user.* extended attributes are encrypted with keys derived from the
+// root's name secret. docs/format.md specifies all of it.
 //
 // The node overrides what touches contents:
 //
@@ -135,8 +148,12 @@
 // # Threat model
 //
 // Who can read or modify the backing directory but not the master keys
-// learns file names, directory structure, exact sizes, times, permissions
-// and xattrs, but no content. Altered, reordered, swapped or transplanted
+// learns directory structure, name lengths, exact sizes, times, permissions
+// and xattrs outside user.*, but no content, and with encrypted names no
+// name, symlink target or user.* xattr (with plaintext names, all of
+// these). A tampered or foreign encrypted name is hidden from listings with
+// a warning naming the backing entry; a missing or damaged directory record
+// makes that directory fail with EIO. Altered, reordered, swapped or transplanted
 // blocks and headers are detected on read (EIO). Not detected: removing
 // whole trailing blocks (the file reads shorter once the kernel learns the
 // new size), replacing a file with an older version of itself (rollback),
