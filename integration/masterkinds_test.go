@@ -48,7 +48,7 @@ func roundTrip(t *testing.T, v *volume, flags ...string) {
 	v.mountWith(t, flags...)
 	require.NoError(t, os.WriteFile(v.path("secret.txt"), []byte(content), 0o600))
 	v.unmount(t)
-	assert.NotContains(t, sh(t, "", "cat "+v.backing+"/secret.txt"), "master key kind")
+	assertNoPlaintext(t, v.backing, "master key kind")
 
 	v.mountWith(t, flags...)
 	got, err := os.ReadFile(v.path("secret.txt"))
