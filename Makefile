@@ -54,8 +54,11 @@ integration:
 	$(GO) test ./integration/... -count=1 -timeout 30m
 
 # The robustness suite mounts many volumes; without -race it fits in minutes.
+# The concurrency tests run again under the race detector (in-process mounts,
+# so it covers the file system; about a minute).
 stress:
 	$(GO) test ./stress/... -count=1 -timeout 20m
+	$(GO) test -race -run '^(TestConcurrentWriters|TestWriteLogContradiction)$$' ./stress/ -count=1 -timeout 10m
 
 soak:
 	$(GO) test ./stress/ -count=1 -timeout 5h -args -stress.soak

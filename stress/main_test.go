@@ -12,7 +12,8 @@ import (
 )
 
 // childEnv makes the test binary act as a helper process instead of running
-// tests: the exerciser ("exerciser") or a crash-test writer ("writer").
+// tests: the exerciser ("exerciser"), a crash-test writer ("writer") or
+// an overwriter ("overwriter", TestKillDuringOverwrite).
 const childEnv = "COFFER_STRESS_CHILD"
 
 // soak selects the long runs of make soak.
@@ -24,6 +25,8 @@ func TestMain(m *testing.M) {
 		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 	case "writer":
 		os.Exit(runWriter(os.Args[1:]))
+	case "overwriter":
+		os.Exit(runOverwriter(os.Args[1:]))
 	}
 
 	// In-process mounts serve requests in this process: keep enough Ps for

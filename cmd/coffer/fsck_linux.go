@@ -139,7 +139,7 @@ func damageOf(r *check.Report, repair bool, backing string) error {
 	}
 	left, repairable := 0, 0
 	for _, p := range r.Problems {
-		if !p.Repaired {
+		if p.Left() {
 			left++
 			if p.Repair != check.RepairNone {
 				repairable++

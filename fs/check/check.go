@@ -48,7 +48,7 @@ type Options struct {
 const (
 	KindSize     = "size"      // a backing size no file can have
 	KindHeader   = "header"    // the header does not parse or no key slot unwraps
-	KindSlot     = "slot"      // the current key slot fails, the other one works
+	KindSlot     = "slot"      // the current key slot fails, the other one works: not damage
 	KindBlock    = "block"     // a block fails authentication
 	KindTornTail = "torn-tail" // the last block was cut before its first plaintext byte
 	KindIO       = "io"        // the file could not be read
@@ -101,10 +101,17 @@ type Report struct {
 	Pruned    bool     `json:"pruned"`
 }
 
-// Damaged reports whether a problem is left: found, and not repaired.
+// Left reports whether the problem is damage that is left: not repaired,
+// and not a failed key slot next to a working one, which loses nothing
+// (the next key rotation rewrites it).
+func (p Problem) Left() bool {
+	return !p.Repaired && p.Kind != KindSlot
+}
+
+// Damaged reports whether damage is left.
 func (r *Report) Damaged() bool {
 	for _, p := range r.Problems {
-		if !p.Repaired {
+		if p.Left() {
 			return true
 		}
 	}
