@@ -31,6 +31,7 @@ func TestMakeInstall(t *testing.T) {
 		"usr/sbin/mount.fuse.coffer",
 		"usr/share/bash-completion/completions/coffer",
 		"usr/share/doc/coffer/README.md",
+		"usr/share/doc/coffer/admin-guide.md",
 		"usr/share/doc/coffer/cli.md",
 		"usr/share/doc/coffer/examples/volume.conf.example",
 		"usr/share/fish/vendor_completions.d/coffer.fish",
