@@ -160,13 +160,13 @@ func TestUnitCommandsUnderItsHardening(t *testing.T) {
 m=%[1]s
 mkdir -m 777 $m/drop
 setpriv --reuid=65534 --regid=65534 --clear-groups sh -ec "echo n > $m/drop/mine; chmod 600 $m/drop/mine; mkdir -m 700 $m/drop/nd"
-test "$(stat -c %%u %[2]s/drop/mine)" = 65534
+test "$(stat -c %%u $m/drop/mine)" = 65534
 test "$(cat $m/drop/mine)" = n
 echo r > $m/drop/nd/rootfile
 chown 65534:65534 $m/drop/nd/rootfile
 chmod 644 $m/drop/mine
 touch -d 2001-01-01 $m/drop/mine
-`, shellQuote(v.mnt), shellQuote(v.backing)))
+`, shellQuote(v.mnt)))
 
 	run(t, "", stop[0], stop[1:]...)
 	require.NoError(t, cmd.Wait(), "stderr: %s", &stderr)
