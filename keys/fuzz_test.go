@@ -97,3 +97,21 @@ func FuzzUnsealRing(f *testing.F) {
 		require.ErrorIs(t, err, ErrWrongKey, "another volume's AD must not open")
 	})
 }
+
+// FuzzParseBackup fuzzes the backup file parser behind ReadBackup. It must
+// never panic, and the config of a backup it accepts must be valid.
+func FuzzParseBackup(f *testing.F) {
+	cfg := validConfigJSON(f)
+	f.Add([]byte(`{"version":1,"kind":"coffer-volume-backup","created":"2026-12-04T00:00:00Z",` +
+		`"config":` + string(cfg) + `}`))
+	f.Add([]byte(`{"version":1,"kind":"other","config":{}}`))
+	f.Add(cfg)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, _, err := parseBackup(b)
+		if err != nil {
+			require.Nil(t, got)
+			return
+		}
+		require.NoError(t, got.Validate())
+	})
+}

@@ -53,7 +53,8 @@ func (v *hsmKMSVolume) mountWith(t *testing.T, extra ...string) result {
 }
 
 // TestHSMAndKMSEachUnlock unlocks with each of the two master keys; then,
-// with local-kms stopped, the SoftHSM2 key alone unlocks.
+// with local-kms stopped, adding another KMS key changes nothing and the
+// SoftHSM2 key alone unlocks.
 func TestHSMAndKMSEachUnlock(t *testing.T) {
 	v := newHSMKMSVolume(t)
 	requireOK(t, v.mountWith(t, "--master", v.hsmID))
@@ -63,7 +64,15 @@ func TestHSMAndKMSEachUnlock(t *testing.T) {
 	assert.Equal(t, "two kinds, one ring", v.readThrough(t, "data.txt"))
 	v.unmount(t)
 
+	// Adding a KMS key while KMS is down changes nothing.
+	another := "aws-kms://" + v.kms.CreateKey(t)
 	v.kms.Stop()
+	before := v.config(t)
+	r := cliProcess(t, append([]string{"master", "add", v.backing, another, "--with", v.hsmID},
+		v.flags...)...)
+	assertFailure(t, r, exitFailure, "KMS is unreachable")
+	assert.Equal(t, before, v.config(t), "volume.json changed")
+
 	assertFailure(t, v.mountWith(t, "--master", v.kmsID), exitFailure, "KMS is unreachable")
 	requireOK(t, v.mountWith(t))
 	assert.Equal(t, "two kinds, one ring", v.readThrough(t, "data.txt"))

@@ -334,3 +334,26 @@ func TestProcedureRolledBackCoffer(t *testing.T) {
 	requireOK(t, cli(t, "restore", f.backing, backup, "--force"))
 	requireOK(t, f.mount(t))
 }
+
+func TestRecoveryKeyTypedOnTerminal(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	file := f.recoveryNew(t)
+	text, err := os.ReadFile(file)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+	typed := strings.ReplaceAll(lines[1]+"-"+lines[2], "-", " ")
+	require.NoError(t, os.Remove(f.key))
+	master, tty := openPTY(t)
+
+	typeAhead(t, master, typed)
+	r := processTTY(t, tty, "mount", f.backing, f.mnt, "--log-file", f.log, "--recovery-key", "-")
+	requireOK(t, r)
+	assert.True(t, isMounted(t, f.mnt))
+	term := readTerminal(t, master)
+	assert.Contains(t, term, "Recovery key (14 groups of 5 characters): ")
+	assert.NotContains(t, r.stderr, "Recovery key", "the prompt goes to the terminal")
+	logData, err := os.ReadFile(f.log)
+	require.NoError(t, err)
+	assert.NotContains(t, string(logData)+r.stdout+r.stderr, lines[1][:11])
+}

@@ -96,9 +96,7 @@ const maxRecoveryKeyText = 16 << 10
 
 func readRecoveryKeyText(a *app) (*keys.Secret, error) {
 	if in, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(in.Fd())) {
-		fmt.Fprintln(a.stderr, "Type the recovery key: 14 groups of 5 characters; dashes and "+
-			"spaces may be left out.")
-		s, err := promptOnce(a, in, "Recovery key: ")
+		s, err := promptOnce(a, in, "Recovery key (14 groups of 5 characters): ")
 		if err != nil {
 			return nil, fmt.Errorf("failed to read recovery key: %w", err)
 		}
