@@ -25,7 +25,8 @@ Every command that uses a volume's keys appends one JSON line per key event
 to the volume's audit log: init, mount (which master key unlocked), unmount,
 each master key that failed to unlock, integrity failures seen by the mount
 (at most one record per file per 5 minutes, with a count), and the key
-management commands. Each record holds the hash of the one before, and
+management commands (master add and remove, recovery new and recovery-key
+use, backup, restore). Each record holds the hash of the one before, and
 records written with the volume unlocked carry a MAC under a key derived
 from the ring, so edits, deletions, reordering and forged records are
 detected by "coffer audit verify". The head of the chain is also kept in
@@ -188,7 +189,7 @@ func printVerifyReport(w io.Writer, opts auditVerifyOptions, v audit.VerifyOptio
 	switch {
 	case v.Keys != nil:
 		fmt.Fprintf(tw, "MACs\t%d valid, %d by ring keys purged since, %d records without "+
-			"(unlock failures, audit settings)\n", rep.MACChecked, rep.MACPurged, rep.Unkeyed)
+			"(events that happen without the ring)\n", rep.MACChecked, rep.MACPurged, rep.Unkeyed)
 	default:
 		fmt.Fprintf(tw, "MACs\tnot checked: %d records carry one (give --backing to check them)\n",
 			rep.MACUnchecked+rep.MACChecked)

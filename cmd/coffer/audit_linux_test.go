@@ -129,3 +129,31 @@ func TestAuditFailedMount(t *testing.T) {
 
 	requireOK(t, cli(t, "audit", "verify", logPath, "--backing", f.backing, "--chain-only"))
 }
+
+// TestAuditRecoveryMount checks that a mount with the recovery key records
+// its use once, beside the mount record.
+func TestAuditRecoveryMount(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	rk := f.recoveryNew(t)
+	cfg, err := keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	recoveryID := cfg.Masters[1].ID
+
+	requireOK(t, f.mount(t, "--recovery-key", rk))
+	f.unmount(t)
+
+	logPath, err := audit.DefaultPath(cfg.VolumeID)
+	require.NoError(t, err)
+	records := auditLines(t, logPath)
+	used := ofEvent(records, audit.EventRecoveryUsed)
+	require.Len(t, used, 1)
+	assert.Equal(t, recoveryID, used[0]["master"])
+	assert.Contains(t, used[0], "mac")
+	mounts := ofEvent(records, audit.EventMount)
+	require.Len(t, mounts, 1)
+	assert.Equal(t, recoveryID, mounts[0]["master"])
+	assert.Equal(t, "recovery", mounts[0]["detail"].(map[string]any)["kind"])
+	assert.Empty(t, ofEvent(records, audit.EventUnlock), "only the recovery key was tried")
+	requireOK(t, cli(t, "audit", "verify", logPath, "--backing", f.backing, "--chain-only"))
+}

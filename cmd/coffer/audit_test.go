@@ -195,10 +195,10 @@ func TestAuditVerifyCLI(t *testing.T) {
 			}
 			require.NoError(t, json.Unmarshal(l[5], &last))
 			forged := fmt.Sprintf(`{"seq":7,"time":"2026-12-04T10:00:00Z","host":"h","uid":0,`+
-				`"pid":1,"volume":"%s","event":"master-removed","outcome":"ok","prev":"%s"}`+"\n",
+				`"pid":1,"volume":"%s","event":"master-added","outcome":"ok","prev":"%s"}`+"\n",
 				last.Volume, audit.LineHash(l[5]))
 			return append(l, []byte(forged))
-		}, "line 7 (seq 7): master-removed record has no MAC"},
+		}, "line 7 (seq 7): master-added record has no MAC"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,4 +296,76 @@ func TestAuditConfigMovesLog(t *testing.T) {
 
 	assertFailure(t, cli(t, "audit", "config", f.backing, "--log", newLog, "--default-log"),
 		exitUsage, "exclude each other")
+}
+
+// TestAuditKeyManagementEvents runs the key management commands and checks
+// that each leaves exactly one record with its fields, and that the log
+// still verifies with the ring.
+func TestAuditKeyManagementEvents(t *testing.T) {
+	f := newFixture(t)
+	logPath := filepath.Join(f.dir, "audit.jsonl")
+	pass := f.passphraseFile(t, "pass.txt", "the right passphrase")
+	wrong := f.passphraseFile(t, "wrong.txt", "not it")
+	args := append([]string{"init", f.backing, "--master", f.keyURI(), "--master", "passphrase:",
+		"--passphrase-file", pass, "--audit-log", logPath}, cheapArgon2...)
+	requireOK(t, cli(t, args...))
+	cfg, err := keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	fileID, passID := cfg.Masters[0].ID, cfg.Masters[1].ID
+	primary := cfg.Ring.Keys[0].ID
+
+	second := f.newKey(t, "second.key")
+	r := cli(t, "master", "add", f.backing, second, "--with", passID, "--passphrase-file", wrong)
+	assert.Equal(t, exitFailure, r.code)
+	requireOK(t, cli(t, "master", "add", f.backing, second, "--with", passID,
+		"--passphrase-file", pass))
+	cfg, err = keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	secondID := cfg.Masters[2].ID
+	requireOK(t, cli(t, "recovery", "new", f.backing, "--out", filepath.Join(f.dir, "rk.txt")))
+	requireOK(t, cli(t, "master", "remove", f.backing, secondID))
+	backupFile := filepath.Join(f.dir, "app.backup")
+	requireOK(t, cli(t, "backup", f.backing, backupFile))
+	require.NoError(t, os.Remove(keys.ConfigPath(f.backing)))
+	requireOK(t, cli(t, "restore", f.backing, backupFile))
+
+	records := auditLines(t, logPath)
+	for _, r := range records {
+		t.Logf("%v %v %v %v %v", r["seq"], r["event"], r["outcome"], r["master"], r["detail"])
+	}
+
+	unlocks := ofEvent(records, audit.EventUnlock)
+	require.Len(t, unlocks, 1, "the wrong passphrase of the first master add")
+	assert.Equal(t, passID, unlocks[0]["master"])
+	assert.Contains(t, unlocks[0]["reason"], "wrong master key")
+
+	added := ofEvent(records, audit.EventMasterAdded)
+	require.Len(t, added, 2, "master add and recovery new")
+	assert.Equal(t, secondID, added[0]["master"])
+	assert.Equal(t, map[string]any{"kind": "file", "unlocked_with": passID}, added[0]["detail"])
+	assert.EqualValues(t, primary, added[0]["mac_key"])
+	assert.Equal(t, "recovery", added[1]["detail"].(map[string]any)["kind"])
+	assert.Equal(t, fileID, added[1]["detail"].(map[string]any)["unlocked_with"],
+		"the key file unlocks first")
+	assert.NotEmpty(t, added[1]["detail"].(map[string]any)["fingerprint"])
+
+	removed := ofEvent(records, audit.EventMasterRemoved)
+	require.Len(t, removed, 1)
+	assert.Equal(t, secondID, removed[0]["master"])
+	assert.Equal(t, "ok", removed[0]["outcome"])
+	assert.Equal(t, map[string]any{"kind": "file", "unlocked_with": fileID}, removed[0]["detail"])
+	assert.EqualValues(t, primary, removed[0]["mac_key"])
+
+	exported := ofEvent(records, audit.EventBackupExported)
+	require.Len(t, exported, 1)
+	assert.Equal(t, backupFile, exported[0]["detail"].(map[string]any)["file"])
+	assert.Equal(t, "1", exported[0]["detail"].(map[string]any)["generation"])
+
+	restored := ofEvent(records, audit.EventConfigRestored)
+	require.Len(t, restored, 1)
+	assert.Equal(t, "ok", restored[0]["outcome"])
+	assert.Equal(t, backupFile, restored[0]["detail"].(map[string]any)["file"])
+
+	assert.Empty(t, ofEvent(records, audit.EventRecoveryUsed), "no recovery key was used")
+	requireOK(t, cli(t, "audit", "verify", logPath, "--backing", f.backing))
 }

@@ -135,3 +135,11 @@ func recordRecoveryUse(ctx context.Context, a *app, l *audit.Log, used keys.Mast
 		recordAudit(ctx, a, l, audit.Event{Type: audit.EventRecoveryUsed, Master: used.ID})
 	}
 }
+
+// absPath returns path made absolute, or path itself when that fails.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 )
 
 type backupOptions struct {
@@ -41,8 +43,9 @@ Take a new backup after every change of master keys or ring.`,
 }
 
 // runBackup writes the backup.
-func runBackup(_ context.Context, a *app, opts backupOptions) error {
-	if _, err := readConfig(opts.backing); err != nil {
+func runBackup(ctx context.Context, a *app, opts backupOptions) error {
+	current, err := readConfig(opts.backing)
+	if err != nil {
 		return err
 	}
 	if _, err := os.Lstat(opts.file); err == nil {
@@ -57,7 +60,19 @@ func runBackup(_ context.Context, a *app, opts backupOptions) error {
 		return usageErrorf("%s is inside the backing directory: keep the backup elsewhere", opts.file)
 	}
 
+	alog, err := openAudit(a, opts.backing, current.VolumeID)
+	if err != nil {
+		return err
+	}
+	defer closeAudit(a, alog)
 	cfg, err := keys.WriteBackup(opts.backing, opts.file)
+	exported := audit.Event{Type: audit.EventBackupExported, Err: err,
+		Detail: map[string]string{"file": absPath(opts.file)}}
+	if err == nil {
+		exported.Detail["masters"] = mastersDetail(cfg)
+		exported.Detail["generation"] = strconv.FormatUint(cfg.Ring.Generation, 10)
+	}
+	recordAudit(ctx, a, alog, exported)
 	if errors.Is(err, os.ErrExist) {
 		return withHints(err, "coffer never overwrites a file: choose another path")
 	}

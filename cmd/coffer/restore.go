@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 )
 
 type restoreOptions struct {
@@ -45,12 +47,13 @@ volume.json.damaged-TIME, not deleted. No key is needed.`,
 }
 
 // runRestore restores the config.
-func runRestore(_ context.Context, a *app, opts restoreOptions) error {
+func runRestore(ctx context.Context, a *app, opts restoreOptions) error {
 	backup, created, err := keys.ReadBackup(opts.file)
 	if err != nil {
 		return err
 	}
 	res, err := keys.Restore(opts.backing, backup, keys.RestoreOptions{Force: opts.force, Logger: a.log})
+	recordRestore(ctx, a, opts, backup, res, err)
 	switch {
 	case errors.Is(err, keys.ErrVolumeMismatch):
 		return withHints(err, "use the backup of this volume; 'coffer status BACKING' shows its ID")
@@ -78,4 +81,28 @@ func runRestore(_ context.Context, a *app, opts restoreOptions) error {
 		fmt.Fprintf(a.stdout, "the unreadable config was moved to %s\n", res.Damaged)
 	}
 	return nil
+}
+
+// recordRestore records a restore that was attempted on an existing volume
+// directory (not one refused for naming another volume) in the audit log
+// of the backup's volume. The .coffer folder, and with it the head anchor,
+// may have been recreated: the anchor starts again from the log's end.
+func recordRestore(ctx context.Context, a *app, opts restoreOptions, backup *keys.Config,
+	res keys.RestoreResult, err error) {
+	if errors.Is(err, keys.ErrVolumeMismatch) || errors.Is(err, fs.ErrNotExist) || res.Unchanged {
+		return
+	}
+	alog, oerr := openAudit(a, opts.backing, backup.VolumeID)
+	if oerr != nil {
+		a.log.Error().Err(oerr).Msg("failed to record the restore in the audit log")
+		return
+	}
+	defer closeAudit(a, alog)
+	detail := map[string]string{"file": absPath(opts.file),
+		"generation": strconv.FormatUint(backup.Ring.Generation, 10),
+		"masters":    mastersDetail(backup), "force": strconv.FormatBool(opts.force)}
+	if res.Previous != nil {
+		detail["previous_generation"] = strconv.FormatUint(res.Previous.Ring.Generation, 10)
+	}
+	recordAudit(ctx, a, alog, audit.Event{Type: audit.EventConfigRestored, Err: err, Detail: detail})
 }

@@ -19,7 +19,7 @@
 // that ring key (keys.Ring.DeriveKey with purpose MACPurpose). Because the
 // MAC covers prev, every keyed record is a checkpoint of the whole chain
 // before it. Only events that happen without the ring may lack a MAC: a
-// failed unlock and a change of the audit settings (Unkeyed). Close writes a
+// failed unlock and the commands that need no key (Unkeyed). Close writes a
 // closing "checkpoint" record when the log is keyed, which also covers any
 // unkeyed records that other processes added since.
 //

@@ -35,14 +35,20 @@ const (
 	EventReencrypt        EventType = "reencrypt"
 	EventRecoveryUsed     EventType = "recovery-used"
 	EventBackupExported   EventType = "backup-exported"
-	EventAuditConfig      EventType = "audit-config" // audit settings changed (unkeyed)
-	EventCheckpoint       EventType = "checkpoint"   // written by Close
+	EventConfigRestored   EventType = "config-restored" // volume config put back from a backup
+	EventAuditConfig      EventType = "audit-config"    // audit settings changed
+	EventCheckpoint       EventType = "checkpoint"      // written by Close
 )
 
 // Unkeyed reports whether records of type t may lack a MAC: they are
-// written by processes that do not hold the unlocked ring.
+// written by commands that do not unlock the ring (a failed unlock, and
+// commands that need no key: backup, restore, audit config).
 func Unkeyed(t EventType) bool {
-	return t == EventUnlock || t == EventAuditConfig
+	switch t {
+	case EventUnlock, EventBackupExported, EventConfigRestored, EventAuditConfig:
+		return true
+	}
+	return false
 }
 
 // Outcomes of an event.
