@@ -15,6 +15,7 @@ type cofferTarget struct {
 	label     string // targetCoffer, or coffer-NAME for -coffer-builds
 	bin       string
 	masterURI string
+	initArgs  []string // extra "coffer init" flags
 }
 
 var _ target = (*cofferTarget)(nil)
@@ -22,7 +23,8 @@ var _ target = (*cofferTarget)(nil)
 // newCofferTarget creates the master key file in secrets. With profiling it
 // checks that "coffer mount" takes --cpuprofile (a hidden flag: cobra
 // accepts it next to --help only if it exists).
-func newCofferTarget(ctx context.Context, label, bin, secrets string, profiling bool) (*cofferTarget, error) {
+func newCofferTarget(ctx context.Context, label, bin, secrets string, profiling bool,
+	initArgs ...string) (*cofferTarget, error) {
 	if profiling {
 		err := exec.CommandContext(ctx, bin, "mount", "--cpuprofile=/dev/null", "--help").Run()
 		if err != nil {
@@ -34,13 +36,14 @@ func newCofferTarget(ctx context.Context, label, bin, secrets string, profiling 
 	if err := runTool(ctx, bin, "keys", "create", uri); err != nil {
 		return nil, err
 	}
-	return &cofferTarget{label: label, bin: bin, masterURI: uri}, nil
+	return &cofferTarget{label: label, bin: bin, masterURI: uri, initArgs: initArgs}, nil
 }
 
 func (t *cofferTarget) name() string { return t.label }
 
 func (t *cofferTarget) initBacking(ctx context.Context, backing string) error {
-	return runTool(ctx, t.bin, "init", backing, "--master", t.masterURI)
+	args := append([]string{"init", backing, "--master", t.masterURI}, t.initArgs...)
+	return runTool(ctx, t.bin, args...)
 }
 
 func (t *cofferTarget) mountCommand(backing, mnt, profile string) *exec.Cmd {

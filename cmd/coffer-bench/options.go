@@ -62,7 +62,7 @@ const (
 
 var (
 	allBackings = []string{backingTmpfs, backingDisk}
-	allTargets  = []string{targetCoffer, targetGocryptfs, targetLoopback, targetPassthrough}
+	allTargets  = []string{targetCoffer, targetCofferPlain, targetGocryptfs, targetLoopback, targetPassthrough}
 	allPhases   = []string{phaseWrite, phaseRead, phaseRandRead, phaseUntar, phaseChecksum, phaseLs, phaseRm}
 )
 
@@ -255,7 +255,7 @@ func checkPhaseOrder(phases []string) error {
 // findBinaries locates the coffer and gocryptfs executables the targets
 // need.
 func (o *options) findBinaries() error {
-	if slices.Contains(o.targets, targetCoffer) {
+	if slices.Contains(o.targets, targetCoffer) || slices.Contains(o.targets, targetCofferPlain) {
 		if o.cofferBin == "" {
 			o.cofferBin = "coffer"
 			if _, err := os.Stat("bin/coffer"); err == nil {

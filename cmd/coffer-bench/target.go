@@ -11,7 +11,8 @@ import (
 
 // Names of the file systems under test.
 const (
-	targetCoffer      = "coffer"
+	targetCoffer      = "coffer"                 // names encrypted, the default
+	targetCofferPlain = "coffer-plaintext-names" // coffer init --plaintext-names
 	targetGocryptfs   = "gocryptfs"
 	targetLoopback    = "loopback"    // go-fuse loopback, kernel passthrough off: the FUSE floor
 	targetPassthrough = "loopback-pt" // the same with kernel passthrough on, for reference
@@ -43,6 +44,9 @@ func newTargets(ctx context.Context, opts *options, secrets string) ([]target, e
 			t, err = newCofferTarget(ctx, name, build, secrets, opts.cpuprofile != "")
 		case name == targetCoffer:
 			t, err = newCofferTarget(ctx, name, opts.cofferBin, secrets, opts.cpuprofile != "")
+		case name == targetCofferPlain:
+			t, err = newCofferTarget(ctx, name, opts.cofferBin, secrets, opts.cpuprofile != "",
+				"--plaintext-names")
 		case name == targetGocryptfs:
 			t, err = newGocryptfsTarget(opts.gocryptfsBin, secrets)
 		case name == targetLoopback:
