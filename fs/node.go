@@ -351,10 +351,20 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if np, ok := newParent.(*node); ok && np.reserved(newName) {
 		return syscall.EPERM
 	}
-	if n.fs.encrypted() {
-		return n.encRename(name, newParent, newName, flags)
+	forget := func() {}
+	if np, ok := newParent.(*node); ok && flags&renameExchange == 0 {
+		forget = np.forgetUndo(newName)
 	}
-	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+	var errno syscall.Errno
+	if n.fs.encrypted() {
+		errno = n.encRename(name, newParent, newName, flags)
+	} else {
+		errno = n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+	}
+	if errno == 0 {
+		forget()
+	}
+	return errno
 }
 
 // Unlink hides the reserved name.
@@ -362,10 +372,17 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if n.reserved(name) {
 		return syscall.ENOENT
 	}
+	forget := n.forgetUndo(name)
+	var errno syscall.Errno
 	if n.fs.encrypted() {
-		return n.encUnlink(name)
+		errno = n.encUnlink(name)
+	} else {
+		errno = n.LoopbackNode.Unlink(ctx, name)
 	}
-	return n.LoopbackNode.Unlink(ctx, name)
+	if errno == 0 {
+		forget()
+	}
+	return errno
 }
 
 // Rmdir hides the reserved name.

@@ -153,3 +153,70 @@ func (h *handle) recoverBlock(c *content.Cipher, dst, cur []byte, b int64, authE
 	ev.Msg("block was cut by a crash during an overwrite; using its last complete version from the undo record")
 	return out, nil
 }
+
+// staleUndo returns the file ID of the backing file p if removing p (an
+// unlink, or a rename over it) removes the file: a regular file with one
+// link. Its undo record is removed after that succeeds. ok is false when
+// the volume has no undo records.
+func (f *filesystem) staleUndo(p string) (id content.FileID, ok bool) {
+	if !f.undoUsed.Load() {
+		return id, false
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 ||
+		st.Size < content.HeaderSize {
+		return id, false
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return id, false
+	}
+	defer unix.Close(fd)
+	hdr := make([]byte, content.HeaderSize)
+	if preadFull(fd, hdr, 0) != nil {
+		return id, false
+	}
+	h, err := content.ParseHeader(hdr)
+	if err != nil {
+		return id, false
+	}
+	return h.FileID, true
+}
+
+// removeUndo removes the undo record of file id, if any.
+func (f *filesystem) removeUndo(id content.FileID) {
+	_ = unix.Unlink(filepath.Join(f.backing, undoRel(id)))
+}
+
+// childBacking returns the backing path of the entry name of directory n.
+func (n *node) childBacking(name string) (string, bool) {
+	if !n.fs.encrypted() {
+		rel, err := n.rel()
+		if err != nil {
+			return "", false
+		}
+		return filepath.Join(n.fs.backing, rel, name), true
+	}
+	c, err := n.child(name)
+	if err != nil {
+		return "", false
+	}
+	return c.abs(), true
+}
+
+// forgetUndo returns a function that removes the undo record of the file
+// that name in n is now, to be called once that entry is gone.
+func (n *node) forgetUndo(name string) func() {
+	p, ok := n.childBacking(name)
+	if !ok {
+		return func() {}
+	}
+	id, ok := n.fs.staleUndo(p)
+	if !ok {
+		return func() {}
+	}
+	return func() { n.fs.removeUndo(id) }
+}
+
+// renameExchange is RENAME_EXCHANGE: an exchange replaces no file.
+const renameExchange = unix.RENAME_EXCHANGE

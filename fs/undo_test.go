@@ -3,6 +3,7 @@
 package fs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -182,4 +183,47 @@ func readBacking(t *testing.T, path string) []byte {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return b
+}
+
+// TestUndoRemovedWithItsFile checks that unlinking a file, or renaming
+// another over it, removes its undo record, and that a file with another
+// link keeps it.
+func TestUndoRemovedWithItsFile(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("encrypted names %v", enc), func(t *testing.T) {
+			v := newTestVolume(t)
+			v.opts.EncryptNames = enc
+			mnt := v.mount(t)
+			undoDir := filepath.Join(v.backing, ReservedName, content.UndoDir)
+			records := func() int {
+				entries, err := os.ReadDir(undoDir)
+				require.NoError(t, err)
+				return len(entries)
+			}
+			overwritten := func(name string) {
+				p := filepath.Join(mnt, name)
+				require.NoError(t, os.WriteFile(p, pattern(1, 3*bs), 0o600))
+				f, err := os.OpenFile(p, os.O_WRONLY, 0)
+				require.NoError(t, err)
+				_, err = f.WriteAt(pattern(2, 10), bs)
+				require.NoError(t, err)
+				require.NoError(t, f.Close())
+			}
+
+			overwritten("a")
+			require.Equal(t, 1, records())
+			require.NoError(t, os.Remove(filepath.Join(mnt, "a")))
+			assert.Equal(t, 0, records(), "unlink")
+
+			overwritten("b")
+			require.NoError(t, os.WriteFile(filepath.Join(mnt, "c"), []byte("new"), 0o600))
+			require.NoError(t, os.Rename(filepath.Join(mnt, "c"), filepath.Join(mnt, "b")))
+			assert.Equal(t, 0, records(), "rename over it")
+
+			overwritten("d")
+			require.NoError(t, os.Link(filepath.Join(mnt, "d"), filepath.Join(mnt, "e")))
+			require.NoError(t, os.Remove(filepath.Join(mnt, "d")))
+			assert.Equal(t, 1, records(), "the file lives on under another name")
+		})
+	}
 }
