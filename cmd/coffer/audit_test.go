@@ -124,6 +124,12 @@ func TestAuditDefaultPath(t *testing.T) {
 	r := cli(t, "audit", "config", f.backing)
 	requireOK(t, r)
 	assert.Contains(t, r.stdout, want+" (default)")
+	st := cli(t, "status", f.backing)
+	requireOK(t, st)
+	assert.Contains(t, st.stdout, "audit log:        "+want)
+	st = cli(t, "status", f.backing, "--json")
+	requireOK(t, st)
+	assert.Contains(t, st.stdout, `"audit_log": "`+want+`"`)
 	assert.Contains(t, r.stdout, "syslog copy  off")
 }
 

@@ -143,3 +143,12 @@ func absPath(path string) string {
 	}
 	return path
 }
+
+// auditLogPath returns where the volume vol in backing keeps its audit log.
+func auditLogPath(backing string, vol keys.VolumeID) (string, error) {
+	s, err := audit.ReadSettings(backing)
+	if err != nil {
+		return "", err
+	}
+	return s.Path(vol)
+}

@@ -57,6 +57,7 @@ type volumeStatus struct {
 	Masters       []masterStatus `json:"masters"`
 	RingKeys      []ringKeyInfo  `json:"ring_keys"`
 	MountedOn     []string       `json:"mounted_on"`
+	AuditLog      string         `json:"audit_log"`
 }
 
 type masterStatus struct {
@@ -87,6 +88,10 @@ func runStatus(_ context.Context, a *app, opts statusOptions) error {
 	st.MountedOn, err = mountsOf(opts.backing)
 	if err != nil {
 		a.log.Warn().Err(err).Msg("failed to find where the volume is mounted")
+	}
+	st.AuditLog, err = auditLogPath(opts.backing, cfg.VolumeID)
+	if err != nil {
+		a.log.Warn().Err(err).Msg("failed to find the audit log")
 	}
 
 	if opts.json {
@@ -140,6 +145,9 @@ func (st volumeStatus) print(w io.Writer) error {
 		mounted = strings.Join(st.MountedOn, ", ")
 	}
 	fmt.Fprintf(tw, "mounted on:\t%s\n", mounted)
+	if st.AuditLog != "" {
+		fmt.Fprintf(tw, "audit log:\t%s\n", st.AuditLog)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
