@@ -78,7 +78,21 @@
 // concurrent use. Config values are plain data with no locking. Secret is
 // safe for concurrent reads but not for a Wipe racing a read. Two processes
 // running Init on one directory at once cannot both succeed: creating
-// .coffer is atomic.
+// .coffer is atomic. Every later change of a config (AddMaster,
+// RemoveMaster, Restore, RecordUse) goes through UpdateConfig or the same
+// lock: an exclusive flock on .coffer/lock, under which the config is read
+// again, changed and replaced atomically, so concurrent changes from
+// several processes are applied one after the other and none is lost.
+// Slow work (unlocking, sealing with an HSM or KMS) happens before the lock
+// is taken. A volume holds at most MaxMasters (32) master keys.
+//
+// # Backup and recovery
+//
+// WriteBackup exports the config (sealed ring copies included; no key) to a
+// new 0600 file; Restore puts it back, refusing another volume's backup and,
+// unless forced, one older than the current config. The recovery
+// sub-package implements recovery keys: HPKE key pairs whose public half is
+// a master key and whose private half is printed for a person to keep.
 //
 // # Errors
 //
