@@ -165,13 +165,17 @@
 //
 // # Failures and crashes
 //
-// A write, truncation or fallocate that runs out of space (ENOSPC, EFBIG)
-// leaves the file as it was: blocks past the old end are written first and
-// cut off again on failure, and the old last block, if it grows, is saved
-// and restored. Blocks inside the old file are written last, in place; an
-// I/O error there is not undone.
-//
-// Writes rewrite blocks in place. A crash during a write or truncation can
-// leave the block being written unreadable (EIO) even though its old
-// content had been fsynced; blocks not being written are never affected.
+// Writes rewrite blocks in place, each request with one backing write.
+// Before a write overwrites bytes the backing file holds, it saves them in
+// the file's undo record (.coffer/undo/<file ID>, undo.go) with one write.
+// A write, truncation or fallocate that fails (ENOSPC, EFBIG, an I/O error)
+// writes those bytes back and cuts the file to its old size, leaving it as
+// it was. A kill of the daemon in the middle of an overwrite leaves a block
+// that is new up to a page boundary and old after it; the read path
+// recognises it against its pre-image (content.Torn), returns and writes
+// back the pre-image and logs a warning. What a kill can still damage is
+// the last block (an append, a growth of the last block past its old end,
+// or a truncation cut short), which reads as EIO; coffer fsck names it and
+// can repair it. Power loss is out of scope: nothing orders the record and
+// the overwrite on disk.
 package fs
