@@ -129,6 +129,8 @@ func runWalkthrough(t *testing.T, e guideEnv, blocks []string) {
 		shellQuote(bin), shellQuote(e.root))
 	fmt.Fprintf(&script, "export PATH=%s:$PATH COFFER_GUIDE_ROOT=%s\nset -x\n", shellQuote(shim),
 		shellQuote(e.root))
+	// "! cmd" does not stop a set -e script: the checks use fails instead.
+	script.WriteString(`fails() { if "$@"; then echo "succeeded but must fail: $*" >&2; exit 1; fi; }` + "\n")
 	for i, b := range blocks {
 		fmt.Fprintf(&script, "%s\n# --- block %d of the guide\n%s", e.between[i], i+1, e.substitute(b))
 	}
@@ -192,6 +194,8 @@ func queuedGrams(t *testing.T, conn *net.UnixConn) []string {
 func TestAdminGuide(t *testing.T) {
 	requireFUSE(t)
 	blocks := walkthroughs(t)
+	require.ElementsMatch(t, []string{"tpm", "recovery", "kms", "hsm"}, sortedKeys(blocks),
+		"every walk-through of the guide needs its subtest here")
 
 	t.Run("tpm", func(t *testing.T) {
 		tpm := tpm2test.Start(t)
@@ -206,11 +210,31 @@ func TestAdminGuide(t *testing.T) {
 		e.check = fmt.Sprintf(`
 test "$(cat %[1]s/secrets/db.password)" = guide-plaintext-marker
 test "$(stat -c %%a %[1]s/secrets/db.password)" = 640
-! grep -rq guide-plaintext-marker %[2]s
-! test -e %[1]s.plain
+fails grep -rq guide-plaintext-marker %[2]s
+fails test -e %[1]s.plain
 systemctl stop coffer@myapp.service
 `, myapp, filepath.Join(e.root, "srv/coffer/myapp"))
 		runWalkthrough(t, e, blocks["tpm"])
+	})
+
+	t.Run("recovery", func(t *testing.T) {
+		oldHost, newHost := tpm2test.Start(t), tpm2test.Start(t)
+		e := newGuideEnv(t)
+		// /dev/tpmrm0 is a link to the old host's TPM, then to the new one's.
+		dev := filepath.Join(e.root, "tpmrm0")
+		require.NoError(t, os.Symlink(oldHost.Socket, dev))
+		e.replace["/dev/tpmrm0"] = dev
+		e.between[1] = fmt.Sprintf("ln -sfn %s %s   # the disk is in the new host", newHost.Socket, dev)
+		myapp := filepath.Join(e.root, "etc/myapp")
+		e.mounts = []string{myapp}
+		e.check = fmt.Sprintf(`
+fails grep -rq s3cret %[2]s
+test "$(coffer master list %[2]s | awk '$2 == "tpm2"' | wc -l)" = 1
+coffer unmount %[1]s
+ln -sfn %[3]s %[4]s
+fails coffer mount %[2]s %[1]s --tpm-device %[4]s
+`, myapp, filepath.Join(e.root, "srv/coffer/myapp"), oldHost.Socket, dev)
+		runWalkthrough(t, e, blocks["recovery"])
 	})
 
 	t.Run("kms", func(t *testing.T) {
@@ -234,7 +258,7 @@ systemctl stop coffer@myapp.service
 		e.mounts = []string{myapp}
 		e.check = fmt.Sprintf(`
 test "$(findmnt -n -o FSTYPE --mountpoint %[1]s)" = fuse.coffer
-! grep -rq abc123 %[2]s
+fails grep -rq abc123 %[2]s
 umount %[1]s
 `, myapp, filepath.Join(e.root, "srv/coffer/myapp"))
 		runWalkthrough(t, e, blocks["hsm"])
