@@ -21,7 +21,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
 # Packages the tests and the demo run; scripts/deps.sh installs the missing ones.
-DEPS := fuse3 sqlite3 git openssl tar rsync swtpm swtpm-tools tpm2-tools softhsm2 opensc
+DEPS := fuse3 sqlite3 git openssl tar rsync swtpm swtpm-tools tpm2-tools softhsm2 opensc systemd util-linux
 
 FUZZTIME ?= 10s
 
