@@ -28,6 +28,7 @@ type mountOptions struct {
 	master         string   // master key ID or URI to use, "" for any
 	passphraseFile string
 	logFile        string
+	cpuProfile     string // write a CPU profile of a foreground mount here
 	masterFlags
 
 	readOnly, allowOther, debug, noExec bool
@@ -110,11 +111,13 @@ func newMountCommand(a *app) *cobra.Command {
 	f.BoolVar(&opts.logJournal, "log-journal", false, "internal: log to the journal")
 	f.IntVar(&opts.pinFD, "pin-fd", -1, "internal: pipe to read a token PIN from")
 	f.StringVar(&opts.pinToken, "pin-token", "", "internal: the token the PIN on --pin-fd is for")
+	f.StringVar(&opts.cpuProfile, "cpuprofile", "", "internal: write a CPU profile of a --foreground mount to this file")
 	_ = f.MarkHidden("pin-fd")
 	_ = f.MarkHidden("pin-token")
 	_ = f.MarkHidden("log-journal")
 	_ = f.MarkHidden("ready-fd")
 	_ = f.MarkHidden("passphrase-fd")
+	_ = f.MarkHidden("cpuprofile")
 	return cmd
 }
 
@@ -148,6 +151,12 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 			secret.Wipe()
 			return err
 		}
+		stop, err := startCPUProfile(opts.cpuProfile)
+		if err != nil {
+			secret.Wipe()
+			return err
+		}
+		defer stop()
 		return serve(ctx, a, opts, cfg, secret, notifier{})
 	}
 
