@@ -35,6 +35,10 @@ type filesystem struct {
 	// undoUsed is set once the volume may hold undo records: the undo
 	// folder existed at mount or a write created a record since.
 	undoUsed atomic.Bool
+
+	// killWrites holds the cancel channels of running WRITE requests
+	// that must clear the setuid and setgid bits; see killpriv.go.
+	killWrites sync.Map
 }
 
 func newFilesystem(backing string, opts Options) *filesystem {

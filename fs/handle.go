@@ -77,7 +77,12 @@ func (h *handle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResul
 // Write encrypts data at off. The kernel computes the offset of O_APPEND
 // writes from the size it holds under its inode lock; see the package
 // documentation for why the handle does not second-guess it.
-func (h *handle) Write(_ context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if h.fs.killRequested(ctx) {
+		if err := killSuidgid(ctx, h.fd); err != nil {
+			return 0, h.fs.errno(err)
+		}
+	}
 	n, err := h.writeAt(data, off)
 	if err != nil {
 		return 0, h.fs.errno(err)
@@ -185,6 +190,11 @@ func (h *handle) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.Attr
 
 	if size, ok := in.GetSize(); ok {
 		if err := h.truncate(int64(size)); err != nil {
+			return h.fs.errno(err)
+		}
+	}
+	if killOnSetattr(in) {
+		if err := killSuidgid(ctx, h.fd); err != nil {
 			return h.fs.errno(err)
 		}
 	}

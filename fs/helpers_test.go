@@ -31,6 +31,8 @@ func TestMain(m *testing.M) {
 		os.Exit(mmapHelper())
 	case "fsize":
 		os.Exit(fsizeHelper())
+	case "suid":
+		os.Exit(suidHelper())
 	}
 	os.Exit(m.Run())
 }

@@ -139,6 +139,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		return h.Setattr(ctx, in, out)
 	}
 
+	kill := killOnSetattr(in) && n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFREG
 	if size, ok := in.GetSize(); ok {
 		if err := n.truncate(size); err != nil {
 			return n.fs.errno(err)
@@ -146,6 +147,11 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		rest := *in
 		rest.Valid &^= fuse.FATTR_SIZE
 		in = &rest
+	}
+	if kill {
+		if err := n.killSuidgid(ctx); err != nil {
+			return n.fs.errno(err)
+		}
 	}
 	if n.fs.encrypted() {
 		return n.encSetattr(in, out)

@@ -183,6 +183,9 @@ func mountOptions(backing string, opts Options) *gofs.Options {
 		// and drain a pipe for every READ reply before falling back to
 		// writev: three wasted system calls per read.
 		DisableSplice: true,
+		// We clear setuid and setgid bits ourselves (killpriv.go), which
+		// spares a GETXATTR round trip before every write(2).
+		ExtraCapabilities: killpriv,
 	}
 	if opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro")

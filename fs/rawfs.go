@@ -24,6 +24,17 @@ func (w *flushOwnerFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Stat
 	return w.RawFileSystem.Flush(cancel, in)
 }
 
+// Writev implements fuse.RawFileSystem (go-fuse serves WRITE with it): it
+// passes the kernel's request to clear the setuid and setgid bits on to the
+// handle, the same way as the lock owner of a flush.
+func (w *flushOwnerFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
+		w.fs.killWrites.Store(cancel, struct{}{})
+		defer w.fs.killWrites.Delete(cancel)
+	}
+	return w.RawFileSystem.Writev(cancel, in, data)
+}
+
 // flushOwner returns the lock owner of the FLUSH request ctx belongs to.
 func (f *filesystem) flushOwner(ctx context.Context) (uint64, bool) {
 	fc, ok := ctx.(*fuse.Context)
