@@ -11,6 +11,8 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -114,6 +116,11 @@ type RingConfig struct {
 	Generation uint64            `json:"generation"`
 	Keys       []KeyInfo         `json:"keys"`
 	Sealed     map[string][]byte `json:"sealed"`
+	// Carry holds the ring sealed under a key derived from each of its own
+	// keys, by decimal key ID, so that a holder of an older ring rolls
+	// forward without a master key (see carry.go). Absent in configs
+	// written before rotation existed.
+	Carry map[string][]byte `json:"carry,omitempty"`
 }
 
 // ConfigPath returns the path of the volume config in backing.
@@ -302,11 +309,29 @@ func (c *Config) validateRing() error {
 		return fmt.Errorf("%w: config has %d sealed ring copies for %d master keys",
 			ErrMalformed, len(c.Ring.Sealed), len(c.Masters))
 	}
+	if err := c.validateCarry(); err != nil {
+		return err
+	}
 	for _, m := range c.Masters {
 		s, ok := c.Ring.Sealed[m.ID]
 		if !ok || len(s) == 0 || len(s) > maxSealedSize {
 			return fmt.Errorf("%w: master key %s has no valid sealed ring copy",
 				ErrMalformed, m.ID)
+		}
+	}
+	return nil
+}
+
+// validateCarry checks that every carried copy is under a key of the ring.
+func (c *Config) validateCarry() error {
+	for id, s := range c.Ring.Carry {
+		n, err := strconv.ParseUint(id, 10, 32)
+		if err != nil || strconv.FormatUint(n, 10) != id ||
+			!slices.ContainsFunc(c.Ring.Keys, func(k KeyInfo) bool { return uint64(k.ID) == n }) {
+			return fmt.Errorf("%w: carried ring copy under %q, not a ring key", ErrMalformed, id)
+		}
+		if len(s) == 0 || len(s) > maxSealedSize {
+			return fmt.Errorf("%w: carried ring copy under key %s has invalid size", ErrMalformed, id)
 		}
 	}
 	return nil

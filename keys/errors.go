@@ -40,3 +40,9 @@ var ErrMalformed = errors.New("malformed data")
 // ErrNoCandidate reports an Unlock left with no master key to try, such as
 // a volume with only recovery keys unlocked without one.
 var ErrNoCandidate = errors.New("no master key to try")
+
+// ErrStaleRing reports a ring (a master key's sealed copy skipped by a
+// rotation, or a running mount's) older than the volume's ring that cannot
+// roll forward: the keys it holds were purged. Seal the ring to that master
+// key again (coffer rotate without --skip-master) or remount.
+var ErrStaleRing = errors.New("ring is older than the volume's and cannot roll forward")

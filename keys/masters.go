@@ -227,3 +227,69 @@ func masterIDs(c *Config) string {
 	}
 	return b.String()
 }
+
+// ReplaceMaster enrolls m in place of master key old in the config of
+// backing, in one atomic config write: the new master key's sealed copy is
+// made and checked first, then the config gains it and loses old together,
+// so that at every moment exactly one of them is enrolled besides the
+// others. ring is the volume's ring as unlocked. No file is touched.
+func ReplaceMaster(ctx context.Context, backing string, ring *Ring, old string, m Enrollment,
+	opts AddOptions) (MasterEntry, error) {
+	if err := checkEnrollment(m); err != nil {
+		return MasterEntry{}, err
+	}
+	cfg, err := ReadConfig(backing)
+	if err != nil {
+		return MasterEntry{}, err
+	}
+	if _, ok := cfg.Master(old); !ok {
+		return MasterEntry{}, fmt.Errorf("failed to replace master key: %w %q (have %s)",
+			ErrNoMaster, old, masterIDs(cfg))
+	}
+	// Room for one more during the check: the old key leaves in the write.
+	trimmed := *cfg
+	trimmed.Masters = slices.DeleteFunc(slices.Clone(cfg.Masters),
+		func(e MasterEntry) bool { return e.ID == old })
+	if err := checkAdd(&trimmed, ring, m); err != nil {
+		return MasterEntry{}, err
+	}
+
+	scratch := &Config{VolumeID: cfg.VolumeID, Masters: slices.Clone(cfg.Masters),
+		Ring: RingConfig{Sealed: map[string][]byte{}}}
+	payload, err := ring.marshalPayload(cfg.VolumeID)
+	if err != nil {
+		return MasterEntry{}, err
+	}
+	err = scratch.enroll(ctx, m, payload)
+	clear(payload)
+	if err != nil {
+		return MasterEntry{}, err
+	}
+	added := scratch.Masters[len(scratch.Masters)-1]
+	sealed := scratch.Ring.Sealed[added.ID]
+
+	_, err = UpdateConfig(backing, func(c *Config) error {
+		i := slices.IndexFunc(c.Masters, func(e MasterEntry) bool { return e.ID == old })
+		if c.VolumeID != cfg.VolumeID || i < 0 {
+			return fmt.Errorf("%w: master key %s or the volume changed", ErrConfigChanged, old)
+		}
+		t := *c
+		t.Masters = slices.Delete(slices.Clone(c.Masters), i, i+1)
+		if err := checkAdd(&t, ring, m); err != nil {
+			return err
+		}
+		if _, used := c.Master(added.ID); used {
+			return fmt.Errorf("%w: master key ID %s was taken", ErrConfigChanged, added.ID)
+		}
+		c.Masters = append(t.Masters, added)
+		delete(c.Ring.Sealed, old)
+		c.Ring.Sealed[added.ID] = sealed
+		return nil
+	})
+	if err != nil {
+		return MasterEntry{}, fmt.Errorf("failed to replace master key: %w", err)
+	}
+	opts.Logger.Info().Str("backing", backing).Str("old", old).Str("master", added.ID).
+		Str("kind", added.Kind).Msg("master key replaced")
+	return added, nil
+}

@@ -265,3 +265,41 @@ func (r *Ring) change(f func(*keyset.Manager, []KeyInfo) ([]KeyInfo, error)) err
 func now() time.Time {
 	return time.Now().UTC().Truncate(time.Second)
 }
+
+// Purge removes the retired key id from the ring. Files whose only working
+// slot that key wrapped become unreadable, so callers purge only after a
+// scan proved that no header or directory record still needs it.
+func (r *Ring) Purge(id uint32) error {
+	return r.change(func(m *keyset.Manager, info []KeyInfo) ([]KeyInfo, error) {
+		i := slices.IndexFunc(info, func(k KeyInfo) bool { return k.ID == id })
+		if i < 0 {
+			return nil, fmt.Errorf("%w %d", ErrUnknownKey, id)
+		}
+		if info[i].State != StateRetired {
+			return nil, fmt.Errorf("ring key %d is %s, not retired", id, info[i].State)
+		}
+		if err := m.Delete(id); err != nil {
+			return nil, err
+		}
+		return slices.Delete(info, i, i+1), nil
+	})
+}
+
+// Has reports whether the ring holds key id, in any state.
+func (r *Ring) Has(id uint32) bool {
+	return slices.ContainsFunc(r.state.Load().keys, func(k KeyInfo) bool { return k.ID == id })
+}
+
+// adopt replaces the ring's state with that of next when next is a later
+// generation, so that everyone holding r (a mount's file system, its audit
+// log) sees the new keys at once. It reports whether it changed r.
+func (r *Ring) adopt(next *Ring) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := next.state.Load()
+	if st.generation <= r.state.Load().generation {
+		return false
+	}
+	r.state.Store(st)
+	return true
+}

@@ -388,6 +388,16 @@ func (c *Config) unlockWith(ctx context.Context, m MasterEntry, open OpenFunc) (
 	if err != nil {
 		return nil, err
 	}
+	return c.current(ring)
+}
+
+// current returns the config's ring given ring, the ring a master key's
+// sealed copy held: ring itself, or, for the older copy of a master key
+// that a rotation skipped, the ring it rolls forward to.
+func (c *Config) current(ring *Ring) (*Ring, error) {
+	if ring.Generation() < c.Ring.Generation {
+		return ring.rollForward(c)
+	}
 	if ring.Generation() != c.Ring.Generation {
 		return nil, fmt.Errorf("%w: sealed ring has generation %d, config says %d",
 			ErrMalformed, ring.Generation(), c.Ring.Generation)

@@ -65,9 +65,10 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	alog.SetKeys(ring)
 	recordRecoveryUse(ctx, a, alog, used)
 	integrity := alog.IntegrityRecorder(0)
+	follower := keys.NewFollower(opts.backing, ring, a.log)
 	srv, err := cofferfs.Mount(opts.backing, opts.mountPoint, cofferfs.Options{
 		VolumeID:     cfg.VolumeID,
-		Keys:         ring,
+		Keys:         follower, // follows rotations
 		EncryptNames: cfg.EncryptedNames(),
 		Logger:       a.log,
 		ReadOnly:     opts.readOnly,
@@ -95,6 +96,8 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	if err := keys.RecordUse(opts.backing, used.ID, time.Now()); err != nil {
 		a.log.Warn().Err(err).Msg("failed to record which master key unlocked the volume")
 	}
+	stopWatch := follower.Watch(ringWatchInterval)
+	defer stopWatch()
 	notifyManager(a, fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=serving %s on %s",
 		os.Getpid(), opts.backing, opts.mountPoint))
 	n.ready()
@@ -108,6 +111,10 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	unmounted = true
 	return nil
 }
+
+// ringWatchInterval is how often a mount checks whether a rotation changed
+// the volume's ring (a stat of volume.json), besides before each new file.
+const ringWatchInterval = time.Second
 
 // checkAnswers asks the new mount for its file system statistics, a request
 // the kernel passes to our server, and checks that the answer comes from a

@@ -1,0 +1,445 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferfs/coffer/fs/rewrap"
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
+	"github.com/cofferfs/coffer/keys/masterkey"
+)
+
+type rotateOptions struct {
+	unlockOptions
+	skip              []string
+	purge             bool
+	replace           string // --master OLD=NEWURI
+	newPassphraseFile string
+	mountWait         time.Duration
+}
+
+func newRotateCommand(a *app) *cobra.Command {
+	var opts rotateOptions
+	cmd := &cobra.Command{
+		Use:   "rotate BACKING",
+		Short: "Rotate the key ring, or replace one master key",
+		Long: `Rotate the key ring of the volume in BACKING, online: add a new ring key and
+make it the primary, seal the ring to every master key, re-wrap the data key
+of every file and the name key of every directory with it (header slot
+writes only, never content), retire the old keys, and purge them once a full
+scan proves that no header or directory record needs them.
+
+Every master key is opened first and must unseal its copy of the ring; a
+passphrase master asks for its passphrase (or reads --passphrase-file). A
+master key that cannot be reached stops the rotation before anything
+changes, unless --skip-master names it: it then keeps its copy of the old
+ring, which still opens the volume (rolling forward to the new ring) until
+the old keys are purged. With a skipped master key the old keys are kept,
+retired, so that it keeps working; --purge purges them anyway and cuts it
+off. Run rotate again when it is reachable.
+
+A running mount, here or on another host sharing the backing directory,
+follows the rotation by itself. Interrupted (a crash, kill -9, a full disk),
+the rotation resumes where it stopped when rotate runs again.
+
+With --master OLD=NEWURI, rotate replaces the master key OLD (an ID or URI)
+by a new one instead, in one atomic config write; no file is touched.`,
+		Example: `  coffer rotate /srv/app.enc
+  coffer rotate /srv/app.enc --skip-master 1a2b3c4d
+  coffer rotate /srv/app.enc --master 1a2b3c4d=file:///etc/coffer/new.key`,
+		Args: exactArgs("BACKING"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.backing = args[0]
+			return runRotate(cmd.Context(), a, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.passphraseFile, "passphrase-file", "",
+		"read the passphrase of passphrase master keys from this file (mode 0600)")
+	f.StringSliceVar(&opts.skip, "skip-master", nil,
+		"rotate without this master key (ID or URI; repeatable): it keeps the old ring")
+	f.BoolVar(&opts.purge, "purge", false,
+		"purge the retired keys even when a master key was skipped (it loses access)")
+	f.StringVar(&opts.replace, "master", "",
+		"replace master key OLD (ID or URI) by NEWURI: OLD=NEWURI; no file is touched")
+	f.StringVar(&opts.with, "with", "", "with --master: unlock with this master key (ID or URI)")
+	f.StringVar(&opts.newPassphraseFile, "new-passphrase-file", "",
+		"with --master OLD=passphrase:, read the new passphrase from this file (mode 0600)")
+	f.DurationVar(&opts.mountWait, "mount-wait", 30*time.Second,
+		"how long to wait for running mounts to load the new ring before purging old keys")
+	opts.masterFlags.add(f)
+	return cmd
+}
+
+// runRotate rotates the ring, or replaces a master key with --master.
+func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
+	cfg, err := readConfig(opts.backing)
+	if err != nil {
+		return err
+	}
+	if opts.replace != "" {
+		return runReplaceMaster(ctx, a, cfg, opts)
+	}
+	skip := map[string]bool{}
+	for _, s := range opts.skip {
+		id, err := masterID(cfg, s)
+		if err != nil {
+			return err
+		}
+		skip[id] = true
+	}
+
+	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, openOptions(a, cfg,
+		opts.unlockOptions)), skip)
+	if err != nil {
+		return openMastersError(opts.backing, err)
+	}
+	defer keys.WipeMasters(opened)
+	for id := range skip {
+		fmt.Fprintf(a.stderr, "coffer: warning: master key %s is skipped: it keeps the ring of "+
+			"generation %d, which still opens the volume until the old ring keys are purged; "+
+			"they are kept retired unless --purge; run 'coffer rotate %s' again once it is "+
+			"reachable\n", id, cfg.Ring.Generation, shellQuote(opts.backing))
+	}
+
+	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
+	if err != nil {
+		return err
+	}
+	defer closeAudit(a, alog)
+	alog.SetKeys(ring)
+
+	r := &rotation{a: a, ctx: ctx, opts: opts, cfg: cfg, ring: ring, opened: opened,
+		skipped: len(skip) > 0, alog: alog, kill: killPoints()}
+	err = r.run()
+	if err != nil {
+		recordAudit(ctx, a, alog, audit.Event{Type: audit.EventRotationFinished,
+			RingKey: ring.Primary().ID, Err: err})
+	}
+	return err
+}
+
+// openOptions say how rotate opens master keys: passphrases from
+// --passphrase-file or the terminal.
+func openOptions(a *app, cfg *keys.Config, o unlockOptions) masterkey.Options {
+	mopts := o.masterFlags.options()
+	mopts.Backing = o.backing
+	mopts.PIN = pinPrompt(a)
+	mopts.RecoveryKeyText = recoveryKeyReader(a)
+	mopts.Passphrase = func(_ context.Context, req masterkey.PassphraseRequest) (*keys.Secret, error) {
+		if o.passphraseFile != "" {
+			return readPassphraseFile(o.passphraseFile)
+		}
+		return promptPassphrase(a, fmt.Sprintf("Passphrase for volume %s (master key %s): ",
+			cfg.VolumeID, req.MasterID), false)
+	}
+	return mopts
+}
+
+func openMastersError(backing string, err error) error {
+	var merr *keys.MasterError
+	if errors.As(err, &merr) {
+		return withHints(fmt.Errorf("failed to open every master key: %w", err),
+			"the ring is sealed to every master key, so each one must be reachable; to "+
+				"rotate without this one: coffer rotate "+shellQuote(backing)+
+				" --skip-master "+merr.Master.ID)
+	}
+	return err
+}
+
+// rotation is one run of coffer rotate.
+type rotation struct {
+	a       *app
+	ctx     context.Context
+	opts    rotateOptions
+	cfg     *keys.Config
+	ring    *keys.Ring
+	opened  []keys.Opened
+	skipped bool
+	alog    *audit.Log
+	kill    func()
+}
+
+// run adds the new key (or resumes), re-wraps, retires and purges.
+func (r *rotation) run() error {
+	target, err := r.begin()
+	if err != nil {
+		return err
+	}
+	r.kill()
+
+	for pass := 1; ; pass++ {
+		res, err := r.scan(target, pass)
+		if err != nil {
+			return err
+		}
+		if pass == 1 {
+			if err := r.retire(target); err != nil {
+				return err
+			}
+			// No mount may wrap with an old key once the proof pass
+			// has passed it: wait until every mount uses the new ring.
+			if err := r.waitMounts(); err != nil {
+				return err
+			}
+			continue // the next pass is the proof
+		}
+		if res.Rewrapped == 0 {
+			return r.finish(target, res)
+		}
+		if pass >= 5 {
+			return fmt.Errorf("failed to finish rotation: files on old keys keep appearing "+
+				"after %d passes; run coffer rotate again", pass)
+		}
+	}
+}
+
+// begin makes a new primary key and commits it, or finds the one of an
+// interrupted rotation.
+func (r *rotation) begin() (uint32, error) {
+	st, err := keys.ReadRotation(r.opts.backing)
+	if err != nil {
+		return 0, fmt.Errorf("failed to read rotation state: %w", err)
+	}
+	if st != nil && r.ring.Has(st.Target) && r.ring.Primary().ID == st.Target {
+		fmt.Fprintf(r.a.stderr, "coffer: resuming the rotation to ring key %d started %s\n",
+			st.Target, st.Started.Format("2006-01-02 15:04:05Z07:00"))
+		return st.Target, nil
+	}
+
+	var retire []uint32
+	for _, k := range r.ring.Keys() {
+		if k.State != keys.StateRetired {
+			retire = append(retire, k.ID)
+		}
+	}
+	added, err := r.ring.AddKey()
+	if err != nil {
+		return 0, err
+	}
+	// Recorded before the config names the key, so that a crash after
+	// the commit resumes with it.
+	err = keys.WriteRotation(r.opts.backing, keys.Rotation{Target: added.ID, Retire: retire,
+		Started: added.Created})
+	if err != nil {
+		return 0, err
+	}
+	r.kill()
+	if err := r.ring.SetPrimary(added.ID); err != nil {
+		return 0, err
+	}
+	if err := r.commit(); err != nil {
+		return 0, err
+	}
+	recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventRotationStarted,
+		RingKey: added.ID, Detail: map[string]string{"replaces": ids(retire)}})
+	r.a.log.Info().Uint32("ring_key", added.ID).Msg("rotation started")
+	return added.ID, nil
+}
+
+// commit seals the ring to every opened master key and writes the config.
+func (r *rotation) commit() error {
+	cfg, err := keys.CommitRing(r.ctx, r.opts.backing, r.cfg.Ring.Generation, r.ring, r.opened)
+	if err != nil {
+		if errors.Is(err, keys.ErrConfigChanged) {
+			return withHints(fmt.Errorf("failed to write the new ring: %w", err),
+				"another command changed the volume meanwhile: run coffer rotate again")
+		}
+		return fmt.Errorf("failed to write the new ring: %w", err)
+	}
+	r.cfg = cfg
+	return nil
+}
+
+// scan runs one re-wrap pass with a progress display.
+func (r *rotation) scan(target uint32, pass int) (*rewrap.Result, error) {
+	total, err := rewrap.Count(r.opts.backing)
+	if err != nil {
+		return nil, fmt.Errorf("failed to count files: %w", err)
+	}
+	what := "re-wrapping"
+	if pass > 1 {
+		what = "checking"
+	}
+	p := newBarProgress(r.a.stderr, what, total)
+	res, err := rewrap.Run(r.ctx, r.opts.backing, rewrap.Options{
+		VolumeID:   r.cfg.VolumeID,
+		Keys:       r.ring,
+		Target:     target,
+		Progress:   p.update,
+		AfterWrite: r.kill,
+		Logger:     r.a.log,
+	})
+	p.done()
+	if err != nil {
+		return nil, fmt.Errorf("failed to re-wrap keys: %w", err)
+	}
+	recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventRotationProgress,
+		RingKey: target, Count: uint64(res.Rewrapped), Detail: map[string]string{
+			"pass": strconv.Itoa(pass), "headers": strconv.Itoa(res.Headers)}})
+	if len(res.Failed) > 0 {
+		return nil, failedFiles(res.Failed)
+	}
+	return res, nil
+}
+
+// failedFiles reports the files a pass could not re-wrap.
+func failedFiles(fs []rewrap.Failure) error {
+	var b strings.Builder
+	for i, f := range fs {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(fs)-5)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %v", f.Path, f.Err)
+	}
+	return withHints(fmt.Errorf("failed to re-wrap %d files (no key was retired or purged): %s",
+		len(fs), b.String()), "these files were unreadable before the rotation or are damaged; "+
+		"restore them from a backup or delete them, then run coffer rotate again to finish")
+}
+
+// retire marks every key but target retired.
+func (r *rotation) retire(target uint32) error {
+	var done []uint32
+	for _, k := range r.ring.Keys() {
+		if k.ID != target && k.State != keys.StateRetired {
+			if err := r.ring.Retire(k.ID); err != nil {
+				return err
+			}
+			done = append(done, k.ID)
+		}
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	if err := r.commit(); err != nil {
+		return err
+	}
+	for _, id := range done {
+		recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventKeyRetired, RingKey: id})
+	}
+	r.kill()
+	return nil
+}
+
+// waitMounts waits until every running mount of the volume (here or on
+// another host) has recorded that it uses the config's ring generation.
+func (r *rotation) waitMounts() error {
+	gen := r.cfg.Ring.Generation
+	host, _ := os.Hostname()
+	deadline := time.Now().Add(r.opts.mountWait)
+	for {
+		acks, err := keys.MountAcks(r.opts.backing)
+		if err != nil {
+			return err
+		}
+		var behind []string
+		for _, a := range acks {
+			if a.Generation >= gen {
+				continue
+			}
+			if a.Host == host && syscall.Kill(a.PID, 0) == syscall.ESRCH {
+				_ = keys.RemoveAck(r.opts.backing, a.Name) // left by a mount that died
+				continue
+			}
+			behind = append(behind, fmt.Sprintf("%s pid %d (generation %d)", a.Host, a.PID,
+				a.Generation))
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return withHints(fmt.Errorf("failed to finish rotation: every file is re-wrapped "+
+				"and the old keys are retired, but not purged: mounts still use an older ring: %s",
+				strings.Join(behind, ", ")), "check those mounts; once they follow (or, if "+
+				"they are gone, after removing their file in "+
+				shellQuote(filepath.Join(r.opts.backing, keys.DirName, keys.MountsName))+
+				"), run coffer rotate again to finish")
+		}
+		time.Sleep(100 * time.Millisecond) // polling files that other hosts write
+	}
+}
+
+// finish purges the retired keys, which the last pass proved unused, and
+// ends the rotation.
+func (r *rotation) finish(target uint32, res *rewrap.Result) error {
+	var purged []uint32
+	if !r.skipped || r.opts.purge {
+		for _, k := range r.ring.Keys() {
+			if k.State != keys.StateRetired {
+				continue
+			}
+			if n := res.ByKey[k.ID]; n > 0 { // cannot happen after a clean pass
+				return fmt.Errorf("failed to purge ring key %d: %d headers still use it", k.ID, n)
+			}
+			if err := r.ring.Purge(k.ID); err != nil {
+				return err
+			}
+			purged = append(purged, k.ID)
+		}
+	}
+	if len(purged) > 0 {
+		if err := r.commit(); err != nil {
+			return err
+		}
+		r.kill()
+	}
+	for _, id := range purged {
+		recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventKeyPurged, RingKey: id})
+	}
+	if err := keys.ClearRotation(r.opts.backing); err != nil {
+		return err
+	}
+	recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventRotationFinished,
+		RingKey: target, Count: uint64(res.Headers)})
+
+	fmt.Fprintf(r.a.stdout, "rotated volume %s to ring key %d (generation %d): %d headers and "+
+		"directory records on it", r.cfg.VolumeID, target, r.cfg.Ring.Generation, res.Headers)
+	if len(purged) > 0 {
+		fmt.Fprintf(r.a.stdout, "; purged %s", ids(purged))
+	}
+	fmt.Fprintln(r.a.stdout)
+	if r.skipped && !r.opts.purge {
+		fmt.Fprintf(r.a.stderr, "coffer: warning: old ring keys kept (retired) for the skipped "+
+			"master key; run 'coffer rotate %s' when it is reachable\n", shellQuote(r.opts.backing))
+	}
+	return nil
+}
+
+func ids(v []uint32) string {
+	s := make([]string, len(v))
+	for i, id := range v {
+		s[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	return strings.Join(s, ",")
+}
+
+// killPoints returns the test hook of the crash tests: with
+// COFFER_TEST_KILL_POINT=N in the environment, the Nth call kills the
+// process with SIGKILL, as a crash would. Without it, a no-op.
+func killPoints() func() {
+	n, err := strconv.Atoi(os.Getenv("COFFER_TEST_KILL_POINT"))
+	if err != nil || n <= 0 {
+		return func() {}
+	}
+	return func() {
+		n--
+		if n == 0 {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}
