@@ -1,0 +1,192 @@
+package keys_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/masterkey"
+)
+
+// rotate adds a primary key to v's ring and commits it with the masters
+// opened, except those in skip. It returns the new key's ID.
+func (v *volume) rotate(t *testing.T, skip map[string]bool) uint32 {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}), skip)
+	require.NoError(t, err)
+	defer keys.WipeMasters(opened)
+	k, err := ring.AddKey()
+	require.NoError(t, err)
+	require.NoError(t, ring.SetPrimary(k.ID))
+	_, err = keys.CommitRing(ctx, v.backing, cfg.Ring.Generation, ring, opened)
+	require.NoError(t, err)
+	return k.ID
+}
+
+// wrapWith wraps a known secret with ring r and returns what Unwrap needs.
+func wrapWith(t *testing.T, r interface {
+	Wrap([]byte, func(uint32) []byte) (uint32, []byte, error)
+}) (uint32, []byte) {
+	t.Helper()
+	id, w, err := r.Wrap([]byte("0123456789abcdef0123456789abcdef"), func(uint32) []byte {
+		return []byte("ad")
+	})
+	require.NoError(t, err)
+	return id, w
+}
+
+func TestFollowerRollsForward(t *testing.T) {
+	v := newVolume(t)
+	f := keys.NewFollower(v.backing, v.ring, zerolog.Nop())
+	old := v.ring.Primary().ID
+	oldID, oldWrapped := wrapWith(t, f)
+	require.Equal(t, old, oldID)
+
+	// Another process rotates: the follower meets a header wrapped by the
+	// new key and loads the new ring instead of failing.
+	next := v.rotate(t, nil)
+	other, err := v.unlockWith(t, v.cfg.Masters[0].ID)
+	require.NoError(t, err)
+	newID, newWrapped := wrapWith(t, other)
+	require.Equal(t, next, newID)
+	dek, err := f.Unwrap(newID, newWrapped, []byte("ad"))
+	require.NoError(t, err)
+	assert.Equal(t, "0123456789abcdef0123456789abcdef", string(dek))
+	assert.Equal(t, next, v.ring.Primary().ID, "the followed ring itself is updated")
+
+	// And wraps with the new primary; the old key still unwraps.
+	id, _ := wrapWith(t, f)
+	assert.Equal(t, next, id)
+	_, err = f.Unwrap(oldID, oldWrapped, []byte("ad"))
+	assert.NoError(t, err)
+}
+
+func TestFollowerRefusesRetiredPrimary(t *testing.T) {
+	v := newVolume(t)
+	f := keys.NewFollower(v.backing, v.ring, zerolog.Nop())
+	v.rotate(t, nil)
+
+	// The config's carried copies are gone (as if the follower's keys
+	// were purged): it cannot roll forward, and must not wrap with its
+	// old primary, which the config no longer lists as primary.
+	cfg, err := keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+	cfg.Ring.Carry = nil
+	require.NoError(t, keys.WriteConfig(v.backing, cfg))
+	_, _, err = f.Wrap(make([]byte, 32), func(uint32) []byte { return nil })
+	assert.ErrorIs(t, err, keys.ErrStaleRing)
+}
+
+func TestSkippedMasterRollsForwardUntilPurge(t *testing.T) {
+	v := newVolume(t)
+	second := v.add(t, newKeyFile(t))
+	old := v.ring.Primary().ID
+	next := v.rotate(t, map[string]bool{second.ID: true})
+
+	// The skipped master's copy is of the old generation; it still
+	// unlocks, rolled forward to the current ring.
+	r, err := v.unlockWith(t, second.ID)
+	require.NoError(t, err)
+	assert.Equal(t, next, r.Primary().ID)
+
+	// Purge the old key: now it cannot.
+	cfg, err := keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+	ring, opened, err := keys.OpenMasters(context.Background(), cfg,
+		masterkey.Opener(context.Background(), masterkey.Options{}), map[string]bool{second.ID: true})
+	require.NoError(t, err)
+	defer keys.WipeMasters(opened)
+	require.NoError(t, ring.Retire(old))
+	require.NoError(t, ring.Purge(old))
+	_, err = keys.CommitRing(context.Background(), v.backing, cfg.Ring.Generation, ring, opened)
+	require.NoError(t, err)
+	_, err = v.unlockWith(t, second.ID)
+	assert.ErrorIs(t, err, keys.ErrStaleRing)
+	_, err = v.unlockWith(t, v.cfg.Masters[0].ID)
+	assert.NoError(t, err)
+}
+
+func TestPurgeRefusals(t *testing.T) {
+	r, err := keys.NewRing()
+	require.NoError(t, err)
+	first := r.Primary().ID
+	assert.Error(t, r.Purge(first), "the primary")
+	k, err := r.AddKey()
+	require.NoError(t, err)
+	assert.Error(t, r.Purge(k.ID), "an active key")
+	assert.ErrorIs(t, r.Purge(12345), keys.ErrUnknownKey)
+	require.NoError(t, r.SetPrimary(k.ID))
+	require.NoError(t, r.Retire(first))
+	require.NoError(t, r.Purge(first))
+	assert.False(t, r.Has(first))
+	assert.Len(t, r.Keys(), 1)
+}
+
+func TestCommitRingRefusesChangedConfig(t *testing.T) {
+	v := newVolume(t)
+	ctx := context.Background()
+	cfg, err := keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}), nil)
+	require.NoError(t, err)
+	defer keys.WipeMasters(opened)
+	v.rotate(t, nil) // someone else rotated meanwhile
+	before := configBytes(t, v.backing)
+	_, err = ring.AddKey()
+	require.NoError(t, err)
+	_, err = keys.CommitRing(ctx, v.backing, cfg.Ring.Generation, ring, opened)
+	assert.ErrorIs(t, err, keys.ErrConfigChanged)
+	assert.Equal(t, before, configBytes(t, v.backing))
+}
+
+func TestCarryValidation(t *testing.T) {
+	v := newVolume(t)
+	v.rotate(t, nil)
+	b := configBytes(t, v.backing)
+	var raw map[string]any
+	require.NoError(t, json.Unmarshal(b, &raw))
+	ring := raw["ring"].(map[string]any)
+	carry := ring["carry"].(map[string]any)
+	require.Len(t, carry, 2, "one carried copy per ring key")
+	carry["77"] = carry[func() string {
+		for k := range carry {
+			return k
+		}
+		return ""
+	}()]
+	out, err := json.Marshal(raw)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keys.ConfigPath(v.backing), out, 0o600))
+	_, err = keys.ReadConfig(v.backing)
+	assert.ErrorIs(t, err, keys.ErrMalformed)
+}
+
+func TestReplaceMaster(t *testing.T) {
+	v := newVolume(t)
+	oldID := v.cfg.Masters[0].ID
+	uri := newKeyFile(t)
+	added, err := keys.ReplaceMaster(context.Background(), v.backing, v.ring, oldID,
+		enroll(t, uri, masterkey.Options{}), keys.AddOptions{})
+	require.NoError(t, err)
+	cfg, err := keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+	require.Len(t, cfg.Masters, 1)
+	assert.Equal(t, added.ID, cfg.Masters[0].ID)
+	assert.Equal(t, uri, cfg.Masters[0].URI)
+	r, err := v.unlockWith(t, added.ID)
+	require.NoError(t, err)
+	assert.Equal(t, v.ring.Primary().ID, r.Primary().ID)
+
+	_, err = keys.ReplaceMaster(context.Background(), v.backing, v.ring, "deadbeef",
+		enroll(t, newKeyFile(t), masterkey.Options{}), keys.AddOptions{})
+	assert.ErrorIs(t, err, keys.ErrNoMaster)
+}
