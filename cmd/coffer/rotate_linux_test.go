@@ -13,10 +13,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/keys"
 )
 
@@ -361,4 +364,44 @@ func TestRotateReplaceMaster(t *testing.T) {
 	tr.check(t)
 
 	assertFailure(t, cli(t, "rotate", f.backing, "--master", "nonsense"), exitUsage, "OLD=NEWURI")
+}
+
+// TestRotateTwoMounts rotates from a third process while the volume is
+// mounted twice: by a coffer mount process and by a second file system in
+// this process (standing for another host on shared storage), which holds
+// its own ring and follows the rotation through the config alone.
+func TestRotateTwoMounts(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	tr := tree{mnt: f.mnt, ref: filepath.Join(f.dir, "ref")}
+	tr.populate(t, 20)
+
+	cfg, ring := unlockFixture(t, f.backing)
+	follower := keys.NewFollower(f.backing, ring, zerolog.Nop())
+	stop := follower.Watch(20 * time.Millisecond)
+	defer stop()
+	mnt2 := filepath.Join(f.dir, "mnt2")
+	require.NoError(t, os.Mkdir(mnt2, 0o700))
+	srv, err := cofferfs.Mount(f.backing, mnt2, cofferfs.Options{VolumeID: cfg.VolumeID,
+		Keys: follower, EncryptNames: cfg.EncryptedNames()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Unmount() })
+	tr2 := tree{mnt: mnt2, ref: tr.ref}
+	tr2.check(t)
+
+	old := primaryOf(t, f.backing)
+	requireOK(t, cliProcess(t, f.rotateArgs()...))
+	next := primaryOf(t, f.backing)
+	assert.Equal(t, map[uint32]keys.KeyState{next: keys.StatePrimary}, ringKeys(t, f.backing))
+	assert.False(t, ring.Has(old), "the second mount's ring rolled forward past the purge")
+	assert.Equal(t, next, ring.Primary().ID)
+
+	// Both read everything; files each writes are on the new key and
+	// read through the other.
+	tr.write(t, "from/first", []byte("one"))
+	tr2.write(t, "from/second", []byte("two"))
+	tr.check(t)
+	tr2.check(t)
+	assert.Equal(t, []uint32{next}, keysIn(headerKeys(t, f.backing)))
 }
