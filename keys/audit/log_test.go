@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -294,10 +295,23 @@ func TestVerifyPurgedKey(t *testing.T) {
 	var be *BreakError
 	require.ErrorAs(t, f(), &be, "a MAC key the ring lacks needs a logged purge")
 	assert.Equal(t, 1, be.Line)
-	assert.Contains(t, be.Reason, "no valid key-purged record")
+	assert.Contains(t, be.Reason, "no later valid key-purged record")
 
 	v.write(t, Event{Type: EventKeyPurged, RingKey: old})
 	require.NoError(t, f())
+
+	// A record after the purge that names the purged key is forged: no
+	// writer uses a key after its purge.
+	lines := v.lines(t)
+	r := Record{Seq: uint64(len(lines) + 1), Time: time.Now().UTC(), Host: "h", PID: 1,
+		Volume: v.vol, Event: EventMasterAdded, Outcome: OutcomeOK,
+		Prev: LineHash(lines[len(lines)-1]), MACKey: old, MAC: strings.Repeat("ab", 32)}
+	forged, err := json.Marshal(r)
+	require.NoError(t, err)
+	v.setLines(t, append(lines, append(forged, '\n')))
+	require.ErrorAs(t, f(), &be)
+	assert.Equal(t, len(lines)+1, be.Line)
+	assert.Contains(t, be.Reason, "no later valid key-purged record")
 }
 
 func TestTornTailIsClosedAndLinked(t *testing.T) {

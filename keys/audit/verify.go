@@ -234,7 +234,9 @@ func summarise(entries []entry) *Report {
 
 // checkMACs checks each record's MAC with keys, or counts them when keys
 // is nil. A MAC by a ring key that is no longer in the ring is accepted
-// when the log holds a valid key-purged record for that key.
+// when a later record of the log is a valid key-purged record for that key:
+// after its purge no writer uses the key, so a later record naming it is
+// forged.
 func checkMACs(entries []entry, k Deriver, rep *Report) error {
 	if k == nil {
 		for _, e := range entries {
@@ -299,18 +301,20 @@ func (c *macChecker) valid(e entry) bool {
 	return err == nil && hmac.Equal(mac, computeMAC(k, body))
 }
 
-// purgedKeys returns the ring keys that valid key-purged records name.
-func (c *macChecker) purgedKeys(entries []entry) map[uint32]bool {
-	purged := map[uint32]bool{}
+// purgedKeys returns the ring keys that valid key-purged records name,
+// each with the line of the first such record.
+func (c *macChecker) purgedKeys(entries []entry) map[uint32]int {
+	purged := map[uint32]int{}
 	for _, e := range entries {
-		if e.rec.Event == EventKeyPurged && e.rec.Outcome == OutcomeOK && c.valid(e) {
-			purged[e.rec.RingKey] = true
+		_, seen := purged[e.rec.RingKey]
+		if !seen && e.rec.Event == EventKeyPurged && e.rec.Outcome == OutcomeOK && c.valid(e) {
+			purged[e.rec.RingKey] = e.line
 		}
 	}
 	return purged
 }
 
-func (c *macChecker) check(e entry, purged map[uint32]bool, rep *Report) error {
+func (c *macChecker) check(e entry, purged map[uint32]int, rep *Report) error {
 	r := e.rec
 	if r.MAC == "" {
 		if !Unkeyed(r.Event) {
@@ -325,9 +329,9 @@ func (c *macChecker) check(e entry, purged map[uint32]bool, rep *Report) error {
 		return fmt.Errorf("failed to derive audit MAC key: %w", err)
 	}
 	if k == nil {
-		if !purged[r.MACKey] {
+		if line, ok := purged[r.MACKey]; !ok || line < e.line {
 			return brk(e, fmt.Sprintf("MAC names ring key %d, which the ring does not hold "+
-				"and no valid key-purged record names (forged?)", r.MACKey))
+				"and no later valid key-purged record names (forged?)", r.MACKey))
 		}
 		rep.MACPurged++
 		return nil
