@@ -10,8 +10,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -68,11 +71,14 @@ func overwriteData(seed uint64, op int) []byte {
 }
 
 // TestKillDuringOverwrite kills the mount while a process overwrites 1 MiB
-// regions of a file in place, one pwrite each, so that the kill is likely
-// to cut the daemon's backing write of a region in the middle. After each
-// kill, every block must read back as the last acknowledged write of it or
-// the one in flight, none may fail, and coffer fsck, run before the
-// remount, must find at most restorable cut overwrites.
+// regions of a file in place, one pwrite each. The daemon saves the old
+// bytes in the file's undo record right before it overwrites them, so the
+// test watches the undo folder with inotify and kills the mount as soon as
+// a record was written: the kill then often cuts the daemon's backing
+// write of the region in the middle. After each kill, every block must read
+// back as the last acknowledged write of it or the one in flight, none may
+// fail, and coffer fsck, run before the remount, must find at most
+// restorable cut overwrites.
 func TestKillDuringOverwrite(t *testing.T) {
 	v := newVolume(t, "")
 	seed := *exerciserSeed
@@ -83,6 +89,8 @@ func TestKillDuringOverwrite(t *testing.T) {
 	rounds := scale(15, 200)
 	t.Logf("overwrite kills: seed %d, %d rounds (rerun with -args -stress.seed=%d)", seed, rounds, seed)
 
+	undoDir := filepath.Join(v.backing, ".coffer", "undo")
+	require.NoError(t, os.MkdirAll(undoDir, 0o700))
 	restored := 0
 	for round := range rounds {
 		name := fmt.Sprintf("ow-%d-%d", seed, round)
@@ -92,18 +100,17 @@ func TestKillDuringOverwrite(t *testing.T) {
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		cmd.Stderr = &bytes.Buffer{}
+		watch := watchUndo(t, undoDir)
 		require.NoError(t, cmd.Start())
 		registerProc(cmd)
 
-		// Kill after a random number of acknowledged overwrites; the
-		// writer is in its next pwrite then, or about to be.
-		buf := make([]byte, 1+r.IntN(12))
-		_, err = io.ReadFull(stdout, buf)
-		require.NoError(t, err, "the overwriter stopped early: %s", cmd.Stderr)
+		// Kill right after a random number of undo records were written.
+		watch.wait(t, 1+r.IntN(12))
 		v.kill(t)
-		rest, _ := io.ReadAll(stdout)
+		watch.close()
+		ticks, _ := io.ReadAll(stdout)
 		require.NoError(t, waitProc(t, cmd), "%s", cmd.Stderr)
-		acked := len(buf) + len(rest) - 1 // ops after the initial fill that returned
+		acked := len(ticks) - 1 // ops after the initial fill that returned
 
 		detach(t, v.mnt)
 		report := fsck(t, v)
@@ -152,3 +159,43 @@ func checkOverwrites(t *testing.T, path string, seed uint64, inFlight int) {
 		}
 	}
 }
+
+// undoWatch reports writes to the files of the undo folder.
+type undoWatch struct {
+	fd int
+}
+
+func watchUndo(t *testing.T, dir string) *undoWatch {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	require.NoError(t, err)
+	_, err = unix.InotifyAddWatch(fd, dir, unix.IN_MODIFY)
+	require.NoError(t, err)
+	return &undoWatch{fd: fd}
+}
+
+// wait returns once n writes to undo records were seen.
+func (w *undoWatch) wait(t *testing.T, n int) {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(readyTimeout)
+	for seen := 0; seen < n; {
+		left := time.Until(deadline)
+		require.Positive(t, left, "saw %d undo record writes of %d", seen, n)
+		fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
+			require.NoError(t, err)
+		}
+		m, err := unix.Read(w.fd, buf)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		require.NoError(t, err)
+		for off := 0; off+unix.SizeofInotifyEvent <= m; seen++ {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+		}
+	}
+}
+
+func (w *undoWatch) close() { _ = unix.Close(w.fd) }
