@@ -86,6 +86,34 @@ type Config struct {
 	// fixed for the volume's life. Configs written before the field
 	// existed lack it and mean plaintext names.
 	Names string `json:"names,omitempty"`
+
+	// Policy holds the volume's key policy; nil means none.
+	Policy *Policy `json:"policy,omitempty"`
+}
+
+// Policy is a volume's key policy.
+type Policy struct {
+	// MaxKeyAgeDays, when not 0, is how many days the primary ring key
+	// may be used before coffer status, each mount and coffer rotate
+	// --if-due consider a rotation due.
+	MaxKeyAgeDays int `json:"max_key_age_days,omitempty"`
+}
+
+// MaxPolicyDays bounds Policy.MaxKeyAgeDays (100 years).
+const MaxPolicyDays = 36500
+
+// RotationDue reports whether the volume's policy asks for a rotation at
+// now: its primary ring key is older than the policy's maximum age.
+func (c *Config) RotationDue(now time.Time) bool {
+	if c.Policy == nil || c.Policy.MaxKeyAgeDays == 0 {
+		return false
+	}
+	for _, k := range c.Ring.Keys {
+		if k.State == StatePrimary {
+			return now.Sub(k.Created) > time.Duration(c.Policy.MaxKeyAgeDays)*24*time.Hour
+		}
+	}
+	return false
 }
 
 // Values of Config.Names.
@@ -258,6 +286,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: creation time is missing", ErrMalformed)
 	case c.Names != "" && c.Names != NamesEncrypted && c.Names != NamesPlaintext:
 		return fmt.Errorf("%w: names must be %q or %q", ErrMalformed, NamesEncrypted, NamesPlaintext)
+	}
+	if p := c.Policy; p != nil && (p.MaxKeyAgeDays < 0 || p.MaxKeyAgeDays > MaxPolicyDays) {
+		return fmt.Errorf("%w: policy max_key_age_days must be 0 to %d", ErrMalformed,
+			MaxPolicyDays)
 	}
 	if err := validateMasters(c.Masters); err != nil {
 		return err

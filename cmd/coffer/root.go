@@ -76,6 +76,7 @@ func newRootCommand(a *app) *cobra.Command {
 		newKeysCommand(a),
 		newInitCommand(a),
 		newStatusCommand(a),
+		newConfigCommand(a),
 		newAuditCommand(a),
 		newMasterCommand(a),
 		newRecoveryCommand(a),

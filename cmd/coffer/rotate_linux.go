@@ -26,6 +26,7 @@ type rotateOptions struct {
 	replace           string // --master OLD=NEWURI
 	newPassphraseFile string
 	mountWait         time.Duration
+	ifDue             bool
 }
 
 func newRotateCommand(a *app) *cobra.Command {
@@ -75,6 +76,9 @@ by a new one instead, in one atomic config write; no file is touched.`,
 	f.StringVar(&opts.with, "with", "", "with --master: unlock with this master key (ID or URI)")
 	f.StringVar(&opts.newPassphraseFile, "new-passphrase-file", "",
 		"with --master OLD=passphrase:, read the new passphrase from this file (mode 0600)")
+	f.BoolVar(&opts.ifDue, "if-due", false,
+		"rotate only if the primary key is older than the volume's --max-key-age policy "+
+			"(or a rotation is unfinished); for timers")
 	f.DurationVar(&opts.mountWait, "mount-wait", 30*time.Second,
 		"how long to wait for running mounts to load the new ring before purging old keys")
 	opts.masterFlags.add(f)
@@ -89,6 +93,16 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 	}
 	if opts.replace != "" {
 		return runReplaceMaster(ctx, a, cfg, opts)
+	}
+	if opts.ifDue {
+		due, err := rotationDue(opts.backing, cfg)
+		if err != nil || !due {
+			if err == nil {
+				fmt.Fprintf(a.stdout, "rotation of volume %s not due: the primary ring key is "+
+					"younger than %d days\n", cfg.VolumeID, cfg.Policy.MaxKeyAgeDays)
+			}
+			return err
+		}
 	}
 	skip := map[string]bool{}
 	for _, s := range opts.skip {
@@ -127,6 +141,20 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 			RingKey: ring.Primary().ID, Err: err})
 	}
 	return err
+}
+
+// rotationDue reports whether --if-due should rotate: the policy says so,
+// or a rotation was left unfinished.
+func rotationDue(backing string, cfg *keys.Config) (bool, error) {
+	if cfg.Policy == nil || cfg.Policy.MaxKeyAgeDays == 0 {
+		return false, withHints(usageErrorf("--if-due needs a maximum key age"),
+			"set one: coffer config "+shellQuote(backing)+" --max-key-age 90d")
+	}
+	st, err := keys.ReadRotation(backing)
+	if err != nil {
+		return false, err
+	}
+	return st != nil || cfg.RotationDue(time.Now()), nil
 }
 
 // openOptions say how rotate opens master keys: passphrases from

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -404,4 +405,66 @@ func TestRotateTwoMounts(t *testing.T) {
 	tr.check(t)
 	tr2.check(t)
 	assert.Equal(t, []uint32{next}, keysIn(headerKeys(t, f.backing)))
+}
+
+// TestRotatePolicy checks --max-key-age, the status warning and --if-due.
+func TestRotatePolicy(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	assertFailure(t, cli(t, "rotate", f.backing, "--if-due"), exitUsage, "--if-due needs")
+	assertFailure(t, cli(t, "config", f.backing, "--max-key-age", "soon"), exitUsage,
+		"invalid --max-key-age")
+	r := cli(t, "config", f.backing, "--max-key-age", "90d")
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "maximum key age 90 days")
+
+	old := primaryOf(t, f.backing)
+	r = cliProcess(t, "rotate", f.backing, "--if-due")
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "not due")
+	assert.Equal(t, old, primaryOf(t, f.backing))
+
+	// The primary was created 91 days ago (as far as the config says).
+	cfg, err := keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	cfg.Ring.Keys[0].Created = time.Now().UTC().Add(-91 * 24 * time.Hour).Truncate(time.Second)
+	require.NoError(t, keys.WriteConfig(f.backing, cfg))
+	r = cli(t, "status", f.backing)
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "warning: the primary ring key is older than 90 days")
+
+	r = cliProcess(t, "rotate", f.backing, "--if-due")
+	requireOK(t, r)
+	assert.NotEqual(t, old, primaryOf(t, f.backing))
+	assert.NotContains(t, cli(t, "status", f.backing).stdout, "warning:")
+}
+
+// TestStatusScanCounts compares status --scan with the headers' own bytes.
+func TestStatusScanCounts(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	tr := tree{mnt: f.mnt, ref: filepath.Join(f.dir, "ref")}
+	tr.populate(t, 15)
+
+	r := cli(t, "status", f.backing, "--scan", "--json")
+	requireOK(t, r)
+	var st struct {
+		Generation uint64 `json:"generation"`
+		Rotation   struct {
+			FilesByKey map[string]int `json:"files_by_key"`
+			Mounts     []struct {
+				PID        int    `json:"pid"`
+				Generation uint64 `json:"generation"`
+			} `json:"mounts"`
+		} `json:"rotation"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	want := map[string]int{}
+	for id, n := range headerKeys(t, f.backing) {
+		want[strconv.FormatUint(uint64(id), 10)] = n
+	}
+	assert.Equal(t, want, st.Rotation.FilesByKey)
+	require.Len(t, st.Rotation.Mounts, 1, "the running mount acknowledges its ring")
+	assert.Equal(t, st.Generation, st.Rotation.Mounts[0].Generation)
 }

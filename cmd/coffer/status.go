@@ -21,6 +21,7 @@ import (
 type statusOptions struct {
 	backing string
 	json    bool
+	scan    bool
 }
 
 func newStatusCommand(a *app) *cobra.Command {
@@ -42,6 +43,8 @@ volume is mounted now. No key is needed: status reads only public metadata.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print the status as one JSON object")
+	cmd.Flags().BoolVar(&opts.scan, "scan", false,
+		"count file headers and directory records per ring key (reads every file's header)")
 	return cmd
 }
 
@@ -58,6 +61,7 @@ type volumeStatus struct {
 	RingKeys      []ringKeyInfo  `json:"ring_keys"`
 	MountedOn     []string       `json:"mounted_on"`
 	AuditLog      string         `json:"audit_log"`
+	Rotation      rotationStatus `json:"rotation"`
 }
 
 type masterStatus struct {
@@ -94,12 +98,25 @@ func runStatus(_ context.Context, a *app, opts statusOptions) error {
 		a.log.Warn().Err(err).Msg("failed to find the audit log")
 	}
 
+	st.Rotation, err = rotationOf(opts.backing, cfg, time.Now(), opts.scan)
+	if err != nil {
+		return err
+	}
+	if st.Rotation.Due {
+		a.log.Warn().Int("max_key_age_days", st.Rotation.MaxKeyAgeDays).
+			Msg("the primary ring key is older than the policy allows: run coffer rotate")
+	}
+
 	if opts.json {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	return st.print(a.stdout)
+	if err := st.print(a.stdout); err != nil {
+		return err
+	}
+	st.Rotation.print(a.stdout, st.Generation)
+	return nil
 }
 
 // newVolumeStatus gathers the status of cfg, with key ages as of now.
