@@ -314,6 +314,51 @@ func TestVerifyPurgedKey(t *testing.T) {
 	assert.Contains(t, be.Reason, "no later valid key-purged record")
 }
 
+// TestVerifyPurgeAfterPurge rotates twice: the first purge record is MACed
+// with the key that the second rotation purges, and the log must still
+// verify with the ring that remains.
+func TestVerifyPurgeAfterPurge(t *testing.T) {
+	v := newTestVolume(t)
+	a := v.ring.Primary().ID
+	v.write(t, Event{Type: EventInit})
+	b := rotate(t, v.ring)
+	v.write(t, Event{Type: EventKeyPurged, RingKey: a})
+	c := rotate(t, v.ring)
+	v.write(t, Event{Type: EventKeyPurged, RingKey: b})
+	_ = c
+
+	gone := goneKeys{v.ring, map[uint32]bool{a: true, b: true}}
+	f, err := os.Open(v.log)
+	require.NoError(t, err)
+	defer f.Close()
+	rep, err := Verify(f, VerifyOptions{Keys: gone})
+	require.NoError(t, err)
+	assert.Equal(t, 4, rep.MACPurged, "init, checkpoint, purge of a, checkpoint")
+	assert.Equal(t, 2, rep.MACChecked)
+}
+
+// rotate adds a key to r and makes it the primary.
+func rotate(t *testing.T, r *keys.Ring) uint32 {
+	t.Helper()
+	k, err := r.AddKey()
+	require.NoError(t, err)
+	require.NoError(t, r.SetPrimary(k.ID))
+	return k.ID
+}
+
+// goneKeys is a ring from which the keys in gone were purged.
+type goneKeys struct {
+	*keys.Ring
+	gone map[uint32]bool
+}
+
+func (g goneKeys) DeriveKey(id uint32, purpose string) ([]byte, error) {
+	if g.gone[id] {
+		return nil, fmt.Errorf("gone: %w", keys.ErrUnknownKey)
+	}
+	return g.Ring.DeriveKey(id, purpose)
+}
+
 func TestTornTailIsClosedAndLinked(t *testing.T) {
 	v := newTestVolume(t)
 	v.write(t, Event{Type: EventInit})

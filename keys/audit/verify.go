@@ -302,12 +302,24 @@ func (c *macChecker) valid(e entry) bool {
 }
 
 // purgedKeys returns the ring keys that valid key-purged records name,
-// each with the line of the first such record.
+// each with the line of the last such record. A key-purged record is valid
+// when a ring key confirms its MAC, or when its MAC key was itself purged
+// by a later valid record: rotation after rotation, each purge record is
+// MACed with a key that a later rotation purges. Walking back from the end
+// finds those later purges first.
 func (c *macChecker) purgedKeys(entries []entry) map[uint32]int {
 	purged := map[uint32]int{}
-	for _, e := range entries {
-		_, seen := purged[e.rec.RingKey]
-		if !seen && e.rec.Event == EventKeyPurged && e.rec.Outcome == OutcomeOK && c.valid(e) {
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		if e.rec.Event != EventKeyPurged || e.rec.Outcome != OutcomeOK || e.rec.MAC == "" {
+			continue
+		}
+		if _, seen := purged[e.rec.RingKey]; seen {
+			continue
+		}
+		k, err := c.key(e.rec.MACKey)
+		byPurged := err == nil && k == nil && purged[e.rec.MACKey] > e.line
+		if c.valid(e) || byPurged {
 			purged[e.rec.RingKey] = e.line
 		}
 	}
