@@ -73,15 +73,45 @@ func (n *node) rel() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		nm, err := k.Encrypt(name)
+		backing, err := backingName(cur, k, name)
 		if err != nil {
-			return "", syscall.EIO
+			return "", err
 		}
-		parts = append(parts, nm.Backing)
+		parts = append(parts, backing)
 		cur = parent
 	}
 	slices.Reverse(parts)
 	return filepath.Join(parts...), nil
+}
+
+// nameMemo is a node's last encrypted name: the backing form of plain
+// under key. Encryption being a function of the two alone, the memo is
+// right whenever both match, whatever renames happened in between.
+type nameMemo struct {
+	key     *names.Key
+	plain   string
+	backing string
+}
+
+// backingName returns the backing form of name, the name of the inode in
+// in its parent with the name key k. Every request on a node builds its
+// backing path from the root down; the node keeps its last result, so a
+// path costs one name encryption per component only after a rename.
+func backingName(in *gofs.Inode, k *names.Key, name string) (string, error) {
+	n, _ := in.Operations().(*node)
+	if n != nil {
+		if m := n.name.Load(); m != nil && m.key == k && m.plain == name {
+			return m.backing, nil
+		}
+	}
+	nm, err := k.Encrypt(name)
+	if err != nil {
+		return "", syscall.EIO
+	}
+	if n != nil {
+		n.name.Store(&nameMemo{key: k, plain: name, backing: nm.Backing})
+	}
+	return nm.Backing, nil
 }
 
 // abs returns the node's absolute backing path.
@@ -95,6 +125,7 @@ func (n *node) abs() (string, error) {
 
 // child is the backing form of a name in the directory n.
 type child struct {
+	key  *names.Key // the parent's name key
 	name names.Name
 	dir  string // absolute backing path of the parent
 	rel  string // backing path of the entry, relative to the backing root
@@ -122,7 +153,7 @@ func (n *node) child(name string) (child, error) {
 	if err != nil {
 		return child{}, err
 	}
-	return child{name: nm, dir: filepath.Join(n.fs.backing, rel),
+	return child{key: k, name: nm, dir: filepath.Join(n.fs.backing, rel),
 		rel: filepath.Join(rel, nm.Backing)}, nil
 }
 
@@ -216,7 +247,14 @@ func (n *node) encLookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if err != nil {
 		return nil, n.fs.errno(err)
 	}
-	return n.encEntry(ctx, c.abs(), out)
+	ch, errno := n.encEntry(ctx, c.abs(), out)
+	if errno != 0 {
+		return nil, errno
+	}
+	if cn, ok := ch.Operations().(*node); ok {
+		cn.name.Store(&nameMemo{key: c.key, plain: name, backing: c.name.Backing})
+	}
+	return ch, errno
 }
 
 // encEntry stats the backing entry p and returns its node.

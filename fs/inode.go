@@ -124,11 +124,13 @@ func (f *filesystem) newKey() (*content.Cipher, []byte, error) {
 }
 
 // openHeader parses a header and unwraps its data key, trying the current
-// slot first and falling back to the other one.
-func (f *filesystem) openHeader(b []byte, path string) (*content.Cipher, error) {
+// slot first and falling back to the other one. path names the file in
+// errors and logs; it is called only then (building a backing path with
+// encrypted names costs a name encryption per component).
+func (f *filesystem) openHeader(b []byte, path func() string) (*content.Cipher, error) {
 	h, err := content.ParseHeader(b)
 	if err != nil {
-		return nil, &integrityError{path: path, block: headerBlock, err: err}
+		return nil, &integrityError{path: path(), block: headerBlock, err: err}
 	}
 
 	var errs []error
@@ -139,13 +141,13 @@ func (f *filesystem) openHeader(b []byte, path string) (*content.Cipher, error) 
 			continue
 		}
 		if len(errs) > 0 {
-			f.log.Warn().Str("backing", path).Str("block", "header").
+			f.log.Warn().Str("backing", path()).Str("block", "header").
 				Str("reason", errors.Join(errs...).Error()).
 				Msg("current key slot failed, using the other slot")
 		}
 		return c, nil
 	}
-	return nil, &integrityError{path: path, block: headerBlock,
+	return nil, &integrityError{path: path(), block: headerBlock,
 		err: fmt.Errorf("no key slot unwraps: %w", errors.Join(errs...))}
 }
 

@@ -72,7 +72,7 @@ func (h *handle) cipher() (*content.Cipher, error) {
 	if err := preadFull(h.fd, hdr, 0); err != nil {
 		return nil, h.readError(err, headerBlock)
 	}
-	c, err := h.fs.openHeader(hdr, h.path())
+	c, err := h.fs.openHeader(hdr, h.path)
 	var ie *integrityError
 	if errors.As(err, &ie) {
 		ie.file = h.node

@@ -6,6 +6,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -19,7 +20,8 @@ import (
 type node struct {
 	gofs.LoopbackNode
 	fs   *filesystem
-	keys dirKeyCache // name key of a directory, with encrypted names
+	keys dirKeyCache              // name key of a directory, with encrypted names
+	name atomic.Pointer[nameMemo] // its own backing name, with encrypted names
 }
 
 var (
