@@ -164,14 +164,31 @@ func (h *handle) decrypt(c *content.Cipher, dest []byte, off, end int64, sz size
 		out = (*pb)[:0]
 	}
 
+	// Block i of the request is at i*cbs in the ciphertext and opens to
+	// i*bs; all but the file's last block are full. Large requests are
+	// opened on several goroutines; if a block fails, the request is
+	// opened again in order by h.open, which may repair it.
 	sealed := *cb
-	for b := first; b <= last; b++ {
-		n := min(cbs, len(sealed))
-		var err error
-		if out, err = h.open(c, out, sealed[:n], b); err != nil {
-			return 0, err
+	nblocks := int(last - first + 1)
+	err := forBlocks(nblocks, func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			s := sealed[i*cbs : min((i+1)*cbs, len(sealed))]
+			if _, err := c.Open(out[i*bs:i*bs], s, uint64(first)+uint64(i)); err != nil {
+				return err
+			}
 		}
-		sealed = sealed[n:]
+		return nil
+	})
+	if err == nil {
+		out = out[:len(sealed)-nblocks*content.Overhead]
+	} else {
+		for b := first; b <= last; b++ {
+			n := min(cbs, len(sealed))
+			if out, err = h.open(c, out, sealed[:n], b); err != nil {
+				return 0, err
+			}
+			sealed = sealed[n:]
+		}
 	}
 	if straight {
 		return len(out), nil
@@ -452,19 +469,49 @@ func (w *blockWriter) write(data []byte, off int64) error {
 	newSize := max(w.size, end)
 	first, last := off/bs, (end-1)/bs
 
-	cb := getBuf(len(w.header) + int(last-first+1)*cbs)
-	defer putBuf(cb)
-	out := append((*cb)[:0], w.header...)
-	pb := getBuf(bs)
-	defer putBuf(pb)
-
-	for b := first; b <= last; b++ {
+	// Only the first and the last block can be partial and need their
+	// old plaintext; every block before the last is full, so block i of
+	// the request goes at a fixed place in out, and the blocks are sealed
+	// in place, on several goroutines for large requests.
+	nblocks := int(last - first + 1)
+	var ends [2][]byte
+	for i, b := range [2]int64{first, last} {
+		if i == 1 && last == first {
+			ends[1] = ends[0]
+			break
+		}
+		pb := getBuf(bs)
+		defer putBuf(pb)
 		plain, err := w.blockPlain(data, off, b, newSize, (*pb)[:0])
 		if err != nil {
 			return err
 		}
-		out = w.c.Seal(out, plain, uint64(b))
+		ends[i] = plain
 	}
+	plain := func(i int) []byte {
+		switch i {
+		case 0:
+			return ends[0]
+		case nblocks - 1:
+			return ends[1]
+		}
+		at := (first+int64(i))*bs - off
+		return data[at : at+bs]
+	}
+
+	hl := len(w.header)
+	total := hl + (nblocks-1)*cbs + len(ends[1]) + content.Overhead
+	cb := getBuf(total)
+	defer putBuf(cb)
+	out := (*cb)[:total]
+	copy(out, w.header)
+	_ = forBlocks(nblocks, func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			at := hl + i*cbs
+			w.c.Seal(out[at:at], plain(i), uint64(first)+uint64(i))
+		}
+		return nil
+	})
 
 	if err := w.store(out, first); err != nil {
 		return err
