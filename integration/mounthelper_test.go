@@ -183,3 +183,31 @@ func TestMountHelperBadOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestMountHelperWrongKey mounts through mount.fuse3 with a key file that is
+// not the volume's: the mount process's error reaches the caller's stderr,
+// the exit status is not 0, and nothing is mounted.
+func TestMountHelperWrongKey(t *testing.T) {
+	requireTools(t, "mount.fuse3")
+	v := createVolume(t)
+	other := "file://" + filepath.Join(v.dir, "other.key")
+	coffer(t, "keys", "create", other)
+	bin := t.TempDir()
+	require.NoError(t, os.Symlink(cofferBin, filepath.Join(bin, "coffer")))
+
+	registerMount(v.mnt)
+	_, stderr, err := tryRun("", []string{"PATH=" + bin + ":" + os.Getenv("PATH")}, "mount.fuse3",
+		v.backing, v.mnt, "-t", "fuse.coffer", "-o", "master="+other+",log-file="+v.log)
+	require.Error(t, err)
+	assert.Contains(t, stderr, "coffer: error: volume has no master key file://")
+	assert.False(t, isMounted(v.mnt))
+
+	require.NoError(t, os.Remove(v.key))
+	require.NoError(t, os.Rename(strings.TrimPrefix(other, "file://"), v.key))
+	_, stderr, err = tryRun("", []string{"PATH=" + bin + ":" + os.Getenv("PATH")}, "mount.fuse3",
+		v.backing, v.mnt, "-t", "fuse.coffer", "-o", "log-file="+v.log)
+	require.Error(t, err)
+	assert.Contains(t, stderr, "coffer: error: failed to unlock volume")
+	assert.Contains(t, stderr, "wrong master key")
+	assert.False(t, isMounted(v.mnt))
+}
