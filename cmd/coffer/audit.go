@@ -17,6 +17,7 @@ import (
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 const auditLong = `Inspect and configure a volume's audit trail of key use.
@@ -167,8 +168,11 @@ func unlockForAudit(ctx context.Context, a *app, opts auditVerifyOptions,
 		}
 		return promptPassphrase(a, fmt.Sprintf("Passphrase for volume %s: ", cfg.VolumeID), false)
 	}
-	ring, _, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, mopts),
-		keys.UnlockOptions{Only: opts.master, Logger: a.log})
+	uo := keys.UnlockOptions{Only: opts.master, Logger: a.log}
+	if opts.master == "" {
+		uo.SkipKind = recovery.Kind // a recovery key is used only when named
+	}
+	ring, _, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, mopts), uo)
 	if err != nil {
 		hints := []string{"to check the chain and the anchor without unlocking, add --chain-only"}
 		if errors.Is(err, masterkey.ErrNoPassphrase) || errors.Is(err, errNoTerminal) {
