@@ -50,7 +50,7 @@ type Options struct {
 	// Run only counts.
 	Target uint32
 	// SyncEvery is how many slot writes may wait for one syncfs(2); every
-	// write is durable when Run returns. 0 means 256.
+	// write is durable when Run returns. 0 means 8192.
 	SyncEvery int
 	// Progress, if set, is called after each header or record.
 	Progress func(done int)
@@ -95,7 +95,7 @@ func Count(backing string) (int, error) {
 // vanishes during the scan is skipped.
 func Run(ctx context.Context, backing string, opts Options) (*Result, error) {
 	if opts.SyncEvery <= 0 {
-		opts.SyncEvery = 256
+		opts.SyncEvery = 8192
 	}
 	root, err := unix.Open(backing, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
