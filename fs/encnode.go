@@ -274,6 +274,11 @@ func (n *node) encGetattr(out *fuse.AttrOut) syscall.Errno {
 	if err != nil {
 		return n.fs.errno(err)
 	}
+	return encGetattrAt(p, out)
+}
+
+// encGetattrAt reports the attributes of the backing entry p.
+func encGetattrAt(p string, out *fuse.AttrOut) syscall.Errno {
 	st, _, err := lstatx(p)
 	if err != nil {
 		return gofs.ToErrno(err)
@@ -307,9 +312,13 @@ func (n *node) encSetattr(in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if err != nil {
 		return n.fs.errno(err)
 	}
-	st, _, err := lstatx(p)
-	if err != nil {
-		return gofs.ToErrno(err)
+	// Only a mode or owner change needs to know whether the entry is a
+	// symbolic link; tar sets the times of every file on their own.
+	var st syscall.Stat_t
+	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
+		if st, _, err = lstatx(p); err != nil {
+			return gofs.ToErrno(err)
+		}
 	}
 	if m, ok := in.GetMode(); ok && !isLinkFile(&st) {
 		if st.Mode&syscall.S_IFMT == syscall.S_IFREG {
@@ -346,7 +355,7 @@ func (n *node) encSetattr(in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 			return gofs.ToErrno(err)
 		}
 	}
-	return n.encGetattr(out)
+	return encGetattrAt(p, out)
 }
 
 // encMkdir makes a directory with its record. It is made under a temporary
