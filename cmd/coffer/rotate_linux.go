@@ -27,6 +27,7 @@ type rotateOptions struct {
 	newPassphraseFile string
 	mountWait         time.Duration
 	ifDue             bool
+	reencrypt         bool
 }
 
 func newRotateCommand(a *app) *cobra.Command {
@@ -76,6 +77,8 @@ by a new one instead, in one atomic config write; no file is touched.`,
 	f.StringVar(&opts.with, "with", "", "with --master: unlock with this master key (ID or URI)")
 	f.StringVar(&opts.newPassphraseFile, "new-passphrase-file", "",
 		"with --master OLD=passphrase:, read the new passphrase from this file (mode 0600)")
+	f.BoolVar(&opts.reencrypt, "reencrypt", false,
+		"new data keys and all content rewritten (not implemented yet; see docs/rotation.md)")
 	f.BoolVar(&opts.ifDue, "if-due", false,
 		"rotate only if the primary key is older than the volume's --max-key-age policy "+
 			"(or a rotation is unfinished); for timers")
@@ -87,6 +90,13 @@ by a new one instead, in one atomic config write; no file is touched.`,
 
 // runRotate rotates the ring, or replaces a master key with --master.
 func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
+	if opts.reencrypt {
+		return withHints(errors.New("re-encryption (--reencrypt) is not implemented yet: "+
+			"rotate re-wraps data keys but does not change them"),
+			"after a suspected leak of data keys, copy the files out of the mount and back in "+
+				"(each new file gets a new data key); docs/rotation.md explains why online "+
+				"re-encryption is unsafe with running mounts")
+	}
 	cfg, err := readConfig(opts.backing)
 	if err != nil {
 		return err

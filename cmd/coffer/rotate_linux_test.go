@@ -468,3 +468,41 @@ func TestStatusScanCounts(t *testing.T) {
 	require.Len(t, st.Rotation.Mounts, 1, "the running mount acknowledges its ring")
 	assert.Equal(t, st.Generation, st.Rotation.Mounts[0].Generation)
 }
+
+func TestRotateReencryptRefused(t *testing.T) {
+	f := newFixture(t)
+	f.init(t)
+	before := snapshot(t, f.backing)
+	assertFailure(t, cli(t, "rotate", f.backing, "--reencrypt"), exitFailure, "not implemented")
+	assert.Equal(t, before, snapshot(t, f.backing))
+}
+
+// TestRotateKilledWhileMounted kills coffer rotate at several points while
+// the volume stays mounted: the running mount keeps reading every file
+// (following each committed ring), and the resumed rotation finishes.
+func TestRotateKilledWhileMounted(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	tr := tree{mnt: f.mnt, ref: filepath.Join(f.dir, "ref")}
+	tr.populate(t, 12)
+
+	for _, point := range []int{2, 6, 12, 19, 23} {
+		cmd := exec.Command(os.Args[0], f.rotateArgs()...)
+		cmd.Env = append(os.Environ(), mainEnv+"=1", "COFFER_TEST_KILL_POINT="+strconv.Itoa(point))
+		out, err := cmd.CombinedOutput()
+		if err != nil && !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("kill point %d: %v\n%s", point, err, out)
+		}
+		tr.check(t)
+		tr.write(t, fmt.Sprintf("during/%d", point), []byte(strconv.Itoa(point)))
+	}
+	requireOK(t, cliProcess(t, f.rotateArgs()...))
+	next := primaryOf(t, f.backing)
+	assert.Equal(t, map[uint32]keys.KeyState{next: keys.StatePrimary}, ringKeys(t, f.backing))
+	assert.Equal(t, []uint32{next}, keysIn(headerKeys(t, f.backing)))
+	tr.check(t)
+	f.unmount(t)
+	requireOK(t, f.mount(t))
+	tr.check(t)
+}
