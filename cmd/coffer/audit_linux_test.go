@@ -174,3 +174,17 @@ func TestAuditVerifyAfterRotations(t *testing.T) {
 	requireOK(t, v)
 	assert.Contains(t, v.stdout, "is intact")
 }
+
+// TestAuditLogInsideMountPoint checks that a mount refuses an audit log
+// under its own mount point, which it would have to write through itself.
+func TestAuditLogInsideMountPoint(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	logPath := filepath.Join(f.mnt, "audit.jsonl")
+	requireOK(t, cli(t, "audit", "config", f.backing, "--log", logPath))
+	require.NoError(t, os.Remove(logPath)) // else the mount point is not empty
+	r := f.mount(t)
+	assertFailure(t, r, exitFailure, "is inside the mount point")
+	assert.False(t, isMounted(t, f.mnt))
+	assert.NoFileExists(t, logPath, "nothing written under the mount point")
+}

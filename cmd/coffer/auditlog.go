@@ -152,3 +152,11 @@ func auditLogPath(backing string, vol keys.VolumeID) (string, error) {
 	}
 	return s.Path(vol)
 }
+
+// resolveLogPath returns path with symbolic links in its folder resolved.
+func resolveLogPath(path string) string {
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+		return filepath.Join(dir, filepath.Base(path))
+	}
+	return path
+}

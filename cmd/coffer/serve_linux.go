@@ -50,7 +50,12 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	}
 	defer lock.Close()
 
-	// No mount without its audit trail: the log must open first.
+	// No mount without its audit trail: the log must open first, and not
+	// under the mount point, where the mount would write it through itself.
+	if err := checkAuditOutside(opts, cfg.VolumeID); err != nil {
+		secret.Wipe()
+		return err
+	}
 	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
 	if err != nil {
 		secret.Wipe()
@@ -270,4 +275,18 @@ func serveUntilUnmounted(a *app, srv *fuse.Server, sigs <-chan os.Signal) {
 			}
 		}
 	}
+}
+
+// checkAuditOutside refuses an audit log under the mount point.
+func checkAuditOutside(opts mountOptions, vol keys.VolumeID) error {
+	path, err := auditLogPath(opts.backing, vol)
+	if err != nil {
+		return err
+	}
+	if !within(resolveLogPath(path), opts.mountPoint) {
+		return nil
+	}
+	return withHints(fmt.Errorf("the audit log %s is inside the mount point %s", path,
+		opts.mountPoint), "the mount cannot write its own audit log through itself: move it "+
+		"with coffer audit config "+shellQuote(opts.backing)+" --log FILE")
 }
