@@ -115,6 +115,10 @@ generate: build
 	$(BIN) completion zsh > $(GEN)/completion/_coffer
 	$(BIN) completion fish > $(GEN)/completion/coffer.fish
 	sed 's|@BINDIR@|$(BINDIR)|g' 'dist/systemd/coffer@.service.in' > '$(GEN)/systemd/coffer@.service'
+	for u in 'coffer-rotate@.service' 'coffer-rotate@.timer'; do \
+		sed -e 's|/usr/local/bin/coffer|$(BINDIR)/coffer|g' -e 's|/usr/share/doc/coffer|$(DOCDIR)|g' \
+			"contrib/systemd/$$u" > "$(GEN)/systemd/$$u"; \
+	done
 
 install: generate
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/coffer
@@ -125,7 +129,8 @@ install: generate
 	install -D -m 0644 $(GEN)/completion/coffer.bash $(DESTDIR)$(BASHCOMPDIR)/coffer
 	install -D -m 0644 $(GEN)/completion/_coffer $(DESTDIR)$(ZSHCOMPDIR)/_coffer
 	install -D -m 0644 $(GEN)/completion/coffer.fish $(DESTDIR)$(FISHCOMPDIR)/coffer.fish
-	install -D -m 0644 '$(GEN)/systemd/coffer@.service' '$(DESTDIR)$(UNITDIR)/coffer@.service'
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m 0644 $(GEN)/systemd/* $(DESTDIR)$(UNITDIR)/
 	install -D -m 0644 dist/systemd/volume.conf.example $(DESTDIR)$(DOCDIR)/examples/volume.conf.example
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 
@@ -133,5 +138,6 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/coffer $(DESTDIR)$(SBINDIR)/mount.fuse.coffer
 	rm -f $(DESTDIR)$(MANDIR)/man1/coffer.1 $(DESTDIR)$(MANDIR)/man1/coffer-*.1
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/coffer $(DESTDIR)$(ZSHCOMPDIR)/_coffer $(DESTDIR)$(FISHCOMPDIR)/coffer.fish
-	rm -f '$(DESTDIR)$(UNITDIR)/coffer@.service'
+	rm -f '$(DESTDIR)$(UNITDIR)/coffer@.service' '$(DESTDIR)$(UNITDIR)/coffer-rotate@.service' \
+		'$(DESTDIR)$(UNITDIR)/coffer-rotate@.timer'
 	rm -rf $(DESTDIR)$(DOCDIR)

@@ -91,7 +91,15 @@ daemon-reload) exit 0 ;;
 enable|start|stop|restart) ;;
 *) echo "systemctl stand-in: $cmd is not supported" >&2; exit 1 ;;
 esac
-case $unit in coffer@*) ;; *) exit 0 ;; esac
+case $unit in
+coffer-rotate@*.timer)
+	# A timer that fires at once: the service's command for its volume.
+	inst=${unit#coffer-rotate@}; inst=${inst%.timer}
+	case $cmd in stop) ;; *) coffer rotate --if-due "$(systemd-escape --unescape --path "$inst")" ;; esac
+	exit 0 ;;
+coffer@*) ;;
+*) exit 0 ;;
+esac
 name=${unit#coffer@}; name=${name%.service}
 set -a; . "$COFFER_GUIDE_ROOT/etc/coffer/$name.conf"; set +a
 case $cmd in stop|restart) coffer unmount "$MOUNTPOINT" ;; esac
@@ -194,7 +202,7 @@ func queuedGrams(t *testing.T, conn *net.UnixConn) []string {
 func TestAdminGuide(t *testing.T) {
 	requireFUSE(t)
 	blocks := walkthroughs(t)
-	require.ElementsMatch(t, []string{"tpm", "recovery", "kms", "hsm"}, sortedKeys(blocks),
+	require.ElementsMatch(t, []string{"tpm", "recovery", "rotation", "kms", "hsm"}, sortedKeys(blocks),
 		"every walk-through of the guide needs its subtest here")
 
 	t.Run("tpm", func(t *testing.T) {
@@ -235,6 +243,23 @@ ln -sfn %[3]s %[4]s
 fails coffer mount %[2]s %[1]s --tpm-device %[4]s
 `, myapp, filepath.Join(e.root, "srv/coffer/myapp"), oldHost.Socket, dev)
 		runWalkthrough(t, e, blocks["recovery"])
+	})
+
+	t.Run("rotation", func(t *testing.T) {
+		e := newGuideEnv(t)
+		myapp := filepath.Join(e.root, "etc/myapp")
+		backing := filepath.Join(e.root, "srv/coffer/myapp")
+		e.mounts = []string{myapp}
+		e.check = fmt.Sprintf(`
+gen=$(coffer status %[2]s --json | sed -n 's/^  "generation": *\([0-9]*\).*/\1/p')
+test "$gen" -gt 1
+fails grep -rq t0ps3cret %[2]s
+systemctl stop coffer@myapp.service
+systemctl start coffer@myapp.service
+test "$(cat %[1]s/token)" = token=t0ps3cret
+systemctl stop coffer@myapp.service
+`, myapp, backing)
+		runWalkthrough(t, e, blocks["rotation"])
 	})
 
 	t.Run("kms", func(t *testing.T) {

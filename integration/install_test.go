@@ -27,6 +27,8 @@ func TestMakeInstall(t *testing.T) {
 
 	want := []string{
 		"usr/bin/coffer",
+		"usr/lib/systemd/system/coffer-rotate@.service",
+		"usr/lib/systemd/system/coffer-rotate@.timer",
 		"usr/lib/systemd/system/coffer@.service",
 		"usr/sbin/mount.fuse.coffer",
 		"usr/share/bash-completion/completions/coffer",
@@ -57,6 +59,10 @@ func TestMakeInstall(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(unit), "ExecStart=/usr/bin/coffer mount --foreground ")
 	assert.NotContains(t, string(unit), "@BINDIR@")
+	rotate, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/coffer-rotate@.service"))
+	require.NoError(t, err)
+	assert.Contains(t, string(rotate), "ExecStart=/usr/bin/coffer rotate --if-due %f")
+	assert.Contains(t, string(rotate), "file:///usr/share/doc/coffer/rotation.md")
 
 	run(t, "", "bash", "-n", filepath.Join(dest, "usr/share/bash-completion/completions/coffer"))
 	if requireManPage(t) {

@@ -49,6 +49,12 @@ func writeUnit(t *testing.T) string {
 	text := strings.ReplaceAll(string(data), "@BINDIR@", bin)
 	require.NoError(t, os.WriteFile(unit, []byte(text), 0o644))
 	require.NoError(t, os.Symlink("coffer@.service", filepath.Join(dir, "coffer@test.service")))
+	for _, u := range []string{"coffer-rotate@.service", "coffer-rotate@.timer"} {
+		data, err := os.ReadFile(filepath.Join("../contrib/systemd", u))
+		require.NoError(t, err)
+		text := strings.ReplaceAll(string(data), "/usr/local/bin/coffer", filepath.Join(bin, "coffer"))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, u), []byte(text), 0o644))
+	}
 	return unit
 }
 
@@ -58,7 +64,9 @@ func writeUnit(t *testing.T) string {
 func TestUnitVerify(t *testing.T) {
 	requireTools(t, "systemd-analyze")
 	unit := writeUnit(t)
-	for _, u := range []string{unit, filepath.Join(filepath.Dir(unit), "coffer@test.service")} {
+	dir := filepath.Dir(unit)
+	for _, u := range []string{unit, filepath.Join(dir, "coffer@test.service"),
+		filepath.Join(dir, "coffer-rotate@.service"), filepath.Join(dir, "coffer-rotate@.timer")} {
 		stdout, stderr, err := tryRun("", []string{"SYSTEMD_LOG_LEVEL=notice"}, "systemd-analyze",
 			"verify", "--man=no", u)
 		require.NoError(t, err, "stdout: %s\nstderr: %s", stdout, stderr)
