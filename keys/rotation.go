@@ -90,6 +90,11 @@ func ClearRotation(backing string) error {
 type Opened struct {
 	Entry  MasterEntry
 	Master Master
+	// SealOnly marks a master key that seals to a public key and cannot
+	// unseal here (a recovery key whose private half is on paper): its
+	// copy is sealed without the check that it opens, which a public key
+	// taken from the config does not need.
+	SealOnly bool
 }
 
 // MasterError reports the master key that could not be opened or did not
@@ -112,38 +117,47 @@ func (e *MasterError) Unwrap() error { return e.Err }
 // them cannot lock anyone out (a mistyped passphrase opens a master that
 // seals to the wrong key). It returns the config's ring and the opened
 // master keys, which the caller wipes with WipeMasters; on any failure it
-// returns a *MasterError and wipes what it opened.
-func OpenMasters(ctx context.Context, cfg *Config, open OpenFunc,
-	skip map[string]bool) (*Ring, []Opened, error) {
+// returns a *MasterError and wipes what it opened. sealOnly, if not nil,
+// says whether an unseal error means a master key that only seals (see
+// Opened.SealOnly); at least one master key must unseal.
+func OpenMasters(ctx context.Context, cfg *Config, open OpenFunc, skip map[string]bool,
+	sealOnly func(error) bool) (*Ring, []Opened, error) {
 	var ring *Ring
 	var opened []Opened
 	for _, m := range cfg.Masters {
 		if skip[m.ID] {
 			continue
 		}
-		r, master, err := cfg.openMaster(ctx, m, open)
+		r, master, err := cfg.openMaster(ctx, m, open, sealOnly)
 		if err != nil {
 			WipeMasters(opened)
 			return nil, nil, &MasterError{Master: m, Err: err}
 		}
-		opened = append(opened, Opened{Entry: m, Master: master})
+		opened = append(opened, Opened{Entry: m, Master: master, SealOnly: r == nil})
 		if ring == nil {
 			ring = r
 		}
 	}
 	if ring == nil {
-		return nil, nil, errors.New("failed to open master keys: every master key is skipped")
+		WipeMasters(opened)
+		return nil, nil, errors.New("failed to open master keys: none of them can unseal the " +
+			"ring (every one is skipped or seals only)")
 	}
 	return ring, opened, nil
 }
 
-func (c *Config) openMaster(ctx context.Context, m MasterEntry, open OpenFunc) (*Ring,
-	Master, error) {
+// openMaster opens m and unseals its copy. For a master that only seals it
+// returns a nil ring.
+func (c *Config) openMaster(ctx context.Context, m MasterEntry, open OpenFunc,
+	sealOnly func(error) bool) (*Ring, Master, error) {
 	master, err := open(m)
 	if err != nil {
 		return nil, nil, err
 	}
 	ring, err := UnsealRing(ctx, c.Ring.Sealed[m.ID], c.VolumeID, m.ID, master)
+	if err != nil && sealOnly != nil && sealOnly(err) {
+		return nil, master, nil
+	}
 	if err == nil {
 		ring, err = c.current(ring)
 	}
@@ -219,6 +233,9 @@ func sealChecked(ctx context.Context, ring *Ring, vol VolumeID, o Opened) ([]byt
 	s, err := o.Master.Seal(ctx, payload, ad)
 	if err != nil {
 		return nil, &MasterError{Master: o.Entry, Err: fmt.Errorf("failed to seal ring: %w", err)}
+	}
+	if o.SealOnly {
+		return s, nil
 	}
 	back, err := o.Master.Unseal(ctx, s, ad)
 	if err != nil {

@@ -21,7 +21,7 @@ func (v *volume) rotate(t *testing.T, skip map[string]bool) uint32 {
 	ctx := context.Background()
 	cfg, err := keys.ReadConfig(v.backing)
 	require.NoError(t, err)
-	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}), skip)
+	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}), skip, nil)
 	require.NoError(t, err)
 	defer keys.WipeMasters(opened)
 	k, err := ring.AddKey()
@@ -102,7 +102,8 @@ func TestSkippedMasterRollsForwardUntilPurge(t *testing.T) {
 	cfg, err := keys.ReadConfig(v.backing)
 	require.NoError(t, err)
 	ring, opened, err := keys.OpenMasters(context.Background(), cfg,
-		masterkey.Opener(context.Background(), masterkey.Options{}), map[string]bool{second.ID: true})
+		masterkey.Opener(context.Background(), masterkey.Options{}), map[string]bool{second.ID: true},
+		nil)
 	require.NoError(t, err)
 	defer keys.WipeMasters(opened)
 	require.NoError(t, ring.Retire(old))
@@ -136,7 +137,8 @@ func TestCommitRingRefusesChangedConfig(t *testing.T) {
 	ctx := context.Background()
 	cfg, err := keys.ReadConfig(v.backing)
 	require.NoError(t, err)
-	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}), nil)
+	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}), nil,
+		nil)
 	require.NoError(t, err)
 	defer keys.WipeMasters(opened)
 	v.rotate(t, nil) // someone else rotated meanwhile

@@ -17,6 +17,7 @@ import (
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 type rotateOptions struct {
@@ -123,8 +124,11 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 		skip[id] = true
 	}
 
+	// A recovery key's private half is on paper: its copy is sealed to
+	// the public key in the config, without a prompt.
+	sealOnly := func(err error) bool { return errors.Is(err, recovery.ErrNoPrivateKey) }
 	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, openOptions(a, cfg,
-		opts.unlockOptions)), skip)
+		opts.unlockOptions)), skip, sealOnly)
 	if err != nil {
 		return openMastersError(opts.backing, err)
 	}
