@@ -22,6 +22,7 @@ import (
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 )
 
 // The rotation tests check files against a reference copy kept in a plain
@@ -525,4 +526,36 @@ func TestRotateWithRecoveryKey(t *testing.T) {
 		"nothing skipped: the old key is purged")
 	requireOK(t, f.mount(t, "--recovery-key", rk))
 	tr.check(t)
+}
+
+// TestRotateAuditTrail checks the rotation's audit records and that the
+// log still verifies after the key that MACed its first records is purged.
+func TestRotateAuditTrail(t *testing.T) {
+	f := newMountFixture(t)
+	logPath := filepath.Join(f.dir, "audit.jsonl")
+	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", logPath))
+	requireOK(t, f.mount(t))
+	tr := tree{mnt: f.mnt, ref: filepath.Join(f.dir, "ref")}
+	tr.populate(t, 4)
+	old := primaryOf(t, f.backing)
+	requireOK(t, cliProcess(t, f.rotateArgs()...))
+	next := primaryOf(t, f.backing)
+	f.unmount(t) // the mount's last records are MACed with the new key
+
+	records := auditLines(t, logPath)
+	started := ofEvent(records, audit.EventRotationStarted)
+	require.Len(t, started, 1)
+	assert.EqualValues(t, next, started[0]["ring_key"])
+	for _, e := range []audit.EventType{audit.EventKeyRetired, audit.EventKeyPurged} {
+		got := ofEvent(records, e)
+		require.Len(t, got, 1, "%s", e)
+		assert.EqualValues(t, old, got[0]["ring_key"])
+	}
+	finished := ofEvent(records, audit.EventRotationFinished)
+	require.Len(t, finished, 1)
+	assert.Equal(t, "ok", finished[0]["outcome"])
+	assert.NotEmpty(t, ofEvent(records, audit.EventRotationProgress))
+
+	r := cli(t, "audit", "verify", logPath, "--backing", f.backing)
+	requireOK(t, r)
 }
