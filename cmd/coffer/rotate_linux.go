@@ -133,6 +133,13 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 		return openMastersError(opts.backing, err)
 	}
 	defer keys.WipeMasters(opened)
+	// Taken once the master keys opened, so that a refusal before leaves
+	// no lock file behind.
+	lock, err := lockRotation(opts.backing)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	for id := range skip {
 		fmt.Fprintf(a.stderr, "coffer: warning: master key %s is skipped: it keeps the ring of "+
 			"generation %d, which still opens the volume until the old ring keys are purged; "+
@@ -155,6 +162,26 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 			RingKey: ring.Primary().ID, Err: err})
 	}
 	return err
+}
+
+// lockRotation takes an exclusive flock on .coffer/rotation.lock for the
+// whole rotation: two rotations re-wrapping the same headers at once could
+// tear a slot while the other purges the key of the slot that still works.
+func lockRotation(backing string) (*os.File, error) {
+	p := filepath.Join(backing, keys.DirName, "rotation.lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, withHints(errors.New("another coffer rotate is running on this volume"),
+				"wait for it to finish; if it was killed, run coffer rotate again to resume it")
+		}
+		return nil, fmt.Errorf("failed to lock %s: %w", p, err)
+	}
+	return f, nil
 }
 
 // rotationDue reports whether --if-due should rotate: the policy says so,

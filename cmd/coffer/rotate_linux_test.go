@@ -559,3 +559,17 @@ func TestRotateAuditTrail(t *testing.T) {
 	r := cli(t, "audit", "verify", logPath, "--backing", f.backing)
 	requireOK(t, r)
 }
+
+// TestRotateRefusesConcurrentRotation holds the rotation lock as a running
+// rotation would and checks that a second rotate refuses, changing nothing.
+func TestRotateRefusesConcurrentRotation(t *testing.T) {
+	f := newFixture(t)
+	f.init(t)
+	lock, err := lockRotation(f.backing)
+	require.NoError(t, err)
+	defer lock.Close()
+	before := snapshot(t, f.backing)
+	assertFailure(t, cliProcess(t, "rotate", f.backing), exitFailure,
+		"another coffer rotate is running")
+	assert.Equal(t, before, snapshot(t, f.backing))
+}
