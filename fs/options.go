@@ -156,6 +156,9 @@ func Mount(backing, mountpoint string, opts Options) (*fuse.Server, error) {
 		_ = server.Unmount()
 		return nil, fmt.Errorf("failed to mount %s on %s: %w", backing, mountpoint, err)
 	}
+	if err := raiseReadAhead(mountpoint); err != nil {
+		opts.Logger.Debug().Err(err).Msg("kept the kernel's read-ahead")
+	}
 	opts.Logger.Info().Str("backing", backing).Str("mountpoint", mountpoint).
 		Bool("read_only", opts.ReadOnly).Msg("mounted")
 	return server, nil
