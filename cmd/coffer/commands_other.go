@@ -16,7 +16,8 @@ var errLinuxOnly = errors.New("this command needs FUSE and is available on Linux
 // platformCommands returns stand-ins for mount and unmount that say why they
 // cannot run here, rather than leaving "unknown command" to the user.
 func platformCommands(_ *app) []*cobra.Command {
-	return []*cobra.Command{linuxOnly("mount"), linuxOnly("unmount"), linuxOnly("path"), linuxOnly("fsck")}
+	return []*cobra.Command{linuxOnly("mount"), linuxOnly("unmount"), linuxOnly("path"), linuxOnly("fsck"),
+		linuxOnly("rotate")}
 }
 
 func linuxOnly(name string) *cobra.Command {
