@@ -208,6 +208,7 @@ func TestRotateUnderWriter(t *testing.T) {
 	assert.NotEqual(t, old, next)
 	assert.Equal(t, []uint32{next}, keysIn(headerKeys(t, f.backing)))
 	f.unmount(t)
+	requireOK(t, cliProcess(t, "fsck", f.backing))
 	requireOK(t, f.mount(t))
 	tr.check(t)
 }
@@ -257,8 +258,15 @@ func TestRotateKilledAndResumed(t *testing.T) {
 	// Kill points: 2 before the re-wrap, one per header written, one after
 	// retiring, one after purging. Each round kills at a later point of a
 	// fresh rotation or of the resumed one.
+	// Fixed points, then points drawn from seeds (logged, to replay).
+	points := []int{1, 2, 3, 5, 9, 14, 18, 21, 22, 23, 24, 40}
+	for seed := range uint64(4) {
+		p := rand.New(rand.NewPCG(seed, 5)).IntN(26) + 1
+		t.Logf("seed %d: kill point %d", seed, p)
+		points = append(points, p)
+	}
 	kills := 0
-	for _, point := range []int{1, 2, 3, 5, 9, 14, 18, 21, 22, 23, 24, 40} {
+	for _, point := range points {
 		cmd := exec.Command(os.Args[0], f.rotateArgs()...)
 		cmd.Env = append(os.Environ(), mainEnv+"=1", "COFFER_TEST_KILL_POINT="+strconv.Itoa(point))
 		out, err := cmd.CombinedOutput()
@@ -279,6 +287,7 @@ func TestRotateKilledAndResumed(t *testing.T) {
 	next := primaryOf(t, f.backing)
 	assert.Equal(t, map[uint32]keys.KeyState{next: keys.StatePrimary}, ringKeys(t, f.backing))
 	assert.Equal(t, []uint32{next}, keysIn(headerKeys(t, f.backing)))
+	requireOK(t, cliProcess(t, "fsck", f.backing))
 	requireOK(t, f.mount(t))
 	tr.check(t)
 }
