@@ -244,3 +244,28 @@ func compareTrees(t testing.TB, want, got tree, ign ignore) {
 		t.Errorf("... and %d more differences", bad-maxReports)
 	}
 }
+
+// bookkeeping lists coffer's own records in a backing directory's .coffer
+// folder: the audit head anchor, the last use of each master key, the config
+// lock file. They are not file data, and every mount updates them, -o ro
+// included (where the backing directory allows it).
+var bookkeeping = []string{".coffer/audit-head.json", ".coffer/usage.json", ".coffer/lock"}
+
+// withoutBookkeeping returns a copy of a backing directory's snapshot
+// without the bookkeeping files and without the mtimes of the folders they
+// live in (.coffer, and .coffer/mounts, where each running mount keeps a
+// record that it removes when it ends). Everything else stays, so a
+// comparison still sees every other byte, and a mount record left behind.
+func withoutBookkeeping(tr tree) tree {
+	out := make(tree, len(tr))
+	for p, e := range tr {
+		if p == ".coffer" || p == ".coffer/mounts" {
+			e.Mtime = 0
+		}
+		out[p] = e
+	}
+	for _, p := range bookkeeping {
+		delete(out, p)
+	}
+	return out
+}
