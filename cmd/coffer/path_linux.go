@@ -35,7 +35,7 @@ volume made with --plaintext-names both directions print the path as given.`,
 		newPathSubcommand(a, "decrypt", "BACKINGPATH",
 			"Print the path inside the volume of a backing path",
 			`  coffer path decrypt /srv/app.enc /srv/app.enc/Vq3w.../k9Zx...
-  coffer path decrypt /srv/app.enc Vq3w.../k9Zx...`))
+  coffer path decrypt /srv/app.enc -- -q3w.../k9Zx...   (-- before a name starting with -)`))
 	return cmd
 }
 

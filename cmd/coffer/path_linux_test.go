@@ -35,8 +35,9 @@ func TestPathRoundTrip(t *testing.T) {
 		require.NoError(t, err, "the backing path exists")
 		assert.True(t, st.Mode().IsRegular())
 
+		// A relative backing path may start with "-" (base64url), so "--" first.
 		for _, arg := range []string{backing, strings.TrimPrefix(backing, f.backing+"/")} {
-			r = cli(t, "path", "decrypt", f.backing, arg)
+			r = cli(t, "path", "decrypt", f.backing, "--", arg)
 			requireOK(t, r)
 			assert.Equal(t, p+"\n", r.stdout)
 		}
@@ -49,6 +50,15 @@ func TestPathRoundTrip(t *testing.T) {
 		"invalid encrypted name")
 	assertFailure(t, cli(t, "path", "decrypt", f.backing, ".coffer/volume.json"), exitFailure,
 		"reserved name")
+
+	// A name that starts with "-" is taken for flags unless "--" comes first.
+	dash := "-5L5pAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	r := cli(t, "path", "decrypt", f.backing, dash)
+	assertFailure(t, r, exitUsage, "unknown shorthand flag: '5' in -5L5p")
+	assert.Contains(t, r.stderr,
+		"hint: an argument starting with - needs -- before it: coffer path decrypt [flags] -- ARGS")
+	assertFailure(t, cli(t, "path", "decrypt", f.backing, "--", dash), exitFailure,
+		"invalid encrypted name")
 }
 
 func TestPlaintextNamesVolume(t *testing.T) {

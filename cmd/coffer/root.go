@@ -7,6 +7,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+
+	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
 // app holds what every command shares: the standard streams and the logger
@@ -21,14 +23,24 @@ type app struct {
 	log       zerolog.Logger
 }
 
-const rootLong = `coffer is a transparent encryption filesystem. Files written through the
+const rootIntro = `coffer is a transparent encryption filesystem. Files written through the
 mount point are stored encrypted in the backing directory, each under its own
 data key; the data keys are wrapped by the volume's key ring, and the ring is
-sealed by one or more master keys kept outside the backing directory.
+sealed by one or more master keys kept outside the backing directory.`
 
-Master keys are named by URI:
-  file:///PATH   a 32-byte key file (create one with "coffer keys create")
-  passphrase:    a passphrase, stretched with Argon2id`
+// rootLong is the root command's description. It lists the master-key kinds
+// this build offers (the kinds registered by the kind_*.go imports), so it
+// is built at run time, not as a constant.
+func rootLong() string {
+	var b strings.Builder
+	b.WriteString(rootIntro + "\n\nMaster keys are named by URI; this build accepts:\n")
+	for _, form := range masterkey.Forms() {
+		b.WriteString("  " + form + "\n")
+	}
+	b.WriteString(`A key file holds 32 random bytes ("coffer keys create" makes one); a
+passphrase is stretched with Argon2id. docs/master-keys.md explains each kind.`)
+	return b.String()
+}
 
 const rootExample = `  coffer keys create file:///etc/coffer/app.key
   mkdir -m 700 /srv/app.enc /srv/app
@@ -42,7 +54,7 @@ func newRootCommand(a *app) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "coffer",
 		Short:         "Transparent encryption filesystem with per-file data keys",
-		Long:          rootLong,
+		Long:          rootLong(),
 		Example:       rootExample,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -103,9 +115,17 @@ func runGroup(cmd *cobra.Command, args []string) error {
 	return withHints(err, hints...)
 }
 
-// flagError turns a flag parsing error into a usage error.
+// flagError turns a flag parsing error into a usage error. An unknown flag
+// may be an argument that starts with "-", such as an encrypted backing name
+// (base64url): the hint says how to pass one.
 func flagError(cmd *cobra.Command, err error) error {
-	return withHints(asUsage(err), fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath()))
+	hints := []string{fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath())}
+	if msg := err.Error(); strings.HasPrefix(msg, "unknown flag") ||
+		strings.HasPrefix(msg, "unknown shorthand flag") {
+		hints = append(hints, fmt.Sprintf(
+			"an argument starting with - needs -- before it: %s [flags] -- ARGS", cmd.CommandPath()))
+	}
+	return withHints(asUsage(err), hints...)
 }
 
 // exactArgs is a cobra.PositionalArgs that wants one argument per name and

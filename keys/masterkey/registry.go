@@ -76,6 +76,13 @@ func lookup(scheme string) (Kind, bool) {
 // Supported lists the URI forms this build accepts, for error messages and
 // help text.
 func Supported() string {
+	return strings.Join(Forms(), ", ")
+}
+
+// Forms returns the URI form of every kind this build accepts: the two
+// built-in ones, key files and passphrases, then the registered kinds in
+// alphabetical order.
+func Forms() []string {
 	registry.RLock()
 	forms := make([]string, 0, len(registry.kinds))
 	for _, k := range registry.kinds {
@@ -83,7 +90,7 @@ func Supported() string {
 	}
 	registry.RUnlock()
 	sort.Strings(forms)
-	return strings.Join(append([]string{"file:///ABSOLUTE/PATH", "passphrase:"}, forms...), ", ")
+	return append([]string{"file:///ABSOLUTE/PATH", "passphrase:"}, forms...)
 }
 
 // Create makes a new master key at uri, for kinds that have a creation
