@@ -193,7 +193,7 @@ func (h *handle) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.Attr
 			return h.fs.errno(err)
 		}
 	}
-	if killOnSetattr(in) {
+	if killOnSetattr(ctx, in) {
 		if err := killSuidgid(ctx, h.fd); err != nil {
 			return h.fs.errno(err)
 		}

@@ -30,13 +30,24 @@ import (
 // killpriv is the capability the mount asks for; see above.
 const killpriv = fuse.CAP_HANDLE_KILLPRIV_V2
 
-// killOnSetattr reports whether a SETATTR asks to clear the setuid and
-// setgid bits and sets no mode (a chmod says what the mode is to be).
-func killOnSetattr(in *fuse.SetAttrIn) bool {
-	if in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0 {
+// killOnSetattr reports whether a SETATTR of the request ctx belongs to must
+// clear the setuid and setgid bits itself: one that sets nothing, or one the
+// kernel marked that sets no mode (a chmod says what the mode is to be). A
+// chown by root without a size change is left to the daemon's own chown of
+// the backing file, which clears exactly what the kernel would for root (tar
+// chowns every file it extracts).
+func killOnSetattr(ctx context.Context, in *fuse.SetAttrIn) bool {
+	v := in.Valid &^ (fuse.FATTR_FH | fuse.FATTR_LOCKOWNER)
+	switch {
+	case v == 0:
+		return true
+	case v&fuse.FATTR_KILL_SUIDGID == 0 || v&fuse.FATTR_MODE != 0:
+		return false
+	case v&fuse.FATTR_SIZE != 0:
 		return true
 	}
-	return in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && in.Valid&fuse.FATTR_MODE == 0
+	caller, ok := fuse.FromContext(ctx)
+	return !ok || caller.Uid != 0
 }
 
 // killRequested reports whether the WRITE request ctx belongs to asked to

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -52,7 +53,8 @@ var suidOps = map[string]func(path string) error{
 		}
 		return f.Close()
 	},
-	"chown": func(p string) error { return os.Chown(p, -1, -1) },
+	"chown":          func(p string) error { return os.Chown(p, -1, -1) },
+	"chown to owner": func(p string) error { return os.Chown(p, os.Getuid(), -1) },
 }
 
 // suidHelper runs SUID_OP on SUID_PATH, as whatever user it was started as.
@@ -136,7 +138,7 @@ func TestSetuidCleared(t *testing.T) {
 	modes := []uint32{0o6777, 0o2767, 0o4777, 0o0777}
 	i := 0
 	for _, u := range users {
-		for _, name := range []string{"write", "truncate", "ftruncate", "open O_TRUNC", "chown"} {
+		for _, name := range []string{"write", "truncate", "ftruncate", "open O_TRUNC", "chown", "chown to owner"} {
 			for _, mode := range modes {
 				i++
 				t.Run(fmt.Sprintf("%s %s %04o", u.name, name, mode), func(t *testing.T) {
@@ -144,7 +146,7 @@ func TestSetuidCleared(t *testing.T) {
 					for _, dir := range []string{local, mnt} {
 						p := filepath.Join(dir, fmt.Sprintf("f%d", i))
 						require.NoError(t, os.WriteFile(p, make([]byte, 5000), 0o600))
-						if name == "chown" && !u.root {
+						if strings.HasPrefix(name, "chown") && !u.root {
 							// Only the owner may chown, even to -1, -1.
 							require.NoError(t, os.Chown(p, nobodyID, 0))
 						}

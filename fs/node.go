@@ -141,7 +141,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		return h.Setattr(ctx, in, out)
 	}
 
-	kill := killOnSetattr(in) && n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFREG
+	kill := killOnSetattr(ctx, in) && n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFREG
 	if size, ok := in.GetSize(); ok {
 		if err := n.truncate(size); err != nil {
 			return n.fs.errno(err)
