@@ -3,6 +3,7 @@
 package fs
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -103,7 +104,7 @@ func (f *filesystem) readUndo(id content.FileID) (*content.Undo, error) {
 	}
 	// The header alone, to learn the length; an implausible one fails
 	// the full parse below.
-	n := int(uint32(hdr[44])<<24 | uint32(hdr[45])<<16 | uint32(hdr[46])<<8 | uint32(hdr[47]))
+	n := int(binary.BigEndian.Uint32(hdr[content.UndoHeaderSize-4:]))
 	if n > maxUndo {
 		return nil, fmt.Errorf("failed to read undo record: %d bytes: %w", n, content.ErrCorrupt)
 	}
@@ -115,9 +116,9 @@ func (f *filesystem) readUndo(id content.FileID) (*content.Undo, error) {
 	return content.ParseUndo(b)
 }
 
-// maxUndo bounds the pre-images of one record: one request's blocks plus
-// the blocks its ends share.
-const maxUndo = (maxWrite/bs + 2) * cbs
+// maxUndo bounds the pre-images read from a record, which come from an
+// untrusted file: far more than one request (maxWrite) can overwrite.
+const maxUndo = 8 << 20
 
 // recoverBlock handles block b of the file, whose bytes cur failed
 // authentication with authErr. If cur is an overwrite cut by a kill of the
