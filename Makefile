@@ -33,7 +33,7 @@ build:
 demo: deps build
 	scripts/demo.sh $(BIN)
 
-test: deps check unit integration stress fuzz-quick bench-quick
+test: deps check unit integration stress fuzz-quick bench-quick demo
 
 deps:
 	scripts/deps.sh $(DEPS)

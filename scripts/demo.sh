@@ -114,12 +114,20 @@ step "Read every file back through the mount and compare it with its source"
 verify
 
 step "The same web.config in the backing directory: only ciphertext"
-run ls -l "$backing/app"
+echo "File names are encrypted too; coffer path maps a plaintext path to its backing file:"
+run ls -l "$backing"
+cipherfile=$("$coffer" path encrypt "$backing" /app/web.config --master "file://$key") ||
+	fail "coffer path encrypt could not map /app/web.config"
+printf '/app/web.config  ->  %s\n' "$cipherfile"
+[[ -f $cipherfile ]] || fail "coffer path encrypt gave $cipherfile, which is not a file"
+if find "$backing" -name 'web.config' | grep -q .; then
+	fail "the plaintext name web.config appears in the backing directory"
+fi
 echo "The 280-byte header: magic 'coffer', format version, random file ID, then two"
 echo "key slots (ring key ID, generation, the file's data key wrapped by the ring):"
-run od -A d -N 64 -t x1z -v "$backing/app/web.config"
+run od -A d -N 64 -t x1z -v "$cipherfile"
 echo "Then the content, in blocks of nonce, XChaCha20-Poly1305 ciphertext and tag:"
-run od -A d -j 280 -N 96 -t x1z -v "$backing/app/web.config"
+run od -A d -j 280 -N 96 -t x1z -v "$cipherfile"
 for secret in "Password=Tr0ub4dor" "correct-horse-battery-staple" "PRIVATE KEY"; do
 	if grep -rqF "$secret" "$backing"; then
 		fail "plaintext '$secret' found in the backing directory"
