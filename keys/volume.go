@@ -24,6 +24,10 @@ type InitOptions struct {
 	// PlaintextNames stores entry names, symbolic link targets and
 	// extended attributes unencrypted; by default they are encrypted.
 	PlaintextNames bool
+
+	// MaxKeyAgeDays, when not 0, records a key policy (Policy) in the
+	// new config: the primary ring key's maximum age in days.
+	MaxKeyAgeDays int
 }
 
 // Init creates a volume in backing: a volume ID, a new ring, and a config
@@ -51,6 +55,9 @@ func Init(ctx context.Context, backing string, masters []Enrollment,
 	cfg.Names = NamesEncrypted
 	if opts.PlaintextNames {
 		cfg.Names = NamesPlaintext
+	}
+	if opts.MaxKeyAgeDays != 0 {
+		cfg.Policy = &Policy{MaxKeyAgeDays: opts.MaxKeyAgeDays}
 	}
 	if err := createVolume(backing, cfg); err != nil {
 		return nil, nil, err

@@ -27,6 +27,7 @@ type initOptions struct {
 	masterFlags
 	auditLog    string // --audit-log, absolute once checked
 	auditSyslog bool
+	maxKeyAge   string // --max-key-age
 
 	// Argon2id cost of a passphrase master; costSet says whether any flag
 	// changed the default.
@@ -85,6 +86,8 @@ Init prints the volume ID and the ID of each master key.`,
 	f.StringVar(&opts.auditLog, "audit-log", "", "keep the volume's audit log in this file "+
 		"(default: VOLUME-ID.audit.jsonl in /var/log/coffer as root, else in ~/.local/state/coffer)")
 	f.BoolVar(&opts.auditSyslog, "audit-syslog", false, "also copy every audit record to the local syslog")
+	f.StringVar(&opts.maxKeyAge, "max-key-age", "off",
+		`maximum age of the primary ring key, in days (90d), or "off" (see coffer config)`)
 	return cmd
 }
 
@@ -105,6 +108,10 @@ func runInit(ctx context.Context, a *app, opts initOptions) error {
 	if err != nil {
 		return err
 	}
+	maxAge, err := parseDays(opts.maxKeyAge)
+	if err != nil {
+		return err
+	}
 	if err := checkInitTarget(opts.backing); err != nil {
 		return err
 	}
@@ -118,7 +125,7 @@ func runInit(ctx context.Context, a *app, opts initOptions) error {
 		return err
 	}
 	cfg, ring, err := keys.Init(ctx, opts.backing, enrollments, keys.InitOptions{Logger: a.log,
-		PlaintextNames: opts.plaintextNames})
+		PlaintextNames: opts.plaintextNames, MaxKeyAgeDays: maxAge})
 	if err != nil {
 		return initError(opts.backing, err)
 	}

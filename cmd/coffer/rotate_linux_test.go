@@ -447,6 +447,16 @@ func TestRotatePolicy(t *testing.T) {
 	requireOK(t, r)
 	assert.NotEqual(t, old, primaryOf(t, f.backing))
 	assert.NotContains(t, cli(t, "status", f.backing).stdout, "warning:")
+
+	// init --max-key-age records the same policy.
+	g := newFixture(t)
+	assertFailure(t, cli(t, "init", g.backing, "--master", g.keyURI(), "--max-key-age", "-3"),
+		exitUsage, "invalid --max-key-age")
+	requireOK(t, cli(t, "init", g.backing, "--master", g.keyURI(), "--max-key-age", "30d"))
+	cfg, err = keys.ReadConfig(g.backing)
+	require.NoError(t, err)
+	require.NotNil(t, cfg.Policy)
+	assert.Equal(t, 30, cfg.Policy.MaxKeyAgeDays)
 }
 
 // TestStatusScanCounts compares status --scan with the headers' own bytes.
