@@ -38,10 +38,18 @@ type Follower struct {
 	ackName string // set by Watch
 }
 
-// stamp identifies one version of the config file.
+// stamp identifies one version of the config file: every config write is
+// a rename of a new file. Timestamps are coarse (a few milliseconds), so
+// the file's identity counts too, and the watch reads the config anyway.
 type stamp struct {
+	fi   os.FileInfo
 	mod  time.Time
 	size int64
+}
+
+func (s stamp) same(o stamp) bool {
+	return s.fi != nil && o.fi != nil && os.SameFile(s.fi, o.fi) && s.mod.Equal(o.mod) &&
+		s.size == o.size
 }
 
 // NewFollower returns a Follower of ring, the ring of the volume in
@@ -57,7 +65,7 @@ func (f *Follower) stat() (stamp, error) {
 	if err != nil {
 		return stamp{}, err
 	}
-	return stamp{mod: fi.ModTime(), size: fi.Size()}, nil
+	return stamp{fi: fi, mod: fi.ModTime(), size: fi.Size()}, nil
 }
 
 // Ring returns the followed ring.
@@ -91,7 +99,7 @@ func (f *Follower) Refresh(force bool) error {
 	st, err := f.stat()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err == nil && st == f.seen && !force {
+	if err == nil && st.same(f.seen) && !force {
 		return nil
 	}
 	cfg, cerr := ReadConfig(f.backing)
@@ -169,7 +177,7 @@ func (f *Follower) Watch(interval time.Duration) (stop func()) {
 				_ = os.Remove(filepath.Join(f.backing, DirName, MountsName, f.ackName))
 				return
 			case <-t.C:
-				_ = f.Refresh(false)
+				_ = f.Refresh(true)
 			}
 		}
 	}()
