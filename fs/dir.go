@@ -67,7 +67,7 @@ func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {
 
 // hideReserved is the show function of the root of a plaintext-names mount.
 func hideReserved(e *fuse.DirEntry) bool {
-	return e.Name != ReservedName
+	return e.Name != ReservedName && e.Name != names.RecordName
 }
 
 // decryptEntries returns the show function for the backing directory dir

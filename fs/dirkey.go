@@ -110,6 +110,30 @@ func writeRecord(dir string, b []byte) error {
 	return unix.Close(fd)
 }
 
+// ErrNamesMode reports a plaintext-names file system over a backing
+// directory whose root has a directory record: the volume encrypts names
+// and its config was altered to say otherwise. Serving it would store new
+// names in the clear next to the encrypted ones.
+var ErrNamesMode = errors.New("the backing directory encrypts names but the volume is " +
+	"opened with plaintext names: its config was altered; restore it from a backup")
+
+// checkNamesMode refuses plaintext names over a root that has a record,
+// which only an encrypted-names volume writes. It backs up the names mode
+// that the sealed ring authenticates, for rings sealed before it did.
+func (f *filesystem) checkNamesMode() error {
+	if f.encrypted() {
+		return nil
+	}
+	_, err := os.Lstat(filepath.Join(f.backing, names.RecordName))
+	switch {
+	case err == nil:
+		return fmt.Errorf("failed to open file system: %w", ErrNamesMode)
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("failed to check the backing root's directory record: %w", err)
+	}
+	return nil
+}
+
 // initRootRecord gives a fresh volume's backing root its record: one whose
 // only entries are the reserved folder and hidden names. Any other root
 // without a record stays unreadable.

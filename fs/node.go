@@ -11,6 +11,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cofferfs/coffer/fs/names"
 )
 
 // node is a file, directory, symlink or special file of the mount. The
@@ -74,9 +76,16 @@ func (n *node) mountPath() string {
 	return "/" + p
 }
 
-// reserved reports whether name is the reserved folder of the root.
+// reserved reports whether name is the reserved folder of the root or, with
+// plaintext names, the name of a root directory record: a plaintext-names
+// volume with a root record is refused as one whose config was altered
+// (see checkNamesMode), so users cannot create one. With encrypted names it
+// is an ordinary name.
 func (n *node) reserved(name string) bool {
-	return name == ReservedName && n.IsRoot()
+	if !n.IsRoot() {
+		return false
+	}
+	return name == ReservedName || (name == names.RecordName && !n.fs.encrypted())
 }
 
 // Lookup hides the reserved folder and reports plaintext sizes.

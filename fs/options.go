@@ -123,6 +123,9 @@ func newRoot(backing string, opts Options) (*filesystem, gofs.InodeEmbedder, err
 	}
 
 	f := newFilesystem(abs, opts)
+	if err := f.checkNamesMode(); err != nil {
+		return nil, nil, err
+	}
 	if f.encrypted() {
 		if err := f.initRootRecord(); err != nil {
 			return nil, nil, fmt.Errorf("failed to create the root's directory record: %w", err)

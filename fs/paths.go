@@ -31,7 +31,11 @@ func NewResolver(backing string, opts Options) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to resolve backing directory: %w", err)
 	}
-	return &Resolver{f: newFilesystem(abs, opts)}, nil
+	f := newFilesystem(abs, opts)
+	if err := f.checkNamesMode(); err != nil {
+		return nil, err
+	}
+	return &Resolver{f: f}, nil
 }
 
 // components splits a slash-separated path into its names, refusing "..".

@@ -226,6 +226,11 @@ func checkRestore(backing string, backup *Config, force bool) (RestoreResult, er
 	case sameConfig(cur, backup):
 		res.Unchanged = true
 		return res, nil
+	case cur.EncryptedNames() != backup.EncryptedNames() && !force:
+		return res, fmt.Errorf("%w: the backup says names are %s, the volume's config %s; "+
+			"the names mode never changes, so one of them was edited (the sealed ring "+
+			"tells which: the other one does not unlock)", ErrConfigAltered,
+			namesOf(backup), namesOf(cur))
 	case force:
 		return res, nil
 	case cur.Ring.Generation > backup.Ring.Generation:
@@ -275,4 +280,11 @@ func rawVolumeID(backing string) (VolumeID, bool) {
 		return VolumeID{}, false
 	}
 	return head.VolumeID, true
+}
+
+func namesOf(c *Config) string {
+	if c.EncryptedNames() {
+		return NamesEncrypted
+	}
+	return NamesPlaintext
 }

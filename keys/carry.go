@@ -104,6 +104,12 @@ func (r *Ring) rollForward(cfg *Config) (*Ring, error) {
 			return nil, fmt.Errorf("%w: carried ring copy is of another volume or generation",
 				ErrMalformed)
 		}
+		if next.names == "" {
+			next.names = r.names
+		} else if r.names != "" && next.names != r.names {
+			return nil, fmt.Errorf("%w: carried ring copy says names are %s, the ring held "+
+				"says %s", ErrMalformed, next.names, r.names)
+		}
 		return next, nil
 	}
 	return nil, fmt.Errorf("%w: the ring held (generation %d) has no key the volume's ring "+

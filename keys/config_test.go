@@ -39,7 +39,7 @@ func plainEnrollment() Enrollment {
 // validConfigJSON returns the JSON of a freshly built valid config.
 func validConfigJSON(t testing.TB) []byte {
 	t.Helper()
-	cfg, _, err := newVolume(context.Background(), []Enrollment{plainEnrollment()})
+	cfg, _, err := newVolume(context.Background(), []Enrollment{plainEnrollment()}, NamesEncrypted)
 	require.NoError(t, err)
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	require.NoError(t, err)

@@ -33,6 +33,11 @@ var ErrUnknownKey = errors.New("unknown ring key")
 // torn by a crash, or bound to other associated data.
 var ErrAuth = errors.New("wrapped key failed authentication")
 
+// ErrConfigAltered reports a volume config that disagrees with what the
+// sealed ring authenticates, such as its names mode: volume.json was edited.
+// Callers tell the user to restore the config from a backup.
+var ErrConfigAltered = errors.New("the config was altered")
+
 // ErrMalformed reports a volume config or sealed ring payload that cannot be
 // parsed or breaks a structural rule.
 var ErrMalformed = errors.New("malformed data")

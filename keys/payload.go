@@ -29,6 +29,9 @@ type ringPayload struct {
 	Generation uint64    `json:"generation"`
 	Keyset     []byte    `json:"keyset"` // Tink cleartext keyset, binary
 	Keys       []KeyInfo `json:"keys"`
+	// Names is the volume's names mode. Payloads sealed before the field
+	// existed lack it; Unlock then takes the config's mode (see there).
+	Names string `json:"names,omitempty"`
 }
 
 // RingAD returns the associated data that binds a sealed ring copy to its
@@ -57,6 +60,7 @@ func (r *Ring) marshalPayload(vol VolumeID) ([]byte, error) {
 		Generation: st.generation,
 		Keyset:     ks.Bytes(),
 		Keys:       st.keys,
+		Names:      r.names,
 	}
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -80,6 +84,10 @@ func unmarshalPayload(b []byte) (VolumeID, *Ring, error) {
 	if err := validateKeyInfos(p.Keys); err != nil {
 		return VolumeID{}, nil, err
 	}
+	if p.Names != "" && p.Names != NamesEncrypted && p.Names != NamesPlaintext {
+		return VolumeID{}, nil, fmt.Errorf("%w: ring payload names mode %q is unknown",
+			ErrMalformed, p.Names)
+	}
 	h, err := insecurecleartextkeyset.Read(keyset.NewBinaryReader(bytes.NewReader(p.Keyset)))
 	if err != nil {
 		return VolumeID{}, nil, fmt.Errorf("%w: failed to decode ring keyset: %v", ErrMalformed, err)
@@ -92,7 +100,7 @@ func unmarshalPayload(b []byte) (VolumeID, *Ring, error) {
 	if err != nil {
 		return VolumeID{}, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	r := &Ring{}
+	r := &Ring{names: p.Names}
 	r.state.Store(st)
 	return p.VolumeID, r, nil
 }

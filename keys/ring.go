@@ -62,6 +62,19 @@ type KeyInfo struct {
 type Ring struct {
 	mu    sync.Mutex // serialises rotation changes
 	state atomic.Pointer[ringState]
+
+	// names is the volume's names mode as the sealed ring payload states
+	// it (NamesEncrypted or NamesPlaintext), or "" for a payload written
+	// before the field existed. It never changes and is sealed with the
+	// ring, so that the mode cannot be changed by editing volume.json.
+	names string
+}
+
+// Names returns the names mode sealed with the ring: NamesEncrypted,
+// NamesPlaintext, or "" when the ring came from a payload older than the
+// field and the config's mode has not been bound to it (see Unlock).
+func (r *Ring) Names() string {
+	return r.names
 }
 
 // ringState is an immutable snapshot of the ring.

@@ -161,6 +161,9 @@ func (c *Config) openMaster(ctx context.Context, m MasterEntry, open OpenFunc,
 	if err == nil {
 		ring, err = c.current(ring)
 	}
+	if err == nil {
+		err = c.bindNames(ring)
+	}
 	if err != nil {
 		if w, ok := master.(wiper); ok {
 			w.Wipe()

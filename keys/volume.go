@@ -48,13 +48,13 @@ func Init(ctx context.Context, backing string, masters []Enrollment,
 		return nil, nil, err
 	}
 
-	cfg, ring, err := newVolume(ctx, masters)
+	names := NamesEncrypted
+	if opts.PlaintextNames {
+		names = NamesPlaintext
+	}
+	cfg, ring, err := newVolume(ctx, masters, names)
 	if err != nil {
 		return nil, nil, err
-	}
-	cfg.Names = NamesEncrypted
-	if opts.PlaintextNames {
-		cfg.Names = NamesPlaintext
 	}
 	if opts.MaxKeyAgeDays != 0 {
 		cfg.Policy = &Policy{MaxKeyAgeDays: opts.MaxKeyAgeDays}
@@ -124,7 +124,8 @@ func alreadyInitialized(backing string) error {
 
 // newVolume builds the config and ring in memory, sealing the ring once per
 // master and checking that each sealed copy opens.
-func newVolume(ctx context.Context, masters []Enrollment) (*Config, *Ring, error) {
+func newVolume(ctx context.Context, masters []Enrollment, names string) (*Config, *Ring,
+	error) {
 	vol, err := NewVolumeID()
 	if err != nil {
 		return nil, nil, err
@@ -133,11 +134,13 @@ func newVolume(ctx context.Context, masters []Enrollment) (*Config, *Ring, error
 	if err != nil {
 		return nil, nil, err
 	}
+	ring.names = names
 	cfg := &Config{
 		Version:  ConfigVersion,
 		VolumeID: vol,
 		Format:   FileFormat,
 		Created:  now(),
+		Names:    names,
 		Ring: RingConfig{Generation: ring.Generation(), Keys: ring.Keys(),
 			Sealed: make(map[string][]byte, len(masters))},
 	}
@@ -340,6 +343,10 @@ func Unlock(ctx context.Context, cfg *Config, open OpenFunc,
 			}
 			continue
 		}
+		if err := cfg.bindNames(ring); err != nil {
+			// Another master key would open the same ring: no use trying.
+			return nil, MasterEntry{}, err
+		}
 		log.Info().Stringer("volume", cfg.VolumeID).Uint64("generation", ring.Generation()).
 			Msg("volume unlocked")
 		return ring, m, nil
@@ -396,6 +403,28 @@ func (c *Config) unlockWith(ctx context.Context, m MasterEntry, open OpenFunc) (
 		return nil, err
 	}
 	return c.current(ring)
+}
+
+// bindNames checks the config's names mode against the one sealed with the
+// ring. volume.json is not authenticated, the sealed ring is: a mismatch
+// means the config was edited, and trusting it could turn name encryption
+// off (or make every file look missing). A ring sealed before the mode was
+// part of the payload takes the config's mode, so that the next sealing
+// (master add, rotation) binds it.
+func (c *Config) bindNames(ring *Ring) error {
+	want := NamesPlaintext
+	if c.EncryptedNames() {
+		want = NamesEncrypted
+	}
+	switch ring.names {
+	case "":
+		ring.names = want
+	case want:
+	default:
+		return fmt.Errorf("volume.json says names are %s but the sealed ring says %s: %w; "+
+			"restore it from a backup", want, ring.names, ErrConfigAltered)
+	}
+	return nil
 }
 
 // current returns the config's ring given ring, the ring a master key's
