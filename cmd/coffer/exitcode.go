@@ -31,5 +31,5 @@ type damageError struct {
 }
 
 func (e *damageError) Error() string {
-	return fmt.Sprintf("the volume has %d damaged file(s) or block(s)", e.problems)
+	return fmt.Sprintf("the volume has %d problem(s) left: damaged files, blocks, directory records or names", e.problems)
 }

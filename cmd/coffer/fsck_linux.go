@@ -27,15 +27,23 @@ const fsckLong = `Check every file of the volume in BACKING: its size, its heade
 slots, and every block, which must authenticate under the file's data key.
 The volume is unlocked as "coffer mount" unlocks it.
 
-Each damaged file and block is named with its backing path, what is wrong,
-and what --repair does about it:
+With encrypted names it also checks every directory's record
+(.coffer.dir), that every entry name decrypts under its directory's key,
+every long name's sidecar, and temporary names left by a crash.
+
+Each problem is named with its backing path, what is wrong, and what
+--repair does about it:
   restore   an overwrite of the block was cut by a crash; its last complete
             version is in the file's undo record (the mount reads it too)
   rollback  a write that grew the last block was cut by a crash; the file
             goes back to its size and last block from before that write
   truncate  the last block was cut or is damaged; the file is cut before it
             and the block's content is lost
-  none      the data is lost: restore the file from a backup
+  remove    a sidecar whose long name is gone or a temporary name left by
+            a crash; it holds no data and is removed
+  none      the data is lost or cannot be reached through the mount:
+            restore the file, or the directory record or sidecar, from a
+            backup of the backing directory
 
 --repair makes these repairs and removes undo records of deleted files. It
 never changes data that authenticates, and refuses to run while the volume
@@ -53,7 +61,7 @@ func newFsckCommand(a *app) *cobra.Command {
 	var opts fsckOptions
 	cmd := &cobra.Command{
 		Use:     "fsck BACKING",
-		Short:   "Check a volume's files and blocks, and repair what a crash left",
+		Short:   "Check a volume's files, blocks, directory records and names, and repair what a crash left",
 		Long:    fsckLong,
 		Example: fsckExample,
 		Args:    exactArgs("BACKING"),
@@ -151,7 +159,8 @@ func damageOf(r *check.Report, repair bool, backing string) error {
 		return withHints(err, fmt.Sprintf("%d can be repaired: unmount the volume and run 'coffer fsck %s --repair'",
 			repairable, shellQuote(backing)))
 	}
-	return withHints(err, "restore the files named above from a backup")
+	return withHints(err, "restore the files named above from a backup; a directory record or sidecar "+
+		"named above comes back from a backup of the backing directory")
 }
 
 // printReport writes the report as text: one line per problem, then a
@@ -160,10 +169,12 @@ func printReport(w io.Writer, r *check.Report, repair bool) error {
 	repaired := 0
 	for _, p := range r.Problems {
 		where := p.Backing
-		switch p.Path {
-		case p.Backing:
-		case "":
-			where = fmt.Sprintf("%s (name does not decrypt)", p.Backing)
+		switch {
+		case p.Backing == ".":
+			where = "root directory (.)"
+		case p.Path == p.Backing:
+		case p.Path == "":
+			where = fmt.Sprintf("%s (no path in the mount: a name does not decrypt)", p.Backing)
 		default:
 			where = fmt.Sprintf("%s (%s)", p.Path, p.Backing)
 		}

@@ -63,6 +63,7 @@ func TestFsck(t *testing.T) {
 	assert.Contains(t, r.stdout, "[repaired: truncate]")
 	assert.Contains(t, r.stdout, "2 problem(s), 1 repaired")
 	assert.Contains(t, r.stderr, "restore the files named above from a backup")
+	assert.Contains(t, r.stderr, "1 problem(s) left")
 	st, err := os.Stat(filepath.Join(f.backing, "d", "b"))
 	require.NoError(t, err)
 	assert.Equal(t, int64(280+4136), st.Size())
@@ -100,6 +101,70 @@ func TestFsckEncryptedNames(t *testing.T) {
 	r = cli(t, "fsck", f.backing)
 	assert.Equal(t, exitDamaged, r.code, "stderr: %s", r.stderr)
 	assert.Contains(t, r.stdout, "etc/app/db.conf ("+rel+"): block 2: block: fails authentication")
+}
+
+// TestFsckRecords damages the directory records and a long-name sidecar of
+// a volume made through a mount, as the breaker did, and checks that fsck
+// names each and exits 3, and that a clean volume gives an empty list.
+func TestFsckRecords(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	long := strings.Repeat("n", 200)
+	require.NoError(t, os.Mkdir(filepath.Join(f.mnt, "sub"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "sub", "f"), []byte("data"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "sub", long), []byte("long"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "top"), []byte("x"), 0o600))
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
+
+	r := cli(t, "fsck", f.backing, "--json")
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, `"problems": []`)
+
+	enc := cli(t, "path", "encrypt", f.backing, "/sub")
+	requireOK(t, enc)
+	sub, err := filepath.Rel(f.backing, strings.TrimSpace(enc.stdout))
+	require.NoError(t, err)
+	enc = cli(t, "path", "encrypt", f.backing, "/sub/"+long)
+	requireOK(t, enc)
+	sidecar := strings.TrimSpace(enc.stdout) + ".name"
+
+	// The breaker's repro: garbage in the middle of the root's record.
+	rootRec := filepath.Join(f.backing, ".coffer.dir")
+	saved, err := os.ReadFile(rootRec)
+	require.NoError(t, err)
+	damaged := append([]byte(nil), saved...)
+	copy(damaged[60:], "garbage")
+	require.NoError(t, os.WriteFile(rootRec, damaged, 0o600))
+	r = cli(t, "fsck", f.backing)
+	assert.Equal(t, exitDamaged, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
+	assert.Contains(t, r.stdout, "root directory (.): directory-record: no key slot of the directory record .coffer.dir unwraps")
+	assert.Contains(t, r.stdout, "from a backup of the backing directory [repair: none]")
+	assert.Contains(t, r.stdout, "checked 3 files", "the files are checked all the same")
+	require.NoError(t, os.WriteFile(rootRec, saved, 0o600))
+
+	// The subdirectory's record deleted, the long name's sidecar too.
+	subRec := filepath.Join(f.backing, sub, ".coffer.dir")
+	savedSub := filepath.Join(t.TempDir(), "saved")
+	require.NoError(t, os.Rename(subRec, savedSub))
+	require.NoError(t, os.Remove(sidecar))
+	r = cli(t, "fsck", f.backing, "--json")
+	assert.Equal(t, exitDamaged, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
+	var rep check.Report
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep))
+	require.Len(t, rep.Problems, 2, "%+v", rep.Problems)
+	assert.Equal(t, sub, rep.Problems[0].Backing)
+	assert.Equal(t, "sub", rep.Problems[0].Path)
+	assert.Equal(t, check.KindRecord, rep.Problems[0].Kind)
+	assert.Contains(t, rep.Problems[0].Detail, "missing")
+	assert.Equal(t, strings.TrimSuffix(sidecar, ".name"), filepath.Join(f.backing, rep.Problems[1].Backing))
+	assert.Equal(t, check.KindSidecar, rep.Problems[1].Kind)
+	assert.Contains(t, r.stderr, "2 problem(s) left")
+
+	require.NoError(t, os.Rename(savedSub, subRec))
+	r = cli(t, "fsck", f.backing)
+	assert.Equal(t, exitDamaged, r.code, "the sidecar is still missing")
+	assert.Contains(t, r.stdout, "(no path in the mount: a name does not decrypt): sidecar: ")
 }
 
 func TestFsckUsage(t *testing.T) {

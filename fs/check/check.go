@@ -23,7 +23,6 @@ import (
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/fs/content"
-	"github.com/cofferfs/coffer/fs/names"
 )
 
 // Options configures a check.
@@ -32,9 +31,10 @@ type Options struct {
 	VolumeID [16]byte
 	// Keys unwraps the files' data keys. Required.
 	Keys cofferfs.KeyWrapper
-	// EncryptedNames says that the volume encrypts names: the walk skips
-	// coffer's own entries (directory records, sidecars) and problems name
-	// the decrypted path too.
+	// EncryptedNames says that the volume encrypts names: the check also
+	// covers every directory's record, every entry name, every long name's
+	// sidecar and temporary names left by a crash, and problems name the
+	// decrypted path too.
 	EncryptedNames bool
 	// Repair restores and cuts what can be repaired (see Problem.Repair)
 	// and prunes undo records of files that no longer exist.
@@ -52,6 +52,12 @@ const (
 	KindBlock    = "block"     // a block fails authentication
 	KindTornTail = "torn-tail" // the last block was cut before its first plaintext byte
 	KindIO       = "io"        // the file could not be read
+
+	// With encrypted names:
+	KindRecord    = "directory-record" // a directory's record is missing, damaged or not its own
+	KindName      = "name"             // an entry name does not decrypt under its directory's key
+	KindSidecar   = "sidecar"          // a long name's sidecar is missing or damaged, or has no long name
+	KindTemporary = "temporary"        // a temporary name left by a crash
 )
 
 // Repairs, what --repair does (or did) about a problem.
@@ -67,23 +73,28 @@ const (
 	// RepairTruncate cuts the file before its damaged last block, whose
 	// content is lost.
 	RepairTruncate = "truncate"
-	// RepairNone means the data is lost; restore the file from a backup.
+	// RepairRemove removes what a crash left and holds no data: the
+	// sidecar of a long name that is gone, a temporary name.
+	RepairRemove = "remove"
+	// RepairNone means the data is lost, or cannot be reached through the
+	// mount: restore the file, record or sidecar from a backup.
 	RepairNone = "none"
 )
 
-// Problem is one damaged file or block.
+// Problem is one damaged file, block, directory or name.
 type Problem struct {
-	// Backing is the backing file, relative to the backing directory.
+	// Backing is the backing file or directory, relative to the backing
+	// directory ("." for the root).
 	Backing string `json:"backing"`
-	// Path is the file's path in the mount, relative to its root; empty
-	// if its encrypted name does not decrypt.
+	// Path is its path in the mount, relative to its root ("." for the
+	// root); empty if a name on the way does not decrypt.
 	Path string `json:"path"`
 	// Block is the block number, or -1 for the file as a whole.
 	Block  int64  `json:"block"`
 	Kind   string `json:"kind"`
 	Detail string `json:"detail"`
 	// Repair says what Options.Repair does about it: RepairRestore,
-	// RepairRollback, RepairTruncate or RepairNone.
+	// RepairRollback, RepairTruncate, RepairRemove or RepairNone.
 	Repair string `json:"repair"`
 	// Repaired is set once the repair was made.
 	Repaired bool `json:"repaired"`
@@ -119,40 +130,26 @@ func (r *Report) Damaged() bool {
 }
 
 // Run checks every regular file under backing, except the volume's
-// reserved folder.
+// reserved folder, and with encrypted names every directory record, entry
+// name and long-name sidecar too.
 func Run(backing string, opts Options) (*Report, error) {
 	if opts.Keys == nil {
 		return nil, errors.New("failed to check volume: no key wrapper")
 	}
-	c := &checker{backing: backing, opts: opts, report: &Report{}, ids: map[string]bool{}}
-	if opts.EncryptedNames {
-		r, err := cofferfs.NewResolver(backing, cofferfs.Options{VolumeID: opts.VolumeID, Keys: opts.Keys,
-			EncryptNames: true})
-		if err != nil {
-			return nil, err
+	c := &checker{backing: backing, opts: opts,
+		report: &Report{Problems: []Problem{}, StaleUndo: []string{}}, ids: map[string]bool{}}
+	if st, err := os.Stat(backing); err != nil || !st.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
 		}
-		c.names = r
+		return nil, fmt.Errorf("failed to check volume: backing directory %s: %w", backing, err)
 	}
-	err := filepath.WalkDir(backing, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("failed to walk backing directory: %w", err)
-		}
-		rel, _ := filepath.Rel(backing, p)
-		if rel == cofferfs.ReservedName || (c.names != nil && names.Hidden(d.Name()) && rel != ".") {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		if opts.Progress != nil {
-			opts.Progress(c.report.Files, rel)
-		}
-		c.report.Files++
-		return c.file(rel)
-	})
+	var err error
+	if opts.EncryptedNames {
+		err = c.walkNames()
+	} else {
+		err = c.walkPlain()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -162,13 +159,40 @@ func Run(backing string, opts Options) (*Report, error) {
 	return c.report, nil
 }
 
+// walkPlain checks every regular file of a volume with plaintext names.
+func (c *checker) walkPlain() error {
+	return filepath.WalkDir(c.backing, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("failed to walk backing directory: %w", err)
+		}
+		rel, _ := filepath.Rel(c.backing, p)
+		if rel == cofferfs.ReservedName {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if c.opts.Progress != nil {
+			c.opts.Progress(c.report.Files, rel)
+		}
+		c.report.Files++
+		return c.file(rel)
+	})
+}
+
 // checker is the state of one Run.
 type checker struct {
 	backing string
 	opts    Options
 	report  *Report
-	ids     map[string]bool    // undo record names of the files seen
-	names   *cofferfs.Resolver // nil with plaintext names
+	ids     map[string]bool // undo record names of the files seen
+
+	// cur is the backing file being checked with encrypted names, and
+	// curPath its path in the mount ("" if unknown).
+	cur, curPath string
 }
 
 // add records a problem of file rel.
@@ -178,17 +202,24 @@ func (c *checker) add(rel string, block int64, kind, repair, format string, args
 	return &c.report.Problems[len(c.report.Problems)-1]
 }
 
+// addAt records a problem of the whole of backing entry rel, whose path in
+// the mount is path.
+func (c *checker) addAt(rel, path, kind, repair, format string, args ...any) *Problem {
+	c.report.Problems = append(c.report.Problems, Problem{Backing: rel, Path: path,
+		Block: -1, Kind: kind, Detail: fmt.Sprintf(format, args...), Repair: repair})
+	return &c.report.Problems[len(c.report.Problems)-1]
+}
+
 // plainPath returns the path in the mount of backing file rel, or "" if
-// its name does not decrypt.
+// it is not known.
 func (c *checker) plainPath(rel string) string {
-	if c.names == nil {
+	if !c.opts.EncryptedNames {
 		return rel
 	}
-	p, err := c.names.Decrypt(rel)
-	if err != nil {
-		return ""
+	if rel == c.cur {
+		return c.curPath
 	}
-	return p
+	return ""
 }
 
 // file checks one backing file.
