@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -115,11 +116,13 @@ func TestFsckRecords(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "sub", "f"), []byte("data"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "sub", long), []byte("long"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "top"), []byte("x"), 0o600))
+	require.NoError(t, os.Symlink("sub/f", filepath.Join(f.mnt, "link")))
 	requireOK(t, cliProcess(t, "unmount", f.mnt))
 
 	r := cli(t, "fsck", f.backing, "--json")
 	requireOK(t, r)
 	assert.Contains(t, r.stdout, `"problems": []`)
+	assert.Contains(t, r.stdout, `"files": 4`, "the symbolic link's backing file is checked as a file")
 
 	enc := cli(t, "path", "encrypt", f.backing, "/sub")
 	requireOK(t, enc)
@@ -140,7 +143,12 @@ func TestFsckRecords(t *testing.T) {
 	assert.Equal(t, exitDamaged, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
 	assert.Contains(t, r.stdout, "root directory (.): directory-record: no key slot of the directory record .coffer.dir unwraps")
 	assert.Contains(t, r.stdout, "from a backup of the backing directory [repair: none]")
-	assert.Contains(t, r.stdout, "checked 3 files", "the files are checked all the same")
+	assert.Contains(t, r.stdout, "checked 4 files", "the files are checked all the same")
+	// What fsck names is what the mount cannot list.
+	requireOK(t, f.mount(t))
+	_, err = os.ReadDir(f.mnt)
+	assert.ErrorIs(t, err, syscall.EIO)
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
 	require.NoError(t, os.WriteFile(rootRec, saved, 0o600))
 
 	// The subdirectory's record deleted, the long name's sidecar too.
@@ -165,6 +173,12 @@ func TestFsckRecords(t *testing.T) {
 	r = cli(t, "fsck", f.backing)
 	assert.Equal(t, exitDamaged, r.code, "the sidecar is still missing")
 	assert.Contains(t, r.stdout, "(no path in the mount: a name does not decrypt): sidecar: ")
+	requireOK(t, f.mount(t))
+	ents, err := os.ReadDir(filepath.Join(f.mnt, "sub"))
+	require.NoError(t, err)
+	require.Len(t, ents, 1, "the long name is not listed")
+	assert.Equal(t, "f", ents[0].Name())
+	requireOK(t, cliProcess(t, "unmount", f.mnt))
 }
 
 func TestFsckUsage(t *testing.T) {
