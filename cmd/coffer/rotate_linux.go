@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cofferfs/coffer/fs/reencrypt"
 	"github.com/cofferfs/coffer/fs/rewrap"
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
@@ -55,10 +56,18 @@ A running mount, here or on another host sharing the backing directory,
 follows the rotation by itself. Interrupted (a crash, kill -9, a full disk),
 the rotation resumes where it stopped when rotate runs again.
 
+With --reencrypt (offline: refused while the volume is mounted anywhere),
+rotate also gives every file and symlink a new data key under the new ring
+key and rewrites its content, each file into a new file renamed over the
+original, before retiring and purging the old keys. Directory name keys are
+re-wrapped only. Files with hard links are refused (listed). Interrupted,
+it resumes with the files not yet done.
+
 With --master OLD=NEWURI, rotate replaces the master key OLD (an ID or URI)
 by a new one instead, in one atomic config write; no file is touched.`,
 		Example: `  coffer rotate /srv/app.enc
   coffer rotate /srv/app.enc --skip-master 1a2b3c4d
+  coffer rotate /srv/app.enc --reencrypt
   coffer rotate /srv/app.enc --master 1a2b3c4d=file:///etc/coffer/new.key`,
 		Args: exactArgs("BACKING"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -79,7 +88,8 @@ by a new one instead, in one atomic config write; no file is touched.`,
 	f.StringVar(&opts.newPassphraseFile, "new-passphrase-file", "",
 		"with --master OLD=passphrase:, read the new passphrase from this file (mode 0600)")
 	f.BoolVar(&opts.reencrypt, "reencrypt", false,
-		"new data keys and all content rewritten (not implemented yet; see docs/rotation.md)")
+		"also give every file a new data key and rewrite its content (offline: the volume "+
+			"must not be mounted; see docs/rotation.md)")
 	f.BoolVar(&opts.ifDue, "if-due", false,
 		"rotate only if the primary key is older than the volume's --max-key-age policy "+
 			"(or a rotation is unfinished); for timers")
@@ -91,12 +101,8 @@ by a new one instead, in one atomic config write; no file is touched.`,
 
 // runRotate rotates the ring, or replaces a master key with --master.
 func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
-	if opts.reencrypt {
-		return withHints(errors.New("re-encryption (--reencrypt) is not implemented yet: "+
-			"rotate re-wraps data keys but does not change them"),
-			"after a suspected leak of data keys, copy the files out of the mount and back in "+
-				"(each new file gets a new data key); docs/rotation.md explains why online "+
-				"re-encryption is unsafe with running mounts")
+	if opts.reencrypt && opts.replace != "" {
+		return usageErrorf("--reencrypt and --master cannot be combined")
 	}
 	cfg, err := readConfig(opts.backing)
 	if err != nil {
@@ -104,6 +110,15 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 	}
 	if opts.replace != "" {
 		return runReplaceMaster(ctx, a, cfg, opts)
+	}
+	if !opts.reencrypt {
+		if st, err := keys.ReadReencrypt(opts.backing); err != nil || st != nil {
+			if err == nil {
+				err = withHints(errors.New("a re-encryption of this volume was interrupted"),
+					"finish it: coffer rotate "+shellQuote(opts.backing)+" --reencrypt")
+			}
+			return err
+		}
 	}
 	if opts.ifDue {
 		due, err := rotationDue(opts.backing, cfg)
@@ -133,6 +148,17 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 		return openMastersError(opts.backing, err)
 	}
 	defer keys.WipeMasters(opened)
+	total := 0
+	if opts.reencrypt {
+		vlock, err := lockOffline(opts.backing)
+		if err != nil {
+			return err
+		}
+		defer vlock.Close()
+		if total, err = refuseHardLinks(opts.backing); err != nil {
+			return err
+		}
+	}
 	// Taken once the master keys opened, so that a refusal before leaves
 	// no lock file behind.
 	lock, err := lockRotation(opts.backing)
@@ -155,7 +181,7 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 	alog.SetKeys(ring)
 
 	r := &rotation{a: a, ctx: ctx, opts: opts, cfg: cfg, ring: ring, opened: opened,
-		skipped: len(skip) > 0, alog: alog, kill: killPoints()}
+		skipped: len(skip) > 0, alog: alog, kill: killPoints(), total: total}
 	err = r.run()
 	if err != nil {
 		recordAudit(ctx, a, alog, audit.Event{Type: audit.EventRotationFinished,
@@ -237,6 +263,10 @@ type rotation struct {
 	skipped bool
 	alog    *audit.Log
 	kill    func()
+	// total counts the backing files, for --reencrypt's progress.
+	total int
+	// reencrypted is what --reencrypt did, once done.
+	reencrypted *reencrypt.Result
 }
 
 // run adds the new key (or resumes), re-wraps, retires and purges.
@@ -246,6 +276,11 @@ func (r *rotation) run() error {
 		return err
 	}
 	r.kill()
+	if r.opts.reencrypt {
+		if err := r.reencrypt(target, r.total); err != nil {
+			return err
+		}
+	}
 
 	for pass := 1; ; pass++ {
 		res, err := r.scan(target, pass)
@@ -469,6 +504,14 @@ func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 	for _, id := range purged {
 		recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventKeyPurged, RingKey: id})
 	}
+	if r.opts.reencrypt {
+		// Before the rotation state: a crash between the two resumes the
+		// rotation, which finds every file done.
+		if err := keys.ClearReencrypt(r.opts.backing); err != nil {
+			return err
+		}
+		r.kill()
+	}
 	if err := keys.ClearRotation(r.opts.backing); err != nil {
 		return err
 	}
@@ -477,6 +520,10 @@ func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 
 	fmt.Fprintf(r.a.stdout, "rotated volume %s to ring key %d (generation %d): %d headers and "+
 		"directory records on it", r.cfg.VolumeID, target, r.cfg.Ring.Generation, res.Headers)
+	if re := r.reencrypted; re != nil {
+		fmt.Fprintf(r.a.stdout, "; re-encrypted %d files with new data keys (%d already done)",
+			re.Rewritten, re.Skipped)
+	}
 	if len(purged) > 0 {
 		fmt.Fprintf(r.a.stdout, "; purged %s", ids(purged))
 	}

@@ -494,14 +494,6 @@ func TestStatusScanCounts(t *testing.T) {
 	assert.Equal(t, st.Generation, st.Rotation.Mounts[0].Generation)
 }
 
-func TestRotateReencryptRefused(t *testing.T) {
-	f := newFixture(t)
-	f.init(t)
-	before := snapshot(t, f.backing)
-	assertFailure(t, cli(t, "rotate", f.backing, "--reencrypt"), exitFailure, "not implemented")
-	assert.Equal(t, before, snapshot(t, f.backing))
-}
-
 // TestRotateKilledWhileMounted kills coffer rotate at several points while
 // the volume stays mounted: the running mount keeps reading every file
 // (following each committed ring), and the resumed rotation finishes.
