@@ -1,0 +1,280 @@
+package hcvault
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/internal/box"
+)
+
+// SealVersion is the version of the sealed ring layout below.
+const SealVersion = 1
+
+// A sealed ring copy is laid out as
+//
+//	offset  size  field
+//	0       1     version, SealVersion
+//	1       2     n, length of the transit ciphertext (big endian, 1..maxBlob)
+//	3       n     transit ciphertext of the 32-byte KEK, ASCII
+//	              "vault:vN:BASE64", under associated_data and context
+//	              both equal to the ring AD
+//	3+n     24    box nonce
+//	27+n    m     ring payload sealed with XChaCha20-Poly1305 under the KEK,
+//	              associated data = the ring AD || bytes 0..3+n above
+//	27+n+m  16    Poly1305 tag
+const (
+	headerSize = 3
+	// maxBlob bounds the transit ciphertext: that of a 32-byte plaintext
+	// under an AES or ChaCha key is under 100 bytes, under an RSA-4096 key
+	// about 700.
+	maxBlob = 4096
+	// ciphertextPrefix starts every transit ciphertext.
+	ciphertextPrefix = "vault:v"
+)
+
+// ringADPrefix starts the associated data that keys passes to Seal and
+// Unseal: "coffer-ring-v1\x00" || volume ID (16 bytes) || master ID.
+const ringADPrefix = "coffer-ring-v1\x00"
+
+// Call bounds. Vars so that tests can shorten them.
+var (
+	callTimeout  = 30 * time.Second
+	maxRetries   = 2 // three attempts in all
+	minRetryWait = 200 * time.Millisecond
+	maxRetryWait = 2 * time.Second
+)
+
+// TokenFile is the token file the vault CLI writes on login, relative to
+// the home directory; it is read when VAULT_TOKEN is not set.
+const TokenFile = ".vault-token"
+
+// Master is a keys.Master whose key stays in a Vault transit engine. It is
+// safe for concurrent use.
+type Master struct {
+	key     Key
+	address string // the server address, for error messages
+	token   bool   // whether a token was found
+	client  *vault.Client
+}
+
+var _ keys.Master = (*Master)(nil)
+
+// New returns the Master for an hcvault URI. endpoint, when not empty,
+// overrides the server address of the URI. New makes no network call: an
+// unreachable server or a rejected token show in Seal and Unseal.
+func New(_ context.Context, uri, endpoint string) (*Master, error) {
+	k, err := ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	address := k.Address()
+	if endpoint != "" {
+		if err := checkEndpoint(endpoint); err != nil {
+			return nil, err
+		}
+		address = strings.TrimRight(endpoint, "/")
+	}
+
+	// DefaultConfig reads VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT,
+	// VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME and VAULT_SKIP_VERIFY;
+	// NewClient reads VAULT_TOKEN and VAULT_NAMESPACE.
+	cfg := vault.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, &Error{Op: "configure the Vault client", Key: k.URI(), Kind: ErrTLS,
+			Err: cfg.Error}
+	}
+	cfg.Address = address
+	cfg.AgentAddress = ""
+	cfg.Timeout = callTimeout
+	cfg.MaxRetries = maxRetries
+	cfg.MinRetryWait = minRetryWait
+	cfg.MaxRetryWait = maxRetryWait
+	client, err := vault.NewClient(cfg)
+	if err != nil {
+		return nil, &Error{Op: "configure the Vault client", Key: k.URI(), Kind: ErrTLS,
+			Err: err}
+	}
+	if err := client.SetAddress(address); err != nil {
+		return nil, fmt.Errorf("%w: Vault address %q: %w", ErrUnreachable, address, err)
+	}
+	if client.Token() == "" {
+		if tok, err := tokenFromFile(); err != nil {
+			return nil, &Error{Op: "read the Vault token", Key: k.URI(), Kind: ErrCredentials,
+				Err: err}
+		} else if tok != "" {
+			client.SetToken(tok)
+		}
+	}
+	return &Master{key: k, address: address, token: client.Token() != "", client: client}, nil
+}
+
+// tokenFromFile reads ~/.vault-token as the vault CLI does; a missing file
+// or home directory is no token, not an error.
+func tokenFromFile() (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", nil
+	}
+	b, err := os.ReadFile(filepath.Join(home, TokenFile))
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+// Seal draws a fresh KEK, has transit encrypt it bound to associatedData,
+// and seals plaintext with it.
+func (m *Master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
+	if err := checkRingAD(associatedData); err != nil {
+		return nil, err
+	}
+	kek, err := keys.RandomSecret(box.KeySize)
+	if err != nil {
+		return nil, err
+	}
+	b64 := base64.StdEncoding.EncodeToString(kek.InsecureBytes())
+	b, err := box.New(kek) // b owns kek now
+	if err != nil {
+		kek.Wipe()
+		return nil, err
+	}
+	defer b.Wipe()
+
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	data, err := m.call(ctx, "encrypt", map[string]any{
+		"plaintext":       b64,
+		"associated_data": base64.StdEncoding.EncodeToString(associatedData),
+		"context":         base64.StdEncoding.EncodeToString(associatedData),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ct, _ := data["ciphertext"].(string)
+	if n := len(ct); n == 0 || n > maxBlob || !strings.HasPrefix(ct, ciphertextPrefix) {
+		return nil, fmt.Errorf("Vault transit key %s returned no usable ciphertext "+
+			"(%d bytes)", m.key.URI(), n)
+	}
+
+	head := make([]byte, headerSize, headerSize+len(ct))
+	head[0] = SealVersion
+	binary.BigEndian.PutUint16(head[1:], uint16(len(ct)))
+	head = append(head, ct...)
+	boxed, err := b.Seal(ctx, plaintext, boxAD(associatedData, head))
+	if err != nil {
+		return nil, err
+	}
+	return append(head, boxed...), nil
+}
+
+// Unseal has transit decrypt the KEK bound to associatedData and opens the
+// ring with it. A copy sealed for another volume, master ID or transit key,
+// or altered, fails with keys.ErrWrongKey.
+func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]byte, error) {
+	if err := checkRingAD(associatedData); err != nil {
+		return nil, err
+	}
+	ct, boxed, err := parseSealed(sealed)
+	if err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	data, err := m.call(ctx, "decrypt", map[string]any{
+		"ciphertext":      string(ct),
+		"associated_data": base64.StdEncoding.EncodeToString(associatedData),
+		"context":         base64.StdEncoding.EncodeToString(associatedData),
+	})
+	if err != nil {
+		return nil, err
+	}
+	pt, _ := data["plaintext"].(string)
+	raw, err := base64.StdEncoding.DecodeString(pt)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Vault transit key %s returned a plaintext that is not "+
+			"base64", keys.ErrWrongKey, m.key.URI())
+	}
+	kek := keys.SecretFromBytes(raw)
+	if kek.Len() != box.KeySize {
+		kek.Wipe()
+		return nil, fmt.Errorf("%w: Vault transit key %s decrypted a %d-byte KEK, want %d",
+			keys.ErrWrongKey, m.key.URI(), kek.Len(), box.KeySize)
+	}
+	b, err := box.New(kek)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Wipe()
+	return b.Unseal(ctx, boxed, boxAD(associatedData, sealed[:len(sealed)-len(boxed)]))
+}
+
+// call writes body to MOUNT/op/NAME and returns the response's data.
+func (m *Master) call(ctx context.Context, op string, body map[string]any) (
+	map[string]any, error) {
+	if !m.token {
+		return nil, &Error{Op: op, Key: m.key.URI(), Kind: ErrCredentials,
+			Err: fmt.Errorf("neither VAULT_TOKEN nor ~/%s holds a token", TokenFile)}
+	}
+	s, err := m.client.Logical().WriteWithContext(ctx, m.key.Mount+"/"+op+"/"+m.key.Name, body)
+	if err != nil {
+		return nil, m.callError(op, err)
+	}
+	if s == nil || s.Data == nil {
+		return nil, &Error{Op: op, Key: m.key.URI(), Kind: ErrKeyNotFound,
+			Err: fmt.Errorf("Vault answered %s with no data", op)}
+	}
+	return s.Data, nil
+}
+
+// parseSealed splits a sealed copy into the transit ciphertext and the box.
+func parseSealed(sealed []byte) (ct, boxed []byte, err error) {
+	if len(sealed) < headerSize {
+		return nil, nil, fmt.Errorf("%w: sealed ring is %d bytes, too short", keys.ErrWrongKey,
+			len(sealed))
+	}
+	if v := sealed[0]; v != SealVersion {
+		return nil, nil, fmt.Errorf("%w: hcvault sealed ring version %d (this coffer reads %d)",
+			keys.ErrUnsupportedVersion, v, SealVersion)
+	}
+	n := int(binary.BigEndian.Uint16(sealed[1:]))
+	if n == 0 || n > maxBlob || len(sealed) < headerSize+n+box.Overhead {
+		return nil, nil, fmt.Errorf("%w: sealed ring is malformed (transit ciphertext of %d "+
+			"bytes in %d)", keys.ErrWrongKey, n, len(sealed))
+	}
+	ct = sealed[headerSize : headerSize+n]
+	if !bytes.HasPrefix(ct, []byte(ciphertextPrefix)) {
+		return nil, nil, fmt.Errorf("%w: sealed ring holds no Vault transit ciphertext",
+			keys.ErrWrongKey)
+	}
+	return ct, sealed[headerSize+n:], nil
+}
+
+// boxAD is the associated data of the box: the ring AD followed by the
+// header and transit ciphertext, so that no byte of a sealed copy can
+// change unnoticed.
+func boxAD(ringAD, head []byte) []byte {
+	return append(append(make([]byte, 0, len(ringAD)+len(head)), ringAD...), head...)
+}
+
+// checkRingAD checks that ad is a ring AD, which the transit call binds.
+func checkRingAD(ad []byte) error {
+	const idLen = len(keys.VolumeID{})
+	if len(ad) <= len(ringADPrefix)+idLen || string(ad[:len(ringADPrefix)]) != ringADPrefix {
+		return fmt.Errorf("hcvault: associated data is not a ring AD")
+	}
+	return nil
+}
