@@ -325,7 +325,7 @@ func TestMountMasterURIErrors(t *testing.T) {
 	}{
 		{"malformed", "file:relative/key", exitUsage, "malformed", "hint: master key URIs:"},
 		{"unknown scheme", "foo:bar", exitUsage, `unknown`, "hint: master key URIs:"},
-		{"not supported yet", "hcvault://127.0.0.1:8200/transit/keys/k", exitFailure, "not supported yet", ""},
+		{"not supported yet", "dpapi:machine", exitFailure, "not supported", ""},
 		{"tpm2 not enrolled", "tpm2:", exitFailure, "volume has no master key tpm2:", "hint: its master keys:"},
 		{"unknown key file", "file:///nonexistent/key", exitFailure, "volume has no master key", "hint: its master keys:"},
 		{"unknown ID", "0badc0de", exitFailure, "volume has no master key 0badc0de", "hint: its master keys:"},
