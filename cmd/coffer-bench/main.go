@@ -10,7 +10,9 @@
 // on a fresh foreground mount started by the benchmark after the caches were
 // dropped. It records the peak RSS of each mount process and prints medians
 // with coffer's speed ratios; in the full run it also writes them into
-// docs/benchmarks.md.
+// docs/benchmarks.md. After the rounds, the ROTATE section times "coffer
+// rotate" against "coffer rotate --reencrypt" on one volume of many small
+// files per backing (-rotate-files).
 //
 // Usage:
 //

@@ -37,6 +37,9 @@ type options struct {
 	randSize     int64
 	randDuration time.Duration
 
+	// rotateFiles is the size of the ROTATE section's volume; 0 skips it.
+	rotateFiles int
+
 	cpuprofile string // directory for coffer's per-phase CPU profiles
 	out        string // Markdown file to update with the results, "" for none
 	keep       bool   // keep the work directories
@@ -100,6 +103,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.Int64Var(&o.writeSize, "write-size", defaultWrite, "size of the WRITE/READ file in bytes")
 	fs.Int64Var(&o.randSize, "randread-size", defaultRandSize, "size of the RANDREAD file in bytes")
 	fs.DurationVar(&o.randDuration, "randread-time", defaultRandTime, "duration of RANDREAD")
+	fs.IntVar(&o.rotateFiles, "rotate-files", defaultRotateFiles,
+		"small files of the ROTATE section (coffer rotate against rotate --reencrypt); 0 skips it")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write CPU profiles of the mount daemons, one per phase, into this directory")
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "Markdown file whose results section is replaced (\"\" for none)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directories")
@@ -151,6 +156,9 @@ func (o *options) applyQuick(set map[string]bool) {
 	}
 	if !set["out"] {
 		o.out = ""
+	}
+	if !set["rotate-files"] {
+		o.rotateFiles = quickRotateFiles
 	}
 }
 
@@ -212,6 +220,9 @@ func (o *options) resolve() error {
 	}
 	if o.randSize <= 0 || o.randSize%chunkSize != 0 {
 		return fmt.Errorf("-randread-size must be a positive multiple of %d", chunkSize)
+	}
+	if o.rotateFiles < 0 {
+		return errors.New("-rotate-files must not be negative")
 	}
 	if o.randDuration <= 0 {
 		return errors.New("-randread-time must be positive")

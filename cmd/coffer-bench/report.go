@@ -60,6 +60,7 @@ func writeReport(w io.Writer, opts *options, m machine, res *results, elapsed ti
 		fmt.Fprintln(w)
 		writeCPU(w, opts, res, b)
 	}
+	writeRotation(w, opts, res.rot)
 	fmt.Fprintf(w, "\n### Every round\n\n")
 	writeRounds(w, opts, res)
 }

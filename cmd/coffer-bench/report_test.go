@@ -3,7 +3,9 @@
 package main
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -76,4 +78,31 @@ func TestCheckPhaseOrder(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestWriteRotation(t *testing.T) {
+	opts := &options{backings: []string{backingTmpfs, backingDisk}}
+	rot := map[string]rotateSample{
+		// 100 000 files in 8 s is 12 500 files/s; in 25 s, 4 000 files/s.
+		backingTmpfs: {files: 100_000, rotate: 8 * time.Second, reencrypt: 40 * time.Second,
+			rotateRate: 12_500, reencRate: 2_500},
+		backingDisk: {files: 100_000, rotate: 25 * time.Second, reencrypt: 100 * time.Second,
+			rotateRate: 4_000, reencRate: 1_000},
+	}
+	var b strings.Builder
+	writeRotation(&b, opts, rot)
+	out := b.String()
+	assert.Contains(t, out, "| tmpfs | 100000 | 8.00 | 12500 | 40.0 | 2500 | 5.0× |\n")
+	assert.Contains(t, out, "| disk | 100000 | 25.0 | 4000 | 100 | 1000 | 4.0× |\n")
+	assert.Contains(t, out, "- holds: rotate on tmpfs: 12500 files/s, 100 000 files in 8.0 s (target < 20 s)\n")
+	assert.Contains(t, out, "- misses: rotate on disk: 4000 files/s, 100 000 files in 25.0 s (target < 20 s)\n")
+
+	b.Reset()
+	writeRotation(&b, opts, map[string]rotateSample{backingTmpfs: {files: 300, rotate: time.Second,
+		reencrypt: time.Second, rotateRate: 300, reencRate: 300}})
+	assert.Contains(t, b.String(), "- not checked: rotate on tmpfs: 300 files/s over 300 files")
+
+	b.Reset()
+	writeRotation(&b, opts, nil)
+	assert.Empty(t, b.String(), "no section without measurements")
 }

@@ -19,10 +19,12 @@ type results struct {
 	cpu    map[resultKey][]float64 // daemon CPU seconds during the measurement, per round
 	rss    map[resultKey]int64     // peak RSS of the measured mount, max over rounds, bytes
 	loads  []float64               // 1-minute load average at the start of every step
+	rot    map[string]rotateSample // the ROTATE section, by backing
 }
 
 func newResults() *results {
-	return &results{values: map[resultKey][]float64{}, cpu: map[resultKey][]float64{}, rss: map[resultKey]int64{}}
+	return &results{values: map[resultKey][]float64{}, cpu: map[resultKey][]float64{}, rss: map[resultKey]int64{},
+		rot: map[string]rotateSample{}}
 }
 
 // sample is the outcome of one step.

@@ -67,6 +67,11 @@ func benchmark(ctx context.Context, opts *options, j *janitor) error {
 			}
 		}
 	}
+	for _, b := range opts.backings {
+		if err := r.rotation(ctx, b, work[b]); err != nil {
+			return fmt.Errorf("ROTATE on %s: %w", b, err)
+		}
+	}
 	return r.report(mach, time.Since(start))
 }
 
