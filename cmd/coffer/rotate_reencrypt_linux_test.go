@@ -260,7 +260,7 @@ func TestRotateReencryptKilledAndResumed(t *testing.T) {
 	// Points 1-3 are around the first ring commit and the state file; then
 	// two per file (before and after its rename); the last ones retire,
 	// purge and clear the state.
-	kills, temps := 0, 0
+	kills, temps, repaired := 0, 0, false
 	for _, point := range []int{1, 2, 3, 4, 7, 8, 11, 16, 21, 40} {
 		cmd := exec.Command(os.Args[0], "rotate", f.backing, "--reencrypt")
 		cmd.Env = append(os.Environ(), mainEnv+"=1", "COFFER_TEST_KILL_POINT="+strconv.Itoa(point))
@@ -272,7 +272,15 @@ func TestRotateReencryptKilledAndResumed(t *testing.T) {
 		if killed {
 			kills++
 		}
-		temps += len(tempFiles(t, f.backing))
+		left := tempFiles(t, f.backing)
+		temps += len(left)
+		if len(left) > 0 && !repaired {
+			// fsck knows the copies and removes them; the originals stay.
+			r := cliProcess(t, "fsck", f.backing, "--repair")
+			assert.Contains(t, r.stdout+r.stderr, "interrupted coffer rotate --reencrypt")
+			assert.Empty(t, tempFiles(t, f.backing))
+			repaired = true
+		}
 		requireOK(t, f.mount(t))
 		tr.check(t)
 		f.unmount(t)
@@ -280,6 +288,7 @@ func TestRotateReencryptKilledAndResumed(t *testing.T) {
 	t.Logf("killed %d times, %d temporary files left by kills", kills, temps)
 	assert.GreaterOrEqual(t, kills, 8)
 	assert.Positive(t, temps, "a kill before a rename leaves a temporary file")
+	assert.True(t, repaired)
 
 	r := cliProcess(t, "rotate", f.backing, "--reencrypt")
 	requireOK(t, r)

@@ -71,6 +71,9 @@ func (c *checker) dir(rel, path string, known bool) error {
 		case strings.HasPrefix(name, names.TmpPrefix):
 			c.temporary(erel, e.Type())
 			continue
+		case strings.HasPrefix(name, names.ReencryptPrefix) && e.Type().IsRegular():
+			c.reencryptTemporary(erel)
+			continue
 		case isSidecar(name):
 			if !present[strings.TrimSuffix(name, names.SidecarSuffix)] {
 				c.orphanSidecar(erel)
@@ -274,6 +277,23 @@ func (c *checker) temporary(rel string, typ fs.FileMode) {
 		"left by a crash while the mount wrote %s; safe to remove while the volume is not mounted", what)
 	if c.opts.Repair {
 		if err := remove(); err == nil {
+			p.Repaired = true
+		} else {
+			p.Detail += fmt.Sprintf("; failed to remove it: %v", err)
+		}
+	}
+}
+
+// reencryptTemporary reports, and with Repair removes, the copy of a file
+// that an interrupted coffer rotate --reencrypt was writing: the original
+// is still under its own name, and encrypted names never start with a dot,
+// so the copy is coffer's.
+func (c *checker) reencryptTemporary(rel string) {
+	p := c.addAt(rel, "", KindTemporary, RepairRemove,
+		"left by an interrupted coffer rotate --reencrypt (the original file is intact); running "+
+			"it again removes it too; safe to remove while the volume is not mounted")
+	if c.opts.Repair {
+		if err := os.Remove(filepath.Join(c.backing, rel)); err == nil {
 			p.Repaired = true
 		} else {
 			p.Detail += fmt.Sprintf("; failed to remove it: %v", err)

@@ -276,6 +276,19 @@ func TestNamesProblems(t *testing.T) {
 			files:  3,
 		},
 		{
+			name: "copy left by an interrupted re-encryption",
+			damage: func(t *testing.T, v *namedVolume) {
+				v.write(t, filepath.Join(v.d, names.ReencryptPrefix+"0011223344556677.ab"),
+					make([]byte, 5000))
+			},
+			want: func(v *namedVolume) []Problem {
+				return []Problem{{Backing: filepath.Join(v.d, names.ReencryptPrefix+"0011223344556677.ab"),
+					Block: -1, Kind: KindTemporary, Repair: RepairRemove}}
+			},
+			detail: "interrupted coffer rotate --reencrypt",
+			files:  3,
+		},
+		{
 			name: "temporary directory holding data is kept",
 			damage: func(t *testing.T, v *namedVolume) {
 				require.NoError(t, os.Mkdir(v.path(names.TmpPrefix+"1"), 0o700))

@@ -38,6 +38,10 @@ const (
 	SidecarSuffix = ".name"
 	// TmpPrefix starts temporary backing names (directories being made).
 	TmpPrefix = ".coffer.tmp."
+	// ReencryptPrefix starts the temporary files of coffer rotate
+	// --reencrypt: a file's re-encrypted copy before it is renamed over
+	// the original.
+	ReencryptPrefix = ".coffer.reenc."
 	// MaxName is the longest plaintext name, in bytes.
 	MaxName = 255
 	// MaxShort is the longest plaintext name stored as a plain encoded

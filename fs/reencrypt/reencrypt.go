@@ -37,13 +37,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cofferfs/coffer/fs/content"
+	"github.com/cofferfs/coffer/fs/names"
 )
 
 // TempPrefix starts the names of the temporary files of a run, followed by
 // the run's token, a dot and the new file ID in hex. It starts with
 // the reserved prefix of package names (".coffer."), so a mount with
 // encrypted names hides it; only names with the run's token are removed.
-const TempPrefix = ".coffer.reenc."
+const TempPrefix = names.ReencryptPrefix
 
 // Keys wraps and unwraps data keys; the volume's key ring implements it.
 type Keys interface {
