@@ -110,3 +110,10 @@ func TestHCVaultInitRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestHCVaultInHelp checks that the help lists the hcvault URI form.
+func TestHCVaultInHelp(t *testing.T) {
+	r := cli(t, "--help")
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "\n  hcvault://HOST[:PORT]/MOUNT/keys/NAME\n")
+}

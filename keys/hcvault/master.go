@@ -209,10 +209,10 @@ func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 			"base64", keys.ErrWrongKey, m.key.URI())
 	}
 	kek := keys.SecretFromBytes(raw)
-	if kek.Len() != box.KeySize {
+	if n := kek.Len(); n != box.KeySize {
 		kek.Wipe()
 		return nil, fmt.Errorf("%w: Vault transit key %s decrypted a %d-byte KEK, want %d",
-			keys.ErrWrongKey, m.key.URI(), kek.Len(), box.KeySize)
+			keys.ErrWrongKey, m.key.URI(), n, box.KeySize)
 	}
 	b, err := box.New(kek)
 	if err != nil {
