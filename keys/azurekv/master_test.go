@@ -378,3 +378,36 @@ func TestDefaultCredential(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []byte("ring"), got)
 }
+
+// TestRegistered checks that the kind is registered and that the registry
+// records the canonical URI (lower-case host).
+func TestRegistered(t *testing.T) {
+	ref, err := masterkey.Parse("azure-kv://CofferKV.vault.azure.net/keys/coffer")
+	require.NoError(t, err)
+	assert.Equal(t, Scheme, ref.Kind)
+	assert.Equal(t, uri, ref.URI)
+	assert.Contains(t, masterkey.Supported(), Form)
+
+	_, err = masterkey.Parse("azure-kv://nonsense")
+	assert.ErrorIs(t, err, masterkey.ErrMalformed)
+}
+
+// TestEnrollThenOpen seals through masterkey.Enroll and opens through
+// masterkey.Open, as init and mount do.
+func TestEnrollThenOpen(t *testing.T) {
+	f := newFixture(t, nil)
+	opts := masterkey.Options{KMSEndpoint: f.srv.URL}
+	e, err := masterkey.Enroll(context.Background(), uri, opts)
+	require.NoError(t, err)
+	assert.Equal(t, Scheme, e.Kind)
+	ad := keys.RingAD(vol1, "m1")
+	sealed, err := e.Master.Seal(context.Background(), []byte("ring"), ad)
+	require.NoError(t, err)
+
+	m, err := masterkey.Open(context.Background(), keys.MasterEntry{ID: "m1", Kind: e.Kind,
+		URI: e.URI}, opts)
+	require.NoError(t, err)
+	got, err := m.Unseal(context.Background(), sealed, ad)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("ring"), got)
+}
