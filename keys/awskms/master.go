@@ -178,10 +178,10 @@ func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 		return nil, m.callError("decrypt", err)
 	}
 	kek := keys.SecretFromBytes(out.Plaintext)
-	if kek.Len() != box.KeySize {
+	if n := kek.Len(); n != box.KeySize {
 		kek.Wipe()
 		return nil, fmt.Errorf("%w: KMS key %s decrypted a %d-byte KEK, want %d",
-			keys.ErrWrongKey, m.key.ARN, kek.Len(), box.KeySize)
+			keys.ErrWrongKey, m.key.ARN, n, box.KeySize)
 	}
 	b, err := box.New(kek)
 	if err != nil {
