@@ -2,6 +2,7 @@ package azurekv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +18,8 @@ import (
 // Causes of a failed Key Vault call, for errors.Is. A wrong key, or a sealed
 // copy that was altered or moved, is keys.ErrWrongKey instead.
 var (
-	// ErrUnreachable reports a vault that did not answer in time.
+	// ErrUnreachable reports a vault that did not answer in time, or whose
+	// TLS certificate is not trusted.
 	ErrUnreachable = errors.New("Key Vault is unreachable")
 	// ErrCredentials reports missing, rejected or expired Azure credentials.
 	ErrCredentials = errors.New("Azure credentials are missing, invalid or expired")
@@ -57,7 +59,8 @@ func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
 func (e *Error) Hint() string {
 	switch e.Kind {
 	case ErrUnreachable:
-		return "check the network path to the vault, or --kms-endpoint if set"
+		return "check the network path to the vault and that its TLS certificate is trusted " +
+			"(SSL_CERT_FILE), or --kms-endpoint if set"
 	case ErrCredentials:
 		return "check the Azure credentials: AZURE_TENANT_ID, AZURE_CLIENT_ID and " +
 			"AZURE_CLIENT_SECRET, the managed identity, or az login; renew expired secrets"
@@ -165,10 +168,13 @@ func classify(err error) error {
 		respErr *azcore.ResponseError
 		credErr *credError
 		netErr  net.Error
+		certErr *tls.CertificateVerificationError
 	)
 	switch {
 	case errors.As(err, &credErr):
 		return ErrCredentials
+	case errors.As(err, &certErr):
+		return ErrUnreachable
 	case errors.As(err, &respErr):
 		return classifyStatus(respErr)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr):

@@ -285,6 +285,15 @@ func TestUnreachable(t *testing.T) {
 		assert.Contains(t, err.Error(), "at "+f.srv.URL)
 	})
 
+	t.Run("untrusted certificate", func(t *testing.T) {
+		f := newFixture(t, nil)
+		testTransport = nil // the system roots, which do not hold the server's
+		_, err := f.master(t, uri).Seal(context.Background(), []byte("r"),
+			keys.RingAD(vol1, "m1"))
+		assert.ErrorIs(t, err, ErrUnreachable)
+		assert.Contains(t, err.Error(), "certificate")
+	})
+
 	t.Run("silent", func(t *testing.T) {
 		newFixture(t, nil)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
