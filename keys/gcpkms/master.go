@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -57,6 +58,12 @@ var (
 	maxBackoff   = 2 * time.Second
 )
 
+// quiet is the logger given to the Google client libraries. They log
+// request and response bodies at debug level when GOOGLE_SDK_GO_LOGGING_LEVEL
+// asks for it, and those bodies hold the KEK and access tokens: a logger of
+// our own that discards everything keeps that switch from reaching them.
+var quiet = slog.New(slog.DiscardHandler)
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func crc32c(b []byte) int64 { return int64(crc32.Checksum(b, castagnoli)) }
@@ -99,7 +106,7 @@ func (m *Master) kmsClient(ctx context.Context, op string) (*kms.KeyManagementCl
 	defer m.mu.Unlock()
 	if m.creds == nil {
 		creds, err := credentials.DetectDefault(&credentials.DetectOptions{
-			Scopes: kms.DefaultAuthScopes()})
+			Scopes: kms.DefaultAuthScopes(), Logger: quiet})
 		if err != nil {
 			return nil, &Error{Op: op, Key: m.key.Name, Kind: ErrCredentials, Err: err}
 		}
@@ -117,7 +124,7 @@ func (m *Master) kmsClient(ctx context.Context, op string) (*kms.KeyManagementCl
 	if m.client != nil {
 		return m.client, nil
 	}
-	opts := []option.ClientOption{option.WithAuthCredentials(m.creds)}
+	opts := []option.ClientOption{option.WithAuthCredentials(m.creds), option.WithLogger(quiet)}
 	if m.endpoint != "" {
 		opts = append(opts, option.WithEndpoint(m.endpoint))
 	}

@@ -35,6 +35,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -73,6 +74,7 @@ type Server struct {
 	tokens   map[string]bool
 	faults   []fault
 	requests map[string]int // by method: "encrypt", "decrypt", "token"
+	bodies   map[string][]byte
 }
 
 type cryptoKey struct {
@@ -97,7 +99,7 @@ type fault struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{keys: map[string]*cryptoKey{}, denied: map[string]bool{},
-		tokens: map[string]bool{}, requests: map[string]int{}}
+		tokens: map[string]bool{}, requests: map[string]int{}, bodies: map[string][]byte{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	t.Cleanup(s.Stop)
@@ -188,6 +190,14 @@ func (s *Server) Requests(method string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests[method]
+}
+
+// LastBody returns the JSON body of the last request of a method
+// ("encrypt", "decrypt"), so that tests can check the wire format.
+func (s *Server) LastBody(method string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bodies[method]
 }
 
 // Decrypt decrypts a ciphertext of the key directly, bypassing the REST
@@ -344,8 +354,15 @@ func crc32c(b []byte) int64 { return int64(crc32.Checksum(b, crc32.MakeTable(crc
 
 // decodeRequest reads the JSON body into req. Bytes fields are base64
 // ([]byte in encoding/json).
-func decodeRequest(w http.ResponseWriter, r *http.Request, req any) bool {
-	dec := json.NewDecoder(r.Body)
+func (s *Server) decodeRequest(w http.ResponseWriter, r *http.Request, method string,
+	req any) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "Unreadable request body.")
+		return false
+	}
+	s.bodies[method] = body
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(req); err != nil {
 		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT",
@@ -374,7 +391,7 @@ func (s *Server) encrypt(w http.ResponseWriter, r *http.Request, name string, ck
 		PlaintextCrc32c                   int64Value `json:"plaintextCrc32c"`
 		AdditionalAuthenticatedDataCrc32c int64Value `json:"additionalAuthenticatedDataCrc32c"`
 	}
-	if !decodeRequest(w, r, &req) {
+	if !s.decodeRequest(w, r, "encrypt", &req) {
 		return
 	}
 	switch {
@@ -428,7 +445,7 @@ func (s *Server) decrypt(w http.ResponseWriter, r *http.Request, name string, ck
 		CiphertextCrc32c                  int64Value `json:"ciphertextCrc32c"`
 		AdditionalAuthenticatedDataCrc32c int64Value `json:"additionalAuthenticatedDataCrc32c"`
 	}
-	if !decodeRequest(w, r, &req) {
+	if !s.decodeRequest(w, r, "decrypt", &req) {
 		return
 	}
 	if !checkCRC(w, "ciphertext", req.Ciphertext, req.CiphertextCrc32c) ||
