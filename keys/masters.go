@@ -14,6 +14,10 @@ import (
 // volume config between processes (see UpdateConfig).
 const LockName = "lock"
 
+// RotationLockName is the lock file in DirName that a rotation holds for
+// its whole run (see LockRotation).
+const RotationLockName = "rotation.lock"
+
 // Errors of AddMaster and RemoveMaster that callers act on.
 var (
 	// ErrTooManyMasters reports an AddMaster on a volume that already has
@@ -31,6 +35,10 @@ var (
 	// a restore) between unlocking it and writing the new master key. Run
 	// the command again.
 	ErrConfigChanged = errors.New("volume config changed meanwhile")
+	// ErrRotationRunning reports that a rotation (or another command that
+	// takes the rotation lock) is running on the volume. Nothing was
+	// written; run the command again once it has finished.
+	ErrRotationRunning = errors.New("a rotation is in progress on this volume")
 )
 
 // UpdateConfig changes the config of backing under the config lock: it
@@ -112,6 +120,17 @@ func AddMaster(ctx context.Context, backing string, ring *Ring, m Enrollment,
 	added := scratch.Masters[len(scratch.Masters)-1]
 	sealed := scratch.Ring.Sealed[added.ID]
 
+	// A rotation seals each ring it writes to the master keys it opened
+	// when it started; a master key added meanwhile would keep a copy of
+	// a ring whose keys the rotation then purges. The rotation lock keeps
+	// the write out of a running rotation; a rotation that starts after
+	// it reads the config with this master key in it. Shared, so that
+	// two adds still run at once (UpdateConfig serialises them).
+	unlock, err := lockRotationShared(backing)
+	if err != nil {
+		return MasterEntry{}, fmt.Errorf("failed to add master key: %w", err)
+	}
+	defer unlock()
 	_, err = UpdateConfig(backing, func(c *Config) error {
 		if c.VolumeID != cfg.VolumeID {
 			return fmt.Errorf("%w: volume ID is now %s", ErrConfigChanged, c.VolumeID)
@@ -268,6 +287,11 @@ func ReplaceMaster(ctx context.Context, backing string, ring *Ring, old string, 
 	added := scratch.Masters[len(scratch.Masters)-1]
 	sealed := scratch.Ring.Sealed[added.ID]
 
+	unlock, err := lockRotationShared(backing) // as in AddMaster
+	if err != nil {
+		return MasterEntry{}, fmt.Errorf("failed to replace master key: %w", err)
+	}
+	defer unlock()
 	_, err = UpdateConfig(backing, func(c *Config) error {
 		i := slices.IndexFunc(c.Masters, func(e MasterEntry) bool { return e.ID == old })
 		if c.VolumeID != cfg.VolumeID || i < 0 {

@@ -185,12 +185,18 @@ func WipeMasters(opened []Opened) {
 // CommitRing makes ring the volume's ring: it seals ring to every opened
 // master key (checking that each copy unseals), seals the carried copies,
 // and writes the config through UpdateConfig, provided the config's ring is
-// still at generation base (else ErrConfigChanged). Master keys not in
-// opened keep their older sealed copy, which rolls forward through the
-// carried copies until the keys it holds are purged. It returns the config
+// still at generation base (else ErrConfigChanged). It returns the config
 // as written.
+//
+// Only the master keys in skipped keep their older sealed copy, which rolls
+// forward through the carried copies until the keys it holds are purged.
+// Under the config lock, CommitRing refuses (ErrConfigChanged, nothing
+// written) when the config has a master key that is neither opened nor
+// skipped — one added after the caller opened the master keys, whose copy
+// would otherwise be left behind and cut off by a later purge — and when no
+// opened master key is left in the config (all removed meanwhile).
 func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
-	opened []Opened) (*Config, error) {
+	opened []Opened, skipped map[string]bool) (*Config, error) {
 	cfg, err := ReadConfig(backing)
 	if err != nil {
 		return nil, err
@@ -212,6 +218,21 @@ func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
 		if c.VolumeID != cfg.VolumeID || c.Ring.Generation != base {
 			return fmt.Errorf("%w: the ring is at generation %d, expected %d; run the "+
 				"command again", ErrConfigChanged, c.Ring.Generation, base)
+		}
+		kept := 0
+		for _, m := range c.Masters {
+			switch {
+			case sealed[m.ID] != nil:
+				kept++
+			case !skipped[m.ID]:
+				return fmt.Errorf("%w: master key %s was added after the master keys were "+
+					"opened; run the command again to seal the ring to it too",
+					ErrConfigChanged, m.ID)
+			}
+		}
+		if kept == 0 {
+			return fmt.Errorf("%w: every master key that was opened has been removed "+
+				"meanwhile; run the command again", ErrConfigChanged)
 		}
 		for id, s := range sealed {
 			if _, ok := c.Master(id); ok {

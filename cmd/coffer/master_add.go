@@ -171,6 +171,9 @@ func addError(backing string, err error) error {
 	case errors.Is(err, keys.ErrDuplicateMaster):
 		return withHints(err, "'coffer master list "+shellQuote(backing)+"' shows the volume's "+
 			"master keys")
+	case errors.Is(err, keys.ErrRotationRunning):
+		return withHints(err, "nothing was changed; run the command again once the coffer "+
+			"rotate running on "+shellQuote(backing)+" has finished")
 	case errors.Is(err, keys.ErrConfigChanged):
 		return withHints(err, "the volume changed while this command ran: run it again")
 	}

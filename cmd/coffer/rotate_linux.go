@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -148,6 +149,7 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 		return openMastersError(opts.backing, err)
 	}
 	defer keys.WipeMasters(opened)
+	testPause("opened")
 	total := 0
 	if opts.reencrypt {
 		vlock, err := lockOffline(opts.backing)
@@ -161,11 +163,19 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 	}
 	// Taken once the master keys opened, so that a refusal before leaves
 	// no lock file behind.
-	lock, err := lockRotation(opts.backing)
+	unlock, err := lockRotation(opts.backing)
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
+	defer unlock()
+	// A master key added (or a ring committed) between reading the config
+	// and taking the lock would not be in opened: its copy would be left
+	// behind and cut off by the purge. With the lock held, no other
+	// command can add one any more (keys.AddMaster takes it too).
+	if err := sameMasters(opts.backing, cfg, skip); err != nil {
+		return err
+	}
+	testPause("locked")
 	for id := range skip {
 		fmt.Fprintf(a.stderr, "coffer: warning: master key %s is skipped: it keeps the ring of "+
 			"generation %d, which still opens the volume until the old ring keys are purged; "+
@@ -181,7 +191,7 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 	alog.SetKeys(ring)
 
 	r := &rotation{a: a, ctx: ctx, opts: opts, cfg: cfg, ring: ring, opened: opened,
-		skipped: len(skip) > 0, alog: alog, kill: killPoints(), total: total}
+		skip: skip, alog: alog, kill: killPoints(), total: total}
 	err = r.run()
 	if err != nil {
 		recordAudit(ctx, a, alog, audit.Event{Type: audit.EventRotationFinished,
@@ -190,24 +200,43 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 	return err
 }
 
-// lockRotation takes an exclusive flock on .coffer/rotation.lock for the
-// whole rotation: two rotations re-wrapping the same headers at once could
-// tear a slot while the other purges the key of the slot that still works.
-func lockRotation(backing string) (*os.File, error) {
-	p := filepath.Join(backing, keys.DirName, "rotation.lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+// lockRotation takes the rotation lock (keys.LockRotation) for the whole
+// rotation: two rotations re-wrapping the same headers at once could tear a
+// slot while the other purges the key of the slot that still works, and a
+// master key added during a rotation would keep a copy of a ring that the
+// rotation purges.
+func lockRotation(backing string) (func(), error) {
+	unlock, err := keys.LockRotation(backing)
+	if errors.Is(err, keys.ErrRotationRunning) {
+		return nil, withHints(errors.New("another coffer rotate (or a master add) is running "+
+			"on this volume"), "wait for it to finish; if it was killed, run coffer rotate "+
+			"again to resume it")
+	}
+	return unlock, err
+}
+
+// sameMasters checks, under the rotation lock, that the config still has
+// the ring generation and master keys of cfg, from which the master keys
+// were opened; only master keys removed meanwhile are let through.
+func sameMasters(backing string, cfg *keys.Config, skip map[string]bool) error {
+	now, err := readConfig(backing)
 	if err != nil {
-		return nil, fmt.Errorf("failed to open %s: %w", p, err)
+		return err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, withHints(errors.New("another coffer rotate is running on this volume"),
-				"wait for it to finish; if it was killed, run coffer rotate again to resume it")
+	hint := "another command changed the volume's master keys while rotate opened them; " +
+		"nothing was changed: run coffer rotate again"
+	if now.VolumeID != cfg.VolumeID || now.Ring.Generation != cfg.Ring.Generation {
+		return withHints(fmt.Errorf("failed to start rotation: %w: the ring is at generation "+
+			"%d, the opened one at %d", keys.ErrConfigChanged, now.Ring.Generation,
+			cfg.Ring.Generation), hint)
+	}
+	for _, m := range now.Masters {
+		if _, ok := cfg.Master(m.ID); !ok && !skip[m.ID] {
+			return withHints(fmt.Errorf("failed to start rotation: %w: master key %s was "+
+				"added after the master keys were opened", keys.ErrConfigChanged, m.ID), hint)
 		}
-		return nil, fmt.Errorf("failed to lock %s: %w", p, err)
 	}
-	return f, nil
+	return nil
 }
 
 // rotationDue reports whether --if-due should rotate: the policy says so,
@@ -254,15 +283,15 @@ func openMastersError(backing string, err error) error {
 
 // rotation is one run of coffer rotate.
 type rotation struct {
-	a       *app
-	ctx     context.Context
-	opts    rotateOptions
-	cfg     *keys.Config
-	ring    *keys.Ring
-	opened  []keys.Opened
-	skipped bool
-	alog    *audit.Log
-	kill    func()
+	a      *app
+	ctx    context.Context
+	opts   rotateOptions
+	cfg    *keys.Config
+	ring   *keys.Ring
+	opened []keys.Opened
+	skip   map[string]bool // master keys skipped (--skip-master)
+	alog   *audit.Log
+	kill   func()
 	// total counts the backing files, for --reencrypt's progress.
 	total int
 	// reencrypted is what --reencrypt did, once done.
@@ -353,7 +382,8 @@ func (r *rotation) begin() (uint32, error) {
 
 // commit seals the ring to every opened master key and writes the config.
 func (r *rotation) commit() error {
-	cfg, err := keys.CommitRing(r.ctx, r.opts.backing, r.cfg.Ring.Generation, r.ring, r.opened)
+	cfg, err := keys.CommitRing(r.ctx, r.opts.backing, r.cfg.Ring.Generation, r.ring, r.opened,
+		r.skip)
 	if err != nil {
 		if errors.Is(err, keys.ErrConfigChanged) {
 			return withHints(fmt.Errorf("failed to write the new ring: %w", err),
@@ -481,7 +511,7 @@ func (r *rotation) waitMounts() error {
 // ends the rotation.
 func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 	var purged []uint32
-	if !r.skipped || r.opts.purge {
+	if len(r.skip) == 0 || r.opts.purge {
 		for _, k := range r.ring.Keys() {
 			if k.State != keys.StateRetired {
 				continue
@@ -496,6 +526,7 @@ func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 		}
 	}
 	if len(purged) > 0 {
+		testPause("purge")
 		if err := r.commit(); err != nil {
 			return err
 		}
@@ -528,7 +559,7 @@ func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 		fmt.Fprintf(r.a.stdout, "; purged %s", ids(purged))
 	}
 	fmt.Fprintln(r.a.stdout)
-	if r.skipped && !r.opts.purge {
+	if len(r.skip) > 0 && !r.opts.purge {
 		fmt.Fprintf(r.a.stderr, "coffer: warning: old ring keys kept (retired) for the skipped "+
 			"master key; run 'coffer rotate %s' when it is reachable\n", shellQuote(r.opts.backing))
 	}
@@ -557,5 +588,27 @@ func killPoints() func() {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
+	}
+}
+
+// testPause is the test hook of the concurrency tests: with
+// COFFER_TEST_PAUSE=NAME:DIR in the environment, the call testPause(NAME)
+// writes a line to the named pipe DIR/paused (waiting until the test reads
+// it), then reads the named pipe DIR/resume until the test has opened it
+// for writing and closed it. Without it, or for another name, a no-op.
+func testPause(name string) {
+	at, dir, ok := strings.Cut(os.Getenv("COFFER_TEST_PAUSE"), ":")
+	if !ok || at != name {
+		return
+	}
+	w, err := os.OpenFile(filepath.Join(dir, "paused"), os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	_, _ = fmt.Fprintln(w, "paused at", name)
+	w.Close()
+	if r, err := os.Open(filepath.Join(dir, "resume")); err == nil {
+		_, _ = io.Copy(io.Discard, r)
+		r.Close()
 	}
 }

@@ -581,11 +581,11 @@ func TestRotateAuditTrail(t *testing.T) {
 func TestRotateRefusesConcurrentRotation(t *testing.T) {
 	f := newFixture(t)
 	f.init(t)
-	lock, err := lockRotation(f.backing)
+	unlock, err := lockRotation(f.backing)
 	require.NoError(t, err)
-	defer lock.Close()
+	defer unlock()
 	before := snapshot(t, f.backing)
 	assertFailure(t, cliProcess(t, "rotate", f.backing), exitFailure,
-		"another coffer rotate is running")
+		"another coffer rotate (or a master add) is running")
 	assert.Equal(t, before, snapshot(t, f.backing))
 }
