@@ -3,13 +3,21 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/pkcs11"
 )
 
 // editFile replaces the match of pattern by repl in file p.
@@ -63,4 +71,63 @@ func TestRestoreNamesModeEdited(t *testing.T) {
 	assertFailure(t, r, exitFailure, "the backup says names are plaintext, the volume's "+
 		"config encrypted")
 	assert.Equal(t, before, snapshot(t, f.backing))
+}
+
+// TestSecretFileFIFORefused is the breaker's reproduction of a mount that
+// hung forever, deaf to SIGTERM, on a key file that is a named pipe: key,
+// PIN and recovery key files are opened without blocking and refused unless
+// regular. The process runs under a deadline so that a regression fails
+// instead of hanging the suite.
+func TestSecretFileFIFORefused(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	require.NoError(t, os.Remove(f.key))
+	require.NoError(t, mkfifo(f.key))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "mount", f.backing, f.mnt, "--log-file", f.log,
+		"--master", f.keyURI())
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	require.NoError(t, ctx.Err(), "the mount hung")
+	require.Error(t, err)
+	assert.Contains(t, stderr.String(), "key file "+f.key+" is a named pipe (FIFO), not a "+
+		"regular file")
+	assert.False(t, isMounted(t, f.mnt))
+
+	fifo := f.key
+	_, err = pkcs11.ReadPINFile(fifo)
+	assert.ErrorContains(t, err, "PIN file "+fifo+" is a named pipe (FIFO), not a regular file")
+}
+
+// TestKMSEndpointCheckedAtParse checks that a malformed --kms-endpoint is a
+// usage error before anything is opened.
+func TestKMSEndpointCheckedAtParse(t *testing.T) {
+	f := newFixture(t)
+	f.init(t)
+	for _, bad := range []string{"htp://localhost:4566", "http://", "localhost:4566"} {
+		r := cli(t, "mount", f.backing, filepath.Join(f.dir, "m"), "--kms-endpoint", bad)
+		assertFailure(t, r, exitUsage, "--kms-endpoint")
+		r = cli(t, "init", filepath.Join(f.dir, "other"), "--master", f.keyURI(),
+			"--kms-endpoint", bad)
+		assertFailure(t, r, exitUsage, "--kms-endpoint")
+	}
+}
+
+// TestUnlockOrSignal checks that a signal ends an unlock stuck where no
+// context reaches (here, a function that never returns).
+func TestUnlockOrSignal(t *testing.T) {
+	sigs := make(chan os.Signal, 1)
+	sigs <- syscall.SIGTERM
+	block := make(chan struct{})
+	defer close(block)
+	_, _, err := unlockOrSignal(context.Background(), sigs,
+		func(context.Context) (*keys.Ring, keys.MasterEntry, error) {
+			<-block
+			return nil, keys.MasterEntry{}, nil
+		})
+	assert.ErrorContains(t, err, "interrupted by terminated while unlocking the volume")
 }

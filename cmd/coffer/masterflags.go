@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+
 	"github.com/spf13/pflag"
 
 	"github.com/cofferfs/coffer/keys/masterkey"
@@ -21,10 +25,48 @@ func (m *masterFlags) add(f *pflag.FlagSet) {
 		"read the PKCS#11 token PIN from this file (mode 0600); a pin-source in the URI wins")
 	f.StringVar(&m.tpmDevice, "tpm-device", "",
 		"TPM to use: a device such as /dev/tpmrm0 (default) or a simulator's Unix socket")
-	f.StringVar(&m.kmsEndpoint, "kms-endpoint", "",
+	f.Var((*endpointValue)(&m.kmsEndpoint), "kms-endpoint",
 		"KMS endpoint URL, for a local or private KMS (default: the standard AWS endpoint)")
 	f.StringVar(&m.recoveryKey, "recovery-key", "",
 		"unlock with the recovery key in this file (mode 0600), or '-' to type it or read stdin")
+}
+
+// endpointValue is a flag holding an http or https URL with a host, checked
+// when the flag is parsed, so that a typo is a usage error before any key
+// is opened.
+type endpointValue string
+
+func (v *endpointValue) String() string { return string(*v) }
+func (v *endpointValue) Type() string   { return "URL" }
+
+func (v *endpointValue) Set(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q is not an http:// or https:// URL", s)
+	case u.Host == "":
+		return fmt.Errorf("%q names no host", s)
+	}
+	*v = endpointValue(s)
+	return nil
+}
+
+// absolute makes the file and device paths absolute, so that a background
+// mount process, which runs in /, finds them.
+func (m *masterFlags) absolute() error {
+	for _, p := range []*string{&m.pinFile, &m.tpmDevice, &m.recoveryKey} {
+		if *p == "" || *p == "-" || filepath.IsAbs(*p) {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("failed to resolve %s: %w", *p, err)
+		}
+		*p = abs
+	}
+	return nil
 }
 
 // options returns masterkey.Options carrying the flags.

@@ -218,8 +218,10 @@ func (o *mountOptions) parse() error {
 		return usageErrorf("--recovery-key and --passphrase-file exclude each other: a mount " +
 			"unlocks with one master key")
 	}
-	for _, p := range []*string{&o.backing, &o.mountPoint, &o.passphraseFile, &o.logFile,
-		&o.recoveryKey} {
+	if err := o.masterFlags.absolute(); err != nil {
+		return err
+	}
+	for _, p := range []*string{&o.backing, &o.mountPoint, &o.passphraseFile, &o.logFile} {
 		if *p == "" || *p == "-" {
 			continue
 		}

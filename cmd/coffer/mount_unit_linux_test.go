@@ -136,3 +136,24 @@ func TestCheckAllowOther(t *testing.T) {
 	require.NoError(t, os.WriteFile(fuseConfPath, []byte("mount_max = 9\n user_allow_other\n"), 0o644))
 	assert.NoError(t, checkAllowOther(1000))
 }
+
+// TestMountOptionsAbsolutePaths checks that every file or device path a
+// background mount hands its child is absolute: the child runs in /. The
+// mount helper's key=value options become these same flags.
+func TestMountOptionsAbsolutePaths(t *testing.T) {
+	t.Chdir(t.TempDir())
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	o := mountOptions{backing: "b", mountPoint: "m",
+		masterFlags: masterFlags{pinFile: "pin", tpmDevice: "tpm.sock", recoveryKey: "rk"}}
+	require.NoError(t, o.parse())
+	assert.Equal(t, filepath.Join(wd, "pin"), o.pinFile)
+	assert.Equal(t, filepath.Join(wd, "tpm.sock"), o.tpmDevice)
+	assert.Equal(t, filepath.Join(wd, "rk"), o.recoveryKey)
+	assert.Contains(t, o.childArgs(&app{}, "/l"), "--pin-file="+filepath.Join(wd, "pin"))
+	assert.Contains(t, o.childArgs(&app{}, "/l"), "--tpm-device="+filepath.Join(wd, "tpm.sock"))
+
+	o = mountOptions{backing: "b", mountPoint: "m", masterFlags: masterFlags{recoveryKey: "-"}}
+	require.NoError(t, o.parse())
+	assert.Equal(t, "-", o.recoveryKey, "- reads standard input")
+}

@@ -63,7 +63,10 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	}
 	defer closeAudit(a, alog)
 
-	ring, used, err := unlock(ctx, a, opts, cfg, secret, unlockFailures(ctx, a, alog))
+	ring, used, err := unlockOrSignal(ctx, sigs, func(ctx context.Context) (*keys.Ring,
+		keys.MasterEntry, error) {
+		return unlock(ctx, a, opts, cfg, secret, unlockFailures(ctx, a, alog))
+	})
 	if err != nil {
 		return err
 	}
@@ -191,6 +194,35 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		return nil, keys.MasterEntry{}, unlockError(opts, err)
 	}
 	return ring, used, nil
+}
+
+// unlockOrSignal runs unlock, giving up when a signal arrives on sigs. Opening
+// a master key can block where no context reaches (a PIN pad, a token, a
+// pipe handed as a secret file): the unlock is then left behind and the
+// command ends, with nothing mounted.
+func unlockOrSignal(ctx context.Context, sigs <-chan os.Signal,
+	unlock func(context.Context) (*keys.Ring, keys.MasterEntry, error)) (*keys.Ring,
+	keys.MasterEntry, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		ring *keys.Ring
+		used keys.MasterEntry
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, u, err := unlock(ctx)
+		done <- result{r, u, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ring, r.used, r.err
+	case sig := <-sigs:
+		cancel()
+		return nil, keys.MasterEntry{}, fmt.Errorf("interrupted by %v while unlocking the "+
+			"volume: nothing was mounted", sig)
+	}
 }
 
 // parentPIN returns a PINFunc that hands out the PIN the parent process read

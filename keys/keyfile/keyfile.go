@@ -112,9 +112,9 @@ func syncDir(dir string) error {
 // Size bytes. The checks run on the opened file, so a swap between check and
 // read is not possible.
 func Load(path string) (*keys.Secret, error) {
-	f, err := os.Open(path)
+	f, _, err := keys.OpenSecretFile(path, "key file")
 	if err != nil {
-		return nil, fmt.Errorf("failed to open key file: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	if err := checkFile(f); err != nil {

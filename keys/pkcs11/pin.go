@@ -40,18 +40,12 @@ func (e *PINFileError) Hint() string { return "chmod 600 " + e.Path }
 // may access, that is empty or longer than 256 bytes. The checks run on
 // the opened file.
 func ReadPINFile(path string) (*keys.Secret, error) {
-	f, err := os.Open(path)
+	f, fi, err := keys.OpenSecretFile(path, "PIN file")
 	if err != nil {
-		return nil, fmt.Errorf("failed to open PIN file: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("failed to inspect PIN file: %w", err)
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("PIN file %s is not a regular file", path)
-	case fi.Mode().Perm()&0o077 != 0:
+	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, &PINFileError{Path: path, Mode: fi.Mode().Perm()}
 	}
 

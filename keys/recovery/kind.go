@@ -104,16 +104,12 @@ func (e *PermissionError) Error() string {
 func (e *PermissionError) Hint() string { return "chmod 600 " + e.Path }
 
 func readFile(path string) (*keys.Secret, error) {
-	f, err := os.Open(path)
+	f, fi, err := keys.OpenSecretFile(path, "recovery key file")
 	if err != nil {
-		return nil, fmt.Errorf("failed to open recovery key file: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("failed to inspect recovery key file: %w", err)
-	}
-	if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, &PermissionError{Path: path, Mode: fi.Mode().Perm()}
 	}
 	buf := make([]byte, maxKeyFile+1)
