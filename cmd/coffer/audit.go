@@ -516,12 +516,26 @@ func changeAuditSettings(ctx context.Context, a *app, backing string, vol keys.V
 		"syslog": strconv.FormatBool(next.Syslog)}
 	moved := oldPath != newPath
 	if moved {
+		// Everything that can be checked is checked before anything
+		// changes: a refused log leaves the settings, the anchor and
+		// both files as they were.
 		if err := checkAuditWritable(newPath, next.Log == ""); err != nil {
 			return err
 		}
+		if err := audit.CheckLog(newPath, vol); err != nil {
+			return withHints(fmt.Errorf("failed to change the audit log: %w", err),
+				"choose a new or empty file, or a log this volume wrote before")
+		}
 	}
 	if err := recordSettings(ctx, a, backing, vol, detail); err != nil {
-		return err
+		if !moved {
+			return err
+		}
+		// A log that cannot be written must not keep the volume from
+		// moving away from it; the new log records why.
+		fmt.Fprintf(a.stderr, "coffer: warning: the change is not recorded in the old audit "+
+			"log: %v\n", err)
+		detail["previous_log_error"] = err.Error()
 	}
 	if err := audit.WriteSettings(backing, next); err != nil {
 		return err
@@ -530,9 +544,18 @@ func changeAuditSettings(ctx context.Context, a *app, backing string, vol keys.V
 		return nil
 	}
 	if err := os.Remove(audit.AnchorPath(backing)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		_ = audit.WriteSettings(backing, old)
 		return fmt.Errorf("failed to reset the audit head anchor: %w", err)
 	}
-	return recordSettings(ctx, a, backing, vol, detail)
+	if err := recordSettings(ctx, a, backing, vol, detail); err != nil {
+		if rerr := audit.WriteSettings(backing, old); rerr != nil {
+			return fmt.Errorf("failed to record the change in the new audit log (%w), and "+
+				"failed to restore the old settings: %w", err, rerr)
+		}
+		return fmt.Errorf("failed to record the change in the new audit log, so the old "+
+			"settings stay: %w", err)
+	}
+	return nil
 }
 
 // recordSettings writes an audit-config record to the volume's current log.

@@ -20,6 +20,13 @@ import (
 // end (which writes the closing checkpoint).
 func openAudit(a *app, backing string, vol keys.VolumeID) (*audit.Log, error) {
 	l, err := audit.OpenVolume(backing, vol, audit.Options{Logger: a.log})
+	if err == nil {
+		// Opening works on any file; appending checks whose log it is.
+		// Checked now, so that no key is used without its record.
+		if err = audit.CheckLog(l.Path(), vol); err != nil {
+			_ = l.Close()
+		}
+	}
 	if err != nil {
 		return nil, withHints(fmt.Errorf("failed to open the audit log: %w", err),
 			"make its folder writable, or choose another log: coffer audit config "+

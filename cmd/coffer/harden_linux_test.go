@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/pkcs11"
 )
 
@@ -130,4 +131,91 @@ func TestUnlockOrSignal(t *testing.T) {
 			return nil, keys.MasterEntry{}, nil
 		})
 	assert.ErrorContains(t, err, "interrupted by terminated while unlocking the volume")
+}
+
+// auditLogOf returns the default audit log path of the volume in backing.
+func auditLogOf(t *testing.T, backing string) string {
+	t.Helper()
+	cfg, err := keys.ReadConfig(backing)
+	require.NoError(t, err)
+	p, err := audit.DefaultPath(cfg.VolumeID)
+	require.NoError(t, err)
+	return p
+}
+
+// TestAuditConfigRefusesForeignFiles is the breaker's reproduction: audit
+// config --log naming another volume's log, or a file that is no audit log
+// at all, changed the settings half-way (audit.json pointed at the file,
+// the head anchor was gone). Now it is refused before anything changes, and
+// the file is not touched.
+func TestAuditConfigRefusesForeignFiles(t *testing.T) {
+	f := newFixture(t)
+	f.init(t)
+	other := newFixture(t)
+	other.init(t)
+	plain := filepath.Join(f.dir, "hosts")
+	require.NoError(t, os.WriteFile(plain, []byte("127.0.0.1 localhost\n"), 0o644))
+
+	for _, tt := range []struct{ name, file, want string }{
+		{"another volume's log", auditLogOf(t, other.backing), "is the audit log of volume"},
+		{"not a log", plain, "holds other data (its first line is not an audit record)"},
+		{"a folder", f.dir, "is a directory"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := snapshot(t, filepath.Join(f.backing, ".coffer"))
+			content := snapshot(t, filepath.Dir(tt.file))
+			r := cli(t, "audit", "config", f.backing, "--log", tt.file)
+			assertFailure(t, r, exitFailure, tt.want)
+			assert.Equal(t, before, snapshot(t, filepath.Join(f.backing, ".coffer")))
+			assert.Equal(t, content, snapshot(t, filepath.Dir(tt.file)))
+		})
+	}
+
+	// The volume's own settings still work both ways.
+	moved := filepath.Join(f.dir, "moved.jsonl")
+	requireOK(t, cli(t, "audit", "config", f.backing, "--log", moved))
+	requireOK(t, cli(t, "audit", "config", f.backing, "--default-log"))
+	requireOK(t, cli(t, "audit", "config", f.backing, "--log", moved))
+}
+
+// TestKeyCommandsRefuseUnwritableAuditLog checks that commands that use a
+// key refuse when their audit log is not theirs (audit.json edited to name
+// another volume's log): no key event without its record.
+func TestKeyCommandsRefuseUnwritableAuditLog(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	other := newFixture(t)
+	other.init(t)
+	foreign := auditLogOf(t, other.backing)
+	settings := filepath.Join(f.backing, ".coffer", "audit.json")
+	require.NoError(t, os.WriteFile(settings, []byte(`{"version":1,"log":"`+foreign+`"}`), 0o600))
+	before := snapshot(t, f.backing)
+	logBefore := snapshot(t, filepath.Dir(foreign))
+
+	r := f.mount(t, "--master", f.keyURI())
+	assertFailure(t, r, exitFailure, "failed to open the audit log")
+	assert.False(t, isMounted(t, f.mnt))
+	r = cli(t, "master", "add", f.backing, f.newKey(t, "second.key"))
+	assertFailure(t, r, exitFailure, "failed to open the audit log")
+	assert.Equal(t, before, snapshot(t, f.backing))
+	assert.Equal(t, logBefore, snapshot(t, filepath.Dir(foreign)))
+
+	// Moving away from the broken log is allowed, with a warning.
+	r = cli(t, "audit", "config", f.backing, "--default-log")
+	requireOK(t, r)
+	assert.Contains(t, r.stderr, "coffer: warning: the change is not recorded in the old audit log")
+}
+
+// TestInitAuditLogNotALog checks the message for an --audit-log that holds
+// something else than an audit log.
+func TestInitAuditLogNotALog(t *testing.T) {
+	f := newFixture(t)
+	plain := filepath.Join(f.dir, "notes.txt")
+	require.NoError(t, os.WriteFile(plain, []byte("hello\n"), 0o600))
+	r := cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", plain)
+	assertFailure(t, r, exitUsage, "is not empty and is not an audit log")
+	other := newFixture(t)
+	other.init(t)
+	r = cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", auditLogOf(t, other.backing))
+	assertFailure(t, r, exitUsage, "already holds the audit log of volume")
 }

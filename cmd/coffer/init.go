@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -172,8 +174,18 @@ func checkAuditFree(path string) error {
 	if err != nil || fi.Size() == 0 {
 		return nil
 	}
-	return withHints(usageErrorf("--audit-log %s already holds an audit log", path),
-		"each volume keeps its own audit log: choose a new file")
+	// A new volume has no records yet: whatever the file holds is not its
+	// log. Say what it is, as a typo may have named an unrelated file.
+	var head struct {
+		Seq    uint64        `json:"seq"`
+		Volume keys.VolumeID `json:"volume"`
+	}
+	if readFirstJSON(path, &head) == nil && head.Seq != 0 && head.Volume != (keys.VolumeID{}) {
+		return withHints(usageErrorf("--audit-log %s already holds the audit log of volume %s",
+			path, head.Volume), "each volume keeps its own audit log: choose a new file")
+	}
+	return withHints(usageErrorf("--audit-log %s is not empty and is not an audit log: coffer "+
+		"appends only to a new or empty file", path), "choose a new file")
 }
 
 // startAudit saves the audit settings of the new volume and records its
@@ -354,4 +366,18 @@ func readDirNames(dir string, n int) ([]string, error) {
 		err = nil
 	}
 	return names, err
+}
+
+// readFirstJSON decodes the first line of the file at path into v.
+func readFirstJSON(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	line, err := bufio.NewReaderSize(io.LimitReader(f, 64<<10), 64<<10).ReadSlice('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return json.Unmarshal(line, v)
 }

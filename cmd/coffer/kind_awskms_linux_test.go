@@ -75,17 +75,19 @@ func TestAWSKMSInitRefusals(t *testing.T) {
 
 	tests := []struct {
 		name, arn, endpoint, want string
+		code                      int
 	}{
-		{"disabled key", disabled, srv.Endpoint, "KMS key is disabled"},
-		{"missing key", missing, srv.Endpoint, "KMS key not found"},
-		{"bad endpoint", disabled, "127.0.0.1:1", "must be an http:// or https:// URL"},
+		{"disabled key", disabled, srv.Endpoint, "KMS key is disabled", exitFailure},
+		{"missing key", missing, srv.Endpoint, "KMS key not found", exitFailure},
+		// Checked when the flag is parsed: a usage error.
+		{"bad endpoint", disabled, "127.0.0.1:1", "must be an http:// or https:// URL", exitUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			r := cli(t, "init", f.backing, "--master", "aws-kms://"+tt.arn,
 				"--kms-endpoint", tt.endpoint)
-			assertFailure(t, r, exitFailure, tt.want)
+			assertFailure(t, r, tt.code, tt.want)
 			assert.Empty(t, snapshot(t, f.backing)[".coffer"], "init wrote a config")
 			entries, err := os.ReadDir(f.backing)
 			require.NoError(t, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -41,13 +42,9 @@ func (v *endpointValue) Type() string   { return "URL" }
 
 func (v *endpointValue) Set(s string) error {
 	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return fmt.Errorf("not a URL: %w", err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("%q is not an http:// or https:// URL", s)
-	case u.Host == "":
-		return fmt.Errorf("%q names no host", s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("must be an http:// or https:// URL with a host, such as " +
+			"http://127.0.0.1:4566")
 	}
 	*v = endpointValue(s)
 	return nil
