@@ -219,3 +219,26 @@ func TestInitAuditLogNotALog(t *testing.T) {
 	r = cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", auditLogOf(t, other.backing))
 	assertFailure(t, r, exitUsage, "already holds the audit log of volume")
 }
+
+// TestMasterAddKeyInsideBacking is the breaker's reproduction: master add
+// with a relative backing directory enrolled a key file inside it (also
+// through a symlink from outside), which every mount then refuses. It must
+// be refused at enrollment, as init does.
+func TestMasterAddKeyInsideBacking(t *testing.T) {
+	f := newFixture(t)
+	f.init(t)
+	inner := filepath.Join(f.backing, "inner.key")
+	requireOK(t, cli(t, "keys", "create", "file://"+inner))
+	link := filepath.Join(f.dir, "link.key")
+	require.NoError(t, os.Symlink(inner, link))
+	t.Chdir(f.dir)
+	before := snapshot(t, f.backing)
+	for _, uri := range []string{"file://" + inner, "file://" + link} {
+		for _, backing := range []string{"backing", f.backing} {
+			r := cli(t, "master", "add", backing, uri)
+			assertFailure(t, r, r.code, "key file is inside the backing directory")
+			assert.NotEqual(t, exitOK, r.code)
+			assert.Equal(t, before, snapshot(t, f.backing))
+		}
+	}
+}

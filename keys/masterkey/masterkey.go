@@ -291,7 +291,12 @@ func openKeyFile(path string, opts Options) (keys.Master, error) {
 // within reports whether path, after resolving symbolic links, lies inside
 // dir. A path that does not exist is left to the open that follows.
 func within(dir, path string) (bool, error) {
+	// Both made absolute: a relative backing directory (master add b
+	// file:///abs/b/k) against an absolute key path would not compare.
 	d, err := filepath.EvalSymlinks(dir)
+	if err == nil {
+		d, err = filepath.Abs(d)
+	}
 	if err != nil {
 		return false, fmt.Errorf("failed to resolve backing directory: %w", err)
 	}
@@ -299,12 +304,15 @@ func within(dir, path string) (bool, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
+	if err == nil {
+		p, err = filepath.Abs(p)
+	}
 	if err != nil {
 		return false, fmt.Errorf("failed to resolve key file path: %w", err)
 	}
 	rel, err := filepath.Rel(d, p)
 	if err != nil {
-		return false, nil
+		return false, fmt.Errorf("failed to compare %s with %s: %w", p, d, err)
 	}
 	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../")), nil
 }
