@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
@@ -241,4 +242,51 @@ func TestMasterAddKeyInsideBacking(t *testing.T) {
 			assert.Equal(t, before, snapshot(t, f.backing))
 		}
 	}
+}
+
+// TestMinorUsageErrors covers the breaker's minor findings: an unknown
+// completion shell, and Argon2 flags that are not numbers, are one-line
+// usage errors (exit 2) without Go internals.
+func TestMinorUsageErrors(t *testing.T) {
+	f := newFixture(t)
+	r := cli(t, "completion", "tcsh")
+	assertFailure(t, r, exitUsage, `unknown command "tcsh" for "coffer completion"`)
+	requireOK(t, cli(t, "completion", "bash"))
+	for _, tt := range []struct{ flag, value, want string }{
+		{"--argon2-time", "x", `invalid argument "x" for "--argon2-time" flag: not a whole number`},
+		{"--argon2-threads", "999", `invalid argument "999" for "--argon2-threads" flag: out of range`},
+	} {
+		r := cli(t, "init", f.backing, "--master", "passphrase:", tt.flag, tt.value)
+		assertFailure(t, r, exitUsage, tt.want)
+		assert.NotContains(t, r.stderr, "strconv")
+	}
+}
+
+// TestStatusStaleMount checks that status tells a mount whose process died
+// (ENOTCONN) from a live one, and says how to clear it.
+func TestStatusStaleMount(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	pid := mountProcess(t, f.mnt)
+	fd, err := unix.PidfdOpen(pid, 0)
+	require.NoError(t, err)
+	defer unix.Close(fd)
+	require.NoError(t, unix.Kill(pid, unix.SIGKILL))
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, -1) // readable once the process has exited
+		if err == unix.EINTR {
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		break
+	}
+
+	r := cli(t, "status", f.backing)
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "mounted on:       no")
+	assert.Regexp(t, `stale mount:\s+`+regexp.QuoteMeta(f.mnt)+` \(the mount process died\): `+
+		`fusermount3 -u `, r.stdout)
 }

@@ -140,3 +140,11 @@ func mountsOf(backing string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// staleMount reports whether the FUSE server of the mount on dir is gone.
+// statfs always reaches the server, where a stat may be answered from the
+// kernel's attribute cache.
+func staleMount(dir string) bool {
+	var st syscall.Statfs_t
+	return errors.Is(syscall.Statfs(dir, &st), syscall.ENOTCONN)
+}

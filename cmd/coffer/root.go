@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -98,6 +100,15 @@ func newRootCommand(a *app) *cobra.Command {
 		newGenManCommand(a),
 	)
 	root.AddCommand(platformCommands(a)...)
+
+	// cobra's completion command prints its help for an unknown shell and
+	// exits 0: make that the usage error of every other group.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Args, c.RunE = cobra.ArbitraryArgs, runGroup
+		}
+	}
 	return root
 }
 
@@ -125,7 +136,25 @@ func flagError(cmd *cobra.Command, err error) error {
 		hints = append(hints, fmt.Sprintf(
 			"an argument starting with - needs -- before it: %s [flags] -- ARGS", cmd.CommandPath()))
 	}
-	return withHints(asUsage(err), hints...)
+	return withHints(asUsage(humanNumberError(err)), hints...)
+}
+
+// numberError matches what pflag says about a number it cannot parse,
+// which names Go's strconv function.
+var numberError = regexp.MustCompile(`strconv\.Parse\w+: parsing "[^"]*": (invalid syntax|value out of range)`)
+
+// humanNumberError rewrites pflag's number errors in plain words.
+func humanNumberError(err error) error {
+	msg := err.Error()
+	m := numberError.FindStringSubmatch(msg)
+	if m == nil {
+		return err
+	}
+	what := "not a whole number"
+	if m[1] == "value out of range" {
+		what = "out of range"
+	}
+	return errors.New(strings.Replace(msg, m[0], what, 1))
 }
 
 // exactArgs is a cobra.PositionalArgs that wants one argument per name and

@@ -60,6 +60,7 @@ type volumeStatus struct {
 	Masters       []masterStatus `json:"masters"`
 	RingKeys      []ringKeyInfo  `json:"ring_keys"`
 	MountedOn     []string       `json:"mounted_on"`
+	StaleMounts   []string       `json:"stale_mounts,omitempty"`
 	AuditLog      string         `json:"audit_log"`
 	Rotation      rotationStatus `json:"rotation"`
 }
@@ -93,6 +94,7 @@ func runStatus(_ context.Context, a *app, opts statusOptions) error {
 	if err != nil {
 		a.log.Warn().Err(err).Msg("failed to find where the volume is mounted")
 	}
+	st.MountedOn, st.StaleMounts = splitStale(st.MountedOn)
 	st.AuditLog, err = auditLogPath(opts.backing, cfg.VolumeID)
 	if err != nil {
 		a.log.Warn().Err(err).Msg("failed to find the audit log")
@@ -162,6 +164,10 @@ func (st volumeStatus) print(w io.Writer) error {
 		mounted = strings.Join(st.MountedOn, ", ")
 	}
 	fmt.Fprintf(tw, "mounted on:\t%s\n", mounted)
+	for _, m := range st.StaleMounts {
+		fmt.Fprintf(tw, "stale mount:\t%s (the mount process died): fusermount3 -u %s\n", m,
+			shellQuote(m))
+	}
 	if st.AuditLog != "" {
 		fmt.Fprintf(tw, "audit log:\t%s\n", st.AuditLog)
 	}
@@ -213,4 +219,18 @@ func readConfig(backing string) (*keys.Config, error) {
 func hasConfigDir(backing string) bool {
 	_, err := os.Lstat(filepath.Join(backing, keys.DirName))
 	return err == nil
+}
+
+// splitStale separates the mount points whose FUSE server is gone: the
+// kernel still lists them, but every access fails with ENOTCONN.
+func splitStale(mounts []string) (live, stale []string) {
+	live = []string{}
+	for _, m := range mounts {
+		if staleMount(m) {
+			stale = append(stale, m)
+			continue
+		}
+		live = append(live, m)
+	}
+	return live, stale
 }
