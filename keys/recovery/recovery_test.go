@@ -41,6 +41,11 @@ func TestTextRoundTrip(t *testing.T) {
 		"no separators":    strings.NewReplacer("-", "", "\n", "").Replace(text),
 		"with comments":    "# coffer recovery key\n\n" + text + "\n# end\n",
 		"O for 0, l for 1": strings.NewReplacer("0", "O", "1", "l").Replace(text),
+		// The breaker's case: a dash left out between groups 6 and 7.
+		"one dash missing": dropDash(text, 6),
+		"dashes and spaces mixed, some missing": strings.NewReplacer("\n", " ").Replace(
+			dropDash(dropDash(text, 2), 9)),
+		"lines without dashes": strings.ReplaceAll(text, "-", ""),
 	}
 	for name, v := range variants {
 		t.Run(name, func(t *testing.T) {
@@ -181,4 +186,16 @@ func TestKindOpen(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoPrivateKey)
 	_, err = masterkey.Parse("recovery:abc")
 	require.ErrorIs(t, err, masterkey.ErrMalformed)
+}
+
+// dropDash removes the n-th dash (1-based) of text.
+func dropDash(text string, n int) string {
+	for i, c := range text {
+		if c == '-' {
+			if n--; n == 0 {
+				return text[:i] + text[i+1:]
+			}
+		}
+	}
+	panic("too few dashes")
 }

@@ -130,8 +130,9 @@ func decodeText(s string) ([]byte, error) {
 }
 
 // splitGroups upper-cases s, drops comment lines (starting with '#'), and
-// splits it at dashes and white space; without any separator it cuts the
-// characters into groups of groupSize.
+// splits it at dashes and white space, in any mix; a piece that is several
+// groups long (no separator at all, or one left out) is cut into groups of
+// groupSize.
 func splitGroups(s string) []string {
 	var lines []string
 	for _, l := range strings.Split(s, "\n") {
@@ -144,15 +145,29 @@ func splitGroups(s string) []string {
 		return r == '-' || r == ' ' || r == '\t' || r == '\r'
 	})
 	if len(grps) == 1 && len(grps[0]) > groupSize {
-		one := grps[0]
-		grps = nil
-		for len(one) > groupSize {
-			grps = append(grps, one[:groupSize])
-			one = one[groupSize:]
-		}
-		grps = append(grps, one)
+		return cut(grps[0])
 	}
-	return grps
+	// A separator left out between groups joins them: a piece that is a
+	// whole number of groups long is cut back into groups.
+	var out []string
+	for _, g := range grps {
+		if len(g) > groupSize && len(g)%groupSize == 0 {
+			out = append(out, cut(g)...)
+			continue
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// cut splits s into pieces of groupSize characters, the last one shorter.
+func cut(s string) []string {
+	var out []string
+	for len(s) > groupSize {
+		out = append(out, s[:groupSize])
+		s = s[groupSize:]
+	}
+	return append(out, s)
 }
 
 // checkShape checks the number of groups and their lengths.
