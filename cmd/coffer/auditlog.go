@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
@@ -19,7 +20,17 @@ import (
 // SetKeys once the ring is unlocked, recordAudit per event, Close at the
 // end (which writes the closing checkpoint).
 func openAudit(a *app, backing string, vol keys.VolumeID) (*audit.Log, error) {
-	l, err := audit.OpenVolume(backing, vol, audit.Options{Logger: a.log})
+	var once sync.Once
+	mismatch := func(path string, logSeq, anchorSeq uint64) {
+		once.Do(func() {
+			fmt.Fprintf(a.stderr, "coffer: warning: audit log %s ends at record %d, but this "+
+				"volume's head anchor says %d: if %s is a copy of another backing directory, "+
+				"give it its own log (coffer audit config %s --log FILE); else run coffer "+
+				"audit verify\n", path, logSeq, anchorSeq, backing, shellQuote(backing))
+		})
+	}
+	l, err := audit.OpenVolume(backing, vol, audit.Options{Logger: a.log,
+		AnchorMismatch: mismatch})
 	if err == nil {
 		// Opening works on any file; appending checks whose log it is.
 		// Checked now, so that no key is used without its record.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -289,4 +290,23 @@ func TestStatusStaleMount(t *testing.T) {
 	assert.Contains(t, r.stdout, "mounted on:       no")
 	assert.Regexp(t, `stale mount:\s+`+regexp.QuoteMeta(f.mnt)+` \(the mount process died\): `+
 		`fusermount3 -u `, r.stdout)
+}
+
+// TestCopiedBackingAuditWarning checks the warning when two copies of one
+// backing directory (cp -a) share the default audit log: one plain line
+// that says what to do, not a JSON log line.
+func TestCopiedBackingAuditWarning(t *testing.T) {
+	f := newFixture(t)
+	f.init(t)
+	cp := filepath.Join(f.dir, "copy")
+	out, err := exec.Command("cp", "-a", f.backing, cp).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	requireOK(t, cli(t, "master", "add", cp, f.newKey(t, "a.key")))
+	r := cli(t, "master", "add", f.backing, f.newKey(t, "b.key"))
+	requireOK(t, r)
+	assert.Contains(t, r.stderr, "coffer: warning: audit log ")
+	assert.Contains(t, r.stderr, "give it its own log (coffer audit config "+f.backing+" --log FILE)")
+	assert.Equal(t, 1, strings.Count(r.stderr, "coffer: warning:"), "stderr: %s", r.stderr)
+	assert.NotContains(t, r.stderr, "{")
 }

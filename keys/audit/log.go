@@ -44,6 +44,11 @@ type Options struct {
 	// Logger receives warnings about the anchor and the syslog copy; the
 	// zero value discards them.
 	Logger zerolog.Logger
+	// AnchorMismatch, if not nil, is called instead of logging a warning
+	// when the log does not end where the head anchor says: the log was
+	// changed behind coffer's back, or two copies of one backing
+	// directory share it. Commands use it to say so in one plain line.
+	AnchorMismatch func(path string, logSeq, anchorSeq uint64)
 
 	now        func() time.Time // for tests
 	ownsSyslog bool             // Close closes Syslog
@@ -283,6 +288,10 @@ func (l *Log) loadAnchor(t tail) *Anchor {
 	}
 	if t.seq == 0 && a.Seq == 0 || a.matches(t.seq, t.hash) {
 		return a
+	}
+	if l.opts.AnchorMismatch != nil {
+		l.opts.AnchorMismatch(l.path, t.seq, a.Seq)
+		return nil
 	}
 	l.opts.Logger.Warn().Str("log", l.path).Uint64("log_seq", t.seq).Uint64("anchor_seq", a.Seq).
 		Msg("audit log does not end where its head anchor says; leaving the anchor as evidence " +
