@@ -310,3 +310,17 @@ func TestCopiedBackingAuditWarning(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(r.stderr, "coffer: warning:"), "stderr: %s", r.stderr)
 	assert.NotContains(t, r.stderr, "{")
 }
+
+// TestMountLogFileNotALog checks that mount --log-file refuses an existing
+// file that is not a JSON-lines log, and leaves it unchanged.
+func TestMountLogFileNotALog(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	require.NoError(t, os.WriteFile(f.log, []byte("root:x:0:0::/root:/bin/sh\n"), 0o644))
+	r := f.mount(t, "--master", f.keyURI())
+	assertFailure(t, r, exitUsage, "holds something else than a coffer log")
+	b, err := os.ReadFile(f.log)
+	require.NoError(t, err)
+	assert.Equal(t, "root:x:0:0::/root:/bin/sh\n", string(b))
+	assert.False(t, isMounted(t, f.mnt))
+}

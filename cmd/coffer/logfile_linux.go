@@ -31,8 +31,34 @@ func (o *mountOptions) checkLogFile() error {
 				"choose a log file outside the backing directory and the mount point")
 		}
 	}
+	if err := checkLogContent(real); err != nil {
+		return err
+	}
 	o.logFile = real
 	return nil
+}
+
+// checkLogContent refuses an existing file that is not empty and does not
+// start like a JSON-lines log, so that a typo (as root, naming a system
+// file) does not append log lines to it. /dev/null and other non-regular
+// files that a service may log to are left alone.
+func checkLogContent(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // a new file; a file that cannot be read fails at open
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return nil
+	}
+	var first [1]byte
+	if _, err := f.Read(first[:]); err == nil && first[0] == '{' {
+		return nil
+	}
+	return withHints(usageErrorf("--log-file %s holds something else than a coffer log "+
+		"(it does not start with a JSON line)", path),
+		"choose a new file, an empty one, or an earlier coffer mount log")
 }
 
 // resolveLogFile returns path with symbolic links resolved in its directory
