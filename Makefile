@@ -48,7 +48,7 @@ check:
 	$(GO) mod tidy -diff
 
 unit:
-	$(GO) test -race $$($(GO) list ./... | grep -v -e '/integration' -e '/stress')
+	$(GO) test -race -timeout 25m $$($(GO) list ./... | grep -v -e '/integration' -e '/stress')
 
 integration:
 	$(GO) test ./integration/... -count=1 -timeout 30m
