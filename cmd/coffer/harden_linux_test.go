@@ -324,3 +324,18 @@ func TestMountLogFileNotALog(t *testing.T) {
 	assert.Equal(t, "root:x:0:0::/root:/bin/sh\n", string(b))
 	assert.False(t, isMounted(t, f.mnt))
 }
+
+// A log whose first line is a warning the command printed before its JSON
+// events is a coffer log: a later mount appends to it.
+func TestMountLogFileStartsWithWarning(t *testing.T) {
+	f := newMountFixture(t)
+	f.init(t)
+	const warning = "coffer: warning: audit log X ends at record 5, but this volume's head anchor says 2\n"
+	require.NoError(t, os.WriteFile(f.log, []byte(warning), 0o600))
+	requireOK(t, f.mount(t, "--master", f.keyURI()))
+	requireOK(t, cli(t, "unmount", f.mnt))
+	b, err := os.ReadFile(f.log)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(b), warning), "log: %s", b)
+	assert.Greater(t, len(b), len(warning))
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -38,6 +39,9 @@ func (o *mountOptions) checkLogFile() error {
 	return nil
 }
 
+// cliPrefix starts every line the command prints for a person.
+const cliPrefix = "coffer: "
+
 // checkLogContent refuses an existing file that is not empty and does not
 // start like a JSON-lines log, so that a typo (as root, naming a system
 // file) does not append log lines to it. /dev/null and other non-regular
@@ -52,8 +56,11 @@ func checkLogContent(path string) error {
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
 		return nil
 	}
-	var first [1]byte
-	if _, err := f.Read(first[:]); err == nil && first[0] == '{' {
+	// A coffer log starts with a JSON event, or with a line the command
+	// printed before it switched to JSON ("coffer: warning: ...").
+	first := make([]byte, len(cliPrefix))
+	if n, _ := io.ReadFull(f, first); n > 0 &&
+		(first[0] == '{' || string(first[:n]) == cliPrefix) {
 		return nil
 	}
 	return withHints(usageErrorf("--log-file %s holds something else than a coffer log "+

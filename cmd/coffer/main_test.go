@@ -90,7 +90,7 @@ func assertFailure(t *testing.T, r result, code int, want string) {
 		switch {
 		case strings.HasPrefix(l, "coffer: error: "):
 			errLines = append(errLines, l)
-		case strings.HasPrefix(l, "hint: "):
+		case strings.HasPrefix(l, "hint: "), strings.HasPrefix(l, "coffer: warning: "):
 		default:
 			if !strings.HasPrefix(l, "{") { // JSON log lines are allowed
 				t.Errorf("unexpected stderr line %q", l)
