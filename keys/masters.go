@@ -192,12 +192,22 @@ func checkAdd(cfg *Config, ring *Ring, m Enrollment) error {
 	return nil
 }
 
+// RemoveOptions adjust RemoveMaster.
+type RemoveOptions struct {
+	// Check, when not nil, is called with the config as it is before the
+	// removal and the entry to remove, both before the config is locked
+	// and again under the lock; an error refuses the removal. It carries
+	// policies of the caller, such as keeping a master key that unlocks
+	// without a person.
+	Check func(c *Config, m MasterEntry) error
+}
+
 // RemoveMaster removes the master key id and its sealed ring copy from the
 // config of backing, through UpdateConfig. It needs no key: anyone who can
 // write the config can drop a sealed copy. It refuses to remove the only
 // master key (ErrLastMaster); there is no override. A mount that is running
 // keeps its ring; the next unlock cannot use the removed key.
-func RemoveMaster(backing, id string) (MasterEntry, error) {
+func RemoveMaster(backing, id string, opts RemoveOptions) (MasterEntry, error) {
 	var removed MasterEntry
 	check := func(c *Config) error {
 		i := slices.IndexFunc(c.Masters, func(m MasterEntry) bool { return m.ID == id })
@@ -207,6 +217,9 @@ func RemoveMaster(backing, id string) (MasterEntry, error) {
 		if len(c.Masters) == 1 {
 			return fmt.Errorf("%w %s: the volume could no longer be unlocked; add another "+
 				"master key first", ErrLastMaster, id)
+		}
+		if opts.Check != nil {
+			return opts.Check(c, c.Masters[i])
 		}
 		return nil
 	}

@@ -2,6 +2,7 @@ package keys_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -187,12 +188,12 @@ func TestRemoveMaster(t *testing.T) {
 	firstID := v.cfg.Masters[0].ID
 
 	before := configBytes(t, v.backing)
-	_, err := keys.RemoveMaster(v.backing, "0badc0de")
+	_, err := keys.RemoveMaster(v.backing, "0badc0de", keys.RemoveOptions{})
 	require.ErrorIs(t, err, keys.ErrNoMaster)
 	assert.Contains(t, err.Error(), firstID)
 	assert.Equal(t, before, configBytes(t, v.backing))
 
-	removed, err := keys.RemoveMaster(v.backing, firstID)
+	removed, err := keys.RemoveMaster(v.backing, firstID, keys.RemoveOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, firstID, removed.ID)
 	cfg, err := keys.ReadConfig(v.backing)
@@ -204,9 +205,38 @@ func TestRemoveMaster(t *testing.T) {
 	require.NoError(t, err)
 
 	before = configBytes(t, v.backing)
-	_, err = keys.RemoveMaster(v.backing, second.ID)
+	_, err = keys.RemoveMaster(v.backing, second.ID, keys.RemoveOptions{})
 	require.ErrorIs(t, err, keys.ErrLastMaster)
 	assert.Equal(t, before, configBytes(t, v.backing))
+}
+
+func TestRemoveMasterCheck(t *testing.T) {
+	v := newVolume(t)
+	second := v.add(t, newKeyFile(t))
+	firstID := v.cfg.Masters[0].ID
+	refuse := errors.New("policy refuses")
+	var seen []string
+	check := func(c *keys.Config, m keys.MasterEntry) error {
+		seen = append(seen, fmt.Sprintf("%d:%s", len(c.Masters), m.ID))
+		return refuse
+	}
+
+	before := configBytes(t, v.backing)
+	_, err := keys.RemoveMaster(v.backing, firstID, keys.RemoveOptions{Check: check})
+	require.ErrorIs(t, err, refuse)
+	assert.Equal(t, before, configBytes(t, v.backing))
+	assert.Equal(t, []string{"2:" + firstID}, seen, "refused before the lock is taken")
+
+	seen = nil
+	removed, err := keys.RemoveMaster(v.backing, second.ID, keys.RemoveOptions{
+		Check: func(c *keys.Config, m keys.MasterEntry) error {
+			seen = append(seen, fmt.Sprintf("%d:%s", len(c.Masters), m.ID))
+			return nil
+		}})
+	require.NoError(t, err)
+	assert.Equal(t, second.ID, removed.ID)
+	assert.Equal(t, []string{"2:" + second.ID, "2:" + second.ID}, seen,
+		"checked before and under the lock")
 }
 
 func TestRecordUse(t *testing.T) {
@@ -224,7 +254,7 @@ func TestRecordUse(t *testing.T) {
 	assert.Equal(t, map[string]time.Time{second.ID: at, v.cfg.Masters[0].ID: at.Add(time.Hour)}, used)
 
 	cfgBefore := configBytes(t, v.backing)
-	_, err = keys.RemoveMaster(v.backing, second.ID)
+	_, err = keys.RemoveMaster(v.backing, second.ID, keys.RemoveOptions{})
 	require.NoError(t, err)
 	require.NotEqual(t, cfgBefore, configBytes(t, v.backing))
 	require.NoError(t, keys.RecordUse(v.backing, v.cfg.Masters[0].ID, at))
@@ -355,7 +385,7 @@ func TestUnlockKindAndSkipKind(t *testing.T) {
 	assert.Empty(t, tried)
 
 	// With the file master gone, nothing is left to try.
-	_, err = keys.RemoveMaster(v.backing, v.cfg.Masters[0].ID)
+	_, err = keys.RemoveMaster(v.backing, v.cfg.Masters[0].ID, keys.RemoveOptions{})
 	require.NoError(t, err)
 	cfg, err = keys.ReadConfig(v.backing)
 	require.NoError(t, err)

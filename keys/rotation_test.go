@@ -242,7 +242,7 @@ func TestCommitRingRefusesAllOpenedRemoved(t *testing.T) {
 		nil)
 	require.NoError(t, err)
 	defer keys.WipeMasters(opened)
-	_, err = keys.RemoveMaster(v.backing, v.cfg.Masters[0].ID)
+	_, err = keys.RemoveMaster(v.backing, v.cfg.Masters[0].ID, keys.RemoveOptions{})
 	require.NoError(t, err)
 	before := configBytes(t, v.backing)
 	_, err = ring.AddKey()

@@ -10,11 +10,14 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
+	"github.com/cofferfs/coffer/keys/passphrase"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 type masterRemoveOptions struct {
 	unlockOptions
-	id string
+	id                   string
+	allowInteractiveOnly bool
 }
 
 func newMasterRemoveCommand(a *app) *cobra.Command {
@@ -32,6 +35,12 @@ cannot be removed: the volume could no longer be
 unlocked. There is no option to force it. A mount that is running keeps
 working (it holds the ring); the next mount cannot use the removed key.
 
+Nor is the last master key removed that unlocks without a person (any kind
+but passphrase: and recovery): with only those left, a mount at boot would
+wait for someone to type a passphrase or recovery key. Add another such key
+first, or pass --allow-interactive-only when a person mounts the volume
+anyway.
+
 Removing a master key does not change the ring: whoever copied the volume
 config earlier can still open that copy with the removed key. After a key
 is compromised, see docs/recovery.md.`,
@@ -47,6 +56,9 @@ is compromised, see docs/recovery.md.`,
 	f.StringVar(&opts.with, "with", "", "unlock with this master key (ID or URI)")
 	f.StringVar(&opts.passphraseFile, "passphrase-file", "",
 		"read the passphrase of a passphrase master from this file (mode 0600)")
+	f.BoolVar(&opts.allowInteractiveOnly, "allow-interactive-only", false,
+		"remove the last master key that unlocks without a person (passphrase or recovery "+
+			"key left)")
 	opts.masterFlags.add(f)
 	return cmd
 }
@@ -60,6 +72,12 @@ func runMasterRemove(ctx context.Context, a *app, opts masterRemoveOptions) erro
 	if err := checkRemove(cfg, opts.id); err != nil {
 		return removeError(opts.backing, err)
 	}
+	ropts := keys.RemoveOptions{Check: checkUnattended}
+	if opts.allowInteractiveOnly {
+		ropts.Check = nil
+	} else if err := checkUnattended(cfg, removing(cfg, opts.id)); err != nil {
+		return removeError(opts.backing, fmt.Errorf("failed to remove master key: %w", err))
+	}
 	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
 	if err != nil {
 		return err
@@ -72,7 +90,7 @@ func runMasterRemove(ctx context.Context, a *app, opts masterRemoveOptions) erro
 	alog.SetKeys(ring)
 	recordRecoveryUse(ctx, a, alog, with)
 
-	removed, err := keys.RemoveMaster(opts.backing, opts.id)
+	removed, err := keys.RemoveMaster(opts.backing, opts.id, ropts)
 	if err != nil {
 		return removeError(opts.backing, err)
 	}
@@ -102,9 +120,50 @@ func checkRemove(cfg *keys.Config, id string) error {
 	return nil
 }
 
+// errLastUnattended reports a removal that would leave only master keys
+// that need a person at every unlock.
+var errLastUnattended = errors.New("is the last master key that unlocks without a person")
+
+// attendedKinds are the master-key kinds that need a person at every
+// unlock: someone types the passphrase or the recovery key, or keeps the
+// file it is in. (A passphrase file at boot is possible but is a key file
+// in weaker form; it does not count.)
+var attendedKinds = map[string]bool{passphrase.Kind: true, recovery.Kind: true}
+
+// removing returns the entry of master key id, which checkRemove found.
+func removing(cfg *keys.Config, id string) keys.MasterEntry {
+	m, _ := cfg.Master(id)
+	return m
+}
+
+// checkUnattended refuses to remove m when it is the last master key of
+// cfg that unlocks without a person. A volume that never had one (a
+// passphrase volume mounted by hand) is left alone.
+func checkUnattended(cfg *keys.Config, m keys.MasterEntry) error {
+	if attendedKinds[m.Kind] {
+		return nil
+	}
+	var left []string
+	for _, o := range cfg.Masters {
+		if o.ID == m.ID {
+			continue
+		}
+		if !attendedKinds[o.Kind] {
+			return nil
+		}
+		left = append(left, o.Kind+" "+o.ID)
+	}
+	return fmt.Errorf("%s (%s) %w; only %s would be left, and a mount at boot would wait "+
+		"for someone to type one", m.ID, m.Kind, errLastUnattended, strings.Join(left, ", "))
+}
+
 // removeError adds advice to the errors of keys.RemoveMaster.
 func removeError(backing string, err error) error {
 	switch {
+	case errors.Is(err, errLastUnattended):
+		return withHints(err, "add a key that unlocks unattended first (tpm2:, a KMS, pkcs11: "+
+			"with a PIN file, file://): coffer master add "+shellQuote(backing)+" URI",
+			"or, if a person mounts this volume, pass --allow-interactive-only")
 	case errors.Is(err, keys.ErrLastMaster):
 		return withHints(err, "add another master key first: coffer master add "+
 			shellQuote(backing)+" URI")

@@ -135,6 +135,67 @@ func TestMasterRemoveRefusals(t *testing.T) {
 	}
 }
 
+// TestMasterRemoveLastUnattended covers the refusal to leave a volume with
+// only master keys a person must type (passphrase, recovery key).
+func TestMasterRemoveLastUnattended(t *testing.T) {
+	f := newFixture(t)
+	f.init(t)
+	fileID := f.masterID(t, f.keyURI())
+	pass := f.passphraseFile(t, "pass.txt", "correct horse")
+	requireOK(t, cli(t, append([]string{"master", "add", f.backing, "passphrase:",
+		"--new-passphrase-file", pass}, cheapArgon2...)...))
+	passID := f.masterID(t, "passphrase:")
+	requireOK(t, cli(t, "recovery", "new", f.backing, "--out", filepath.Join(f.dir, "rk.txt")))
+	recoveryID := f.masterID(t, "recovery:")
+
+	before := snapshot(t, f.dir)
+	r := cli(t, "master", "remove", f.backing, fileID)
+	assertFailure(t, r, exitFailure, "failed to remove master key: "+fileID+" (file) is the last "+
+		"master key that unlocks without a person; only passphrase "+passID+", recovery "+
+		recoveryID+" would be left, and a mount at boot would wait for someone to type one")
+	assert.Contains(t, r.stderr, "hint: add a key that unlocks unattended first")
+	assert.Contains(t, r.stderr, "hint: or, if a person mounts this volume, pass "+
+		"--allow-interactive-only")
+	assert.Equal(t, before, snapshot(t, f.dir), "a refusal changes nothing")
+
+	// With a second unattended key the first may go, and the second is then
+	// the last one again.
+	second := f.newKey(t, "second.key")
+	requireOK(t, cli(t, "master", "add", f.backing, second))
+	secondID := f.masterID(t, second)
+	requireOK(t, cli(t, "master", "remove", f.backing, fileID))
+	r = cli(t, "master", "remove", f.backing, secondID)
+	assertFailure(t, r, exitFailure, secondID+" (file) is the last master key that unlocks "+
+		"without a person")
+
+	// A key a person types may always go.
+	requireOK(t, cli(t, "master", "remove", f.backing, passID, "--with", secondID))
+
+	r = cli(t, "master", "remove", f.backing, secondID, "--allow-interactive-only")
+	requireOK(t, r)
+	assert.Equal(t, "removed master key "+secondID+" (file "+second+")\n", r.stdout)
+	list := f.masters(t)
+	require.Len(t, list, 1)
+	assert.Equal(t, recoveryID, list[0].ID)
+}
+
+// TestMasterRemoveNoUnattendedBefore: a volume that never had a key
+// unlocking without a person is mounted by hand; removing one of its keys
+// is not refused.
+func TestMasterRemoveNoUnattendedBefore(t *testing.T) {
+	f := newFixture(t)
+	pass := f.passphraseFile(t, "pass.txt", "correct horse")
+	requireOK(t, cli(t, append([]string{"init", f.backing, "--master", "passphrase:",
+		"--passphrase-file", pass}, cheapArgon2...)...))
+	passID := f.masterID(t, "passphrase:")
+	requireOK(t, cli(t, "recovery", "new", f.backing, "--out", filepath.Join(f.dir, "rk.txt"),
+		"--passphrase-file", pass))
+	requireOK(t, cli(t, "master", "remove", f.backing, passID, "--passphrase-file", pass))
+	list := f.masters(t)
+	require.Len(t, list, 1)
+	assert.Equal(t, "recovery", list[0].Kind)
+}
+
 func TestMasterAddRefusals(t *testing.T) {
 	tests := []struct {
 		name  string
