@@ -156,7 +156,7 @@ func (u *URI) setPath(name, raw string) error {
 		u.SlotID, u.HasSlot = uint(n), true
 	case "type":
 		if v != "secret-key" {
-			return uriErrorf("type=%s: the master key is an AES secret key (type=secret-key)", v)
+			return uriErrorf("type=%q: the master key is an AES secret key (type=secret-key)", v)
 		}
 	}
 	return nil
@@ -248,7 +248,7 @@ func attr(part string, seen map[string]bool, ok func(byte) bool) (string, string
 	seen[name] = true
 	for i := 0; i < len(raw); i++ {
 		if !ok(raw[i]) && raw[i] != '%' {
-			return "", "", uriErrorf("character %q in %s must be percent-encoded", raw[i], name)
+			return "", "", uriErrorf("character %q in %q must be percent-encoded", raw[i], name)
 		}
 	}
 	return name, raw, nil
