@@ -23,7 +23,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Packages the tests and the demo run; scripts/deps.sh installs the missing ones.
 DEPS := fuse3 sqlite3 git openssl tar rsync swtpm swtpm-tools tpm2-tools softhsm2 opensc systemd util-linux
 
-FUZZTIME ?= 10s
+FUZZTIME ?= 100000x
 
 .PHONY: build demo test deps check unit integration stress soak fuzz-quick clean install
 
@@ -62,7 +62,7 @@ stress:
 
 soak:
 	$(GO) test ./stress/ -count=1 -timeout 5h -args -stress.soak
-	scripts/fuzz-quick.sh 2m
+	scripts/fuzz-quick.sh 3000000x
 
 fuzz-quick:
 	scripts/fuzz-quick.sh $(FUZZTIME)
