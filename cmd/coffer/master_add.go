@@ -85,6 +85,9 @@ func runMasterAdd(ctx context.Context, a *app, opts masterAddOptions) error {
 	if err := checkRoom(opts.backing, cfg); err != nil {
 		return err
 	}
+	if err := opts.checkPlaces(a); err != nil {
+		return err
+	}
 
 	// No change of master keys without its audit record: the log opens
 	// first, and records MACed with the unlocked ring.
@@ -134,6 +137,24 @@ func (o masterAddOptions) check() (masterkey.Ref, error) {
 		}
 	}
 	return ref, nil
+}
+
+// checkPlaces refuses a new key file, PIN file or pin-source inside a
+// mount of the volume or its backing directory, and warns of a recovery key
+// or passphrase file inside a mount.
+func (o masterAddOptions) checkPlaces(a *app) error {
+	places := uriPlaces(o.uri)
+	places = append(places, flagPlaces(o.masterFlags, "--passphrase-file", o.passphraseFile,
+		false)...)
+	if o.newPassphraseFile != "" {
+		places = append(places, keyPlace{what: "the passphrase file (--new-passphrase-file)",
+			path: o.newPassphraseFile})
+	}
+	warnings, err := checkKeyPlaces(o.backing, volumeMounts(o.backing), places)
+	for _, w := range warnings {
+		a.log.Warn().Msg(w)
+	}
+	return err
 }
 
 // enrollOptions are the options for enrolling the new master key.

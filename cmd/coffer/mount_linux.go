@@ -137,9 +137,15 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 	if err := opts.checkLogFile(); err != nil {
 		return err
 	}
+	if err := opts.checkPlaces(a, nil); err != nil {
+		return err
+	}
 
 	cfg, err := checkMount(opts)
 	if err != nil {
+		return err
+	}
+	if err := opts.checkPlaces(a, cfg); err != nil {
 		return err
 	}
 	secret, err := mountPassphrase(a, opts, cfg)
@@ -266,6 +272,30 @@ func checkMount(opts mountOptions) (*keys.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// checkPlaces refuses a PIN or passphrase file inside the mount point (or
+// another mount of the volume) or the backing directory: at boot it would
+// not be there. With cfg, it warns of master key files inside the mount
+// point instead: they cannot unlock this volume, but another key may.
+func (o mountOptions) checkPlaces(a *app, cfg *keys.Config) error {
+	var places []keyPlace
+	if cfg == nil {
+		places = flagPlaces(o.masterFlags, "--passphrase-file", o.passphraseFile, true)
+	} else {
+		for _, m := range cfg.Masters {
+			for _, p := range uriPlaces(m.URI) {
+				p.what = "master key " + m.ID + ": " + p.what
+				p.boot, p.keyFile = false, true
+				places = append(places, p)
+			}
+		}
+	}
+	warnings, err := checkKeyPlaces(o.backing, volumeMounts(o.backing, o.mountPoint), places)
+	for _, w := range warnings {
+		a.log.Warn().Msg(w)
+	}
+	return err
 }
 
 // candidates returns the master keys the unlock will try.
