@@ -167,7 +167,9 @@
 //
 // Writes rewrite blocks in place, each request with one backing write.
 // Before a write overwrites bytes the backing file holds, it saves them in
-// the file's undo record (.coffer/undo/<file ID>, undo.go) with one write.
+// the file's undo record (.coffer/undo/<file ID>, undo.go) with one write;
+// the record goes when the file's last handle closes after its writes
+// finished.
 // A write, truncation or fallocate that fails (ENOSPC, EFBIG, an I/O error)
 // writes those bytes back and cuts the file to its old size, leaving it as
 // it was. A kill of the daemon in the middle of an overwrite leaves a block

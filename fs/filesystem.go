@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -32,9 +31,8 @@ type filesystem struct {
 	// its lock owner; see flushOwnerFS.
 	flushOwners sync.Map
 
-	// undoUsed is set once the volume may hold undo records: the undo
-	// folder existed at mount or a write created a record since.
-	undoUsed atomic.Bool
+	// undo is the set of undo records the volume holds; see undoset.go.
+	undo undoSet
 
 	// killWrites holds the cancel channels of running WRITE requests
 	// that must clear the setuid and setgid bits; see killpriv.go.
@@ -46,9 +44,8 @@ func newFilesystem(backing string, opts Options) *filesystem {
 	if opts.EncryptNames {
 		f.names = &nameState{}
 	}
-	if _, err := os.Lstat(filepath.Join(backing, ReservedName, content.UndoDir)); err == nil {
-		f.undoUsed.Store(true)
-	}
+	f.undo.load(backing)
+	f.inodes.closed = f.closedUndo
 	return f
 }
 

@@ -42,15 +42,25 @@ type inode struct {
 	size atomic.Int64
 
 	// undoFD is the open undo record of the file undoID, or -1; see
-	// undo.go. Guarded by mu held exclusively.
-	undoFD int
-	undoID content.FileID
+	// undo.go. undoMade is set once a write through this mount saved a
+	// record, undoKeep once an operation failed after it may have: the
+	// record then outlives the last handle. Guarded by mu held
+	// exclusively, or by inodeTable.mu once the last reference is gone.
+	undoFD   int
+	undoID   content.FileID
+	undoMade bool
+	undoKeep bool
 }
 
 // inodeTable holds the inodes that have at least one open handle.
 type inodeTable struct {
 	mu sync.Mutex
 	m  map[inodeKey]*inode
+
+	// closed, if set, runs when the last reference to an inode is
+	// dropped, under mu, so that no new handle of the inode starts
+	// meanwhile.
+	closed func(*inode)
 }
 
 // acquire returns the inode for k, creating it if needed, and takes a
@@ -84,6 +94,9 @@ func (t *inodeTable) release(in *inode) {
 		delete(t.m, in.key)
 		in.locks.closeAll()
 		in.closeUndo()
+		if t.closed != nil {
+			t.closed(in)
+		}
 	}
 }
 

@@ -443,6 +443,7 @@ func (h *handle) writer(w *blockWriter, end int64) error {
 // back to its old size. A failure to write (ENOSPC, EFBIG, EIO) thus leaves
 // the file as it was, unless restoring fails too.
 func (w *blockWriter) rollback() {
+	w.h.ino.undoKeep = true
 	if w.undo != nil {
 		_ = pwriteFull(w.h.fd, (*w.undo)[content.UndoHeaderSize:], w.undoAt)
 	}

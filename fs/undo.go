@@ -50,8 +50,8 @@ func (h *handle) undoFD(id content.FileID) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("failed to open undo record: %w", err)
 	}
-	in.undoFD, in.undoID = fd, id
-	h.fs.undoUsed.Store(true)
+	in.undoFD, in.undoID, in.undoMade = fd, id, true
+	h.fs.undo.add(id)
 	return fd, nil
 }
 
@@ -69,7 +69,7 @@ func (in *inode) closeUndo() {
 // has no usable record; it is left for fsck. The caller holds ino.mu
 // exclusively.
 func (h *handle) dropUndo() error {
-	if !h.fs.undoUsed.Load() {
+	if h.fs.undo.empty() {
 		return nil
 	}
 	h.ino.closeUndo()
@@ -79,6 +79,9 @@ func (h *handle) dropUndo() error {
 	c, err := h.cipher()
 	if err != nil {
 		return nil //nolint:nilerr // nothing to remove for an unreadable header
+	}
+	if !h.fs.undo.take(c.FileID()) {
+		return nil
 	}
 	err = unix.Unlink(filepath.Join(h.fs.backing, undoRel(c.FileID())))
 	if err != nil && !errors.Is(err, unix.ENOENT) {
@@ -160,7 +163,7 @@ func (h *handle) recoverBlock(c *content.Cipher, dst, cur []byte, b int64, authE
 // link. Its undo record is removed after that succeeds. ok is false when
 // the volume has no undo records.
 func (f *filesystem) staleUndo(p string) (id content.FileID, ok bool) {
-	if !f.undoUsed.Load() {
+	if f.undo.empty() {
 		return id, false
 	}
 	var st unix.Stat_t
@@ -186,7 +189,22 @@ func (f *filesystem) staleUndo(p string) (id content.FileID, ok bool) {
 
 // removeUndo removes the undo record of file id, if any.
 func (f *filesystem) removeUndo(id content.FileID) {
-	_ = unix.Unlink(filepath.Join(f.backing, undoRel(id)))
+	if f.undo.take(id) {
+		_ = unix.Unlink(filepath.Join(f.backing, undoRel(id)))
+	}
+}
+
+// closedUndo runs when the last handle of in is gone. A record saved
+// through this mount has served its purpose once every operation that
+// overwrote blocks has finished: the pre-images matter only for a write
+// that a kill stopped part way, and then no release follows. The record is
+// removed, unless an operation failed after saving one (its rollback may
+// have been cut short too), so that the next unlink of the file need not
+// look for it.
+func (f *filesystem) closedUndo(in *inode) {
+	if in.undoMade && !in.undoKeep {
+		f.removeUndo(in.undoID)
+	}
 }
 
 // childBacking returns the backing path of the entry name of directory n.
@@ -208,6 +226,9 @@ func (n *node) childBacking(name string) (string, bool) {
 // forgetUndo returns a function that removes the undo record of the file
 // that name in n is now, to be called once that entry is gone.
 func (n *node) forgetUndo(name string) func() {
+	if n.fs.undo.empty() {
+		return func() {}
+	}
 	p, ok := n.childBacking(name)
 	if !ok {
 		return func() {}

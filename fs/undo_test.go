@@ -60,7 +60,9 @@ func TestUndoRecoversCutOverwrite(t *testing.T) {
 
 			_, err = h.writeAt(pattern(2, int(tt.n)), tt.off)
 			require.NoError(t, err)
-			h.release()
+			// A kill leaves the handle open: closing it would remove
+			// the record, which has then served its purpose.
+			defer h.release()
 			after := readBacking(t, path)
 
 			start := content.BlockOffset(uint64(tt.cutBlock))
@@ -137,7 +139,7 @@ func TestUndoNeverServesOlderData(t *testing.T) {
 			before := readBacking(t, path)
 			_, err = h.writeAt(pattern(2, bs), bs)
 			require.NoError(t, err)
-			h.release()
+			defer h.release() // keeps the record
 			require.NoError(t, os.WriteFile(path, tt.damage(before, readBacking(t, path)), 0o600))
 
 			h = openTestHandle(t, newFilesystem(v.backing, v.opts), "f")
@@ -200,14 +202,17 @@ func TestUndoRemovedWithItsFile(t *testing.T) {
 				require.NoError(t, err)
 				return len(entries)
 			}
-			overwritten := func(name string) {
+			// overwritten leaves the file open, as a kill of the mount
+			// would: closing it removes the record.
+			overwritten := func(name string) *os.File {
 				p := filepath.Join(mnt, name)
 				require.NoError(t, os.WriteFile(p, pattern(1, 3*bs), 0o600))
 				f, err := os.OpenFile(p, os.O_WRONLY, 0)
 				require.NoError(t, err)
+				t.Cleanup(func() { _ = f.Close() })
 				_, err = f.WriteAt(pattern(2, 10), bs)
 				require.NoError(t, err)
-				require.NoError(t, f.Close())
+				return f
 			}
 
 			overwritten("a")
@@ -224,6 +229,79 @@ func TestUndoRemovedWithItsFile(t *testing.T) {
 			require.NoError(t, os.Link(filepath.Join(mnt, "d"), filepath.Join(mnt, "e")))
 			require.NoError(t, os.Remove(filepath.Join(mnt, "d")))
 			assert.Equal(t, 1, records(), "the file lives on under another name")
+
+		})
+	}
+}
+
+// TestUndoRemovedAtLastClose checks that the undo record of a file goes
+// when its last handle closes after every write finished, and stays when a
+// write failed after saving one, or while another handle is open.
+func TestUndoRemovedAtLastClose(t *testing.T) {
+	v := newTestVolume(t)
+	f := newFilesystem(v.backing, v.opts)
+	path := filepath.Join(v.backing, "f")
+	undoDir := filepath.Join(v.backing, ReservedName, content.UndoDir)
+	records := func() int {
+		entries, err := os.ReadDir(undoDir)
+		require.NoError(t, err)
+		return len(entries)
+	}
+
+	h := openTestHandle(t, f, "f")
+	_, err := h.writeAt(pattern(1, 3*bs), 0)
+	require.NoError(t, err)
+	_, err = h.writeAt(pattern(2, 10), bs)
+	require.NoError(t, err)
+	require.Equal(t, 1, records())
+	h2 := openTestHandle(t, f, "f")
+	h.release()
+	assert.Equal(t, 1, records(), "another handle is open")
+	h2.release()
+	assert.Equal(t, 0, records(), "last close")
+	assert.True(t, f.undo.empty())
+
+	// A write that fails (block 2 no longer authenticates) after the
+	// handle saved a record keeps it.
+	h = openTestHandle(t, f, "f")
+	_, err = h.writeAt(pattern(3, 10), bs)
+	require.NoError(t, err)
+	b := readBacking(t, path)
+	b[content.BlockOffset(2)+50] ^= 1
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	_, err = h.writeAt(pattern(4, 10), 2*bs+5)
+	require.ErrorIs(t, err, content.ErrAuth)
+	h.release()
+	assert.Equal(t, 1, records(), "a failed write keeps the record")
+}
+
+// TestUndoLoadedAtMount checks that records left by a killed mount are
+// known to the next one: unlinking their file removes them.
+func TestUndoLoadedAtMount(t *testing.T) {
+	for _, enc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("encrypted names %v", enc), func(t *testing.T) {
+			v := newTestVolume(t)
+			v.opts.EncryptNames = enc
+			mnt := v.mount(t)
+			p := filepath.Join(mnt, "a")
+			require.NoError(t, os.WriteFile(p, pattern(1, 3*bs), 0o600))
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = f.Close() })
+			_, err = f.WriteAt(pattern(2, 10), bs)
+			require.NoError(t, err)
+
+			// A second mount of the same backing directory stands in for
+			// the next mount after a kill: the record is on disk.
+			undoDir := filepath.Join(v.backing, ReservedName, content.UndoDir)
+			entries, err := os.ReadDir(undoDir)
+			require.NoError(t, err)
+			require.Len(t, entries, 1)
+			mnt2 := v.mount(t)
+			require.NoError(t, os.Remove(filepath.Join(mnt2, "a")))
+			entries, err = os.ReadDir(undoDir)
+			require.NoError(t, err)
+			assert.Empty(t, entries)
 		})
 	}
 }

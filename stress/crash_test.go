@@ -768,12 +768,27 @@ func TestTornOverwrite(t *testing.T) {
 			require.Less(t, tt.cut, blockOffset(b+1))
 			require.NoError(t, os.WriteFile(bf, oldBacking, 0o600))
 			v.mount(t)
-			writeSync(t, v.path("f"), pattern(2, BlockSize), b*BlockSize)
+			// A kill leaves the file open and its undo record on disk;
+			// a close would remove the record. Keep a copy of it taken
+			// while the file is open, and put it back after the unmount.
+			f, err := os.OpenFile(v.path("f"), os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, err = f.WriteAt(pattern(2, BlockSize), b*BlockSize)
+			require.NoError(t, err)
+			require.NoError(t, f.Sync())
+			undoDir := filepath.Join(v.backing, ".coffer", "undo")
+			records, err := os.ReadDir(undoDir)
+			require.NoError(t, err)
+			require.Len(t, records, 1)
+			recPath := filepath.Join(undoDir, records[0].Name())
+			rec := readFile(t, recPath)
+			require.NoError(t, f.Close())
 			v.unmount(t)
 			newBacking := readFile(t, bf)
 
 			torn := append(append([]byte(nil), newBacking[:tt.cut]...), oldBacking[tt.cut:]...)
 			require.NoError(t, os.WriteFile(bf, torn, 0o600))
+			require.NoError(t, os.WriteFile(recPath, rec, 0o600))
 			r := fsck(t, v)
 			require.Len(t, r.Problems, 1)
 			assert.Equal(t, check.Problem{Backing: rel, Path: "f", Block: b, Kind: check.KindBlock,

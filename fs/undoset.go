@@ -1,0 +1,65 @@
+//go:build linux
+
+package fs
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cofferfs/coffer/fs/content"
+)
+
+// undoSet is the set of undo records in the backing directory, by file
+// name. The mount lists the undo folder once and then tracks the records it
+// writes and removes, so that unlinking, renaming over or truncating a file
+// reads the file's header and removes a record only when the volume holds
+// any: with none, an unlink is one backing unlink.
+type undoSet struct {
+	mu    sync.Mutex
+	names map[string]struct{}
+}
+
+// load adds the records in the undo folder of the backing directory.
+func (s *undoSet) load(backing string) {
+	ents, err := os.ReadDir(filepath.Join(backing, ReservedName, content.UndoDir))
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range ents {
+		s.addLocked(e.Name())
+	}
+}
+
+func (s *undoSet) addLocked(name string) {
+	if s.names == nil {
+		s.names = make(map[string]struct{})
+	}
+	s.names[name] = struct{}{}
+}
+
+// add records that the record of file id exists.
+func (s *undoSet) add(id content.FileID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addLocked(content.UndoName(id))
+}
+
+// empty reports whether the volume holds no undo record.
+func (s *undoSet) empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.names) == 0
+}
+
+// take forgets the record of file id and reports whether it existed.
+func (s *undoSet) take(id content.FileID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := content.UndoName(id)
+	_, ok := s.names[name]
+	delete(s.names, name)
+	return ok
+}
