@@ -20,7 +20,6 @@
 package awskms
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -28,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -38,16 +38,7 @@ const Scheme = "aws-kms"
 // Form is the URI form shown in help and error messages.
 const Form = "aws-kms://arn:aws:kms:REGION:ACCOUNT:key/ID"
 
-func init() {
-	masterkey.Register(masterkey.Kind{
-		Scheme:    Scheme,
-		Name:      Scheme,
-		Form:      Form,
-		Canonical: Canonical,
-		Enroll:    enroll,
-		Open:      open,
-	})
-}
+func init() { masterkey.Register(envelope.Kind(Scheme, Form, Canonical, New)) }
 
 // Key is a parsed aws-kms URI.
 type Key struct {
@@ -90,13 +81,7 @@ func ParseURI(uri string) (Key, error) {
 
 // Canonical checks an aws-kms URI and returns its canonical form, for the
 // masterkey registry.
-func Canonical(uri string) (string, error) {
-	k, err := ParseURI(uri)
-	if err != nil {
-		return "", err
-	}
-	return k.URI(), nil
-}
+func Canonical(uri string) (string, error) { return envelope.Canonical(ParseURI, uri) }
 
 func malformed(uri, why string) error {
 	return fmt.Errorf("%w %q: %s", masterkey.ErrMalformed, keys.RedactURI(uri), why)
@@ -140,22 +125,4 @@ func checkEndpoint(ep string) error {
 			"https://kms.eu-west-1.amazonaws.com", masterkey.ErrMalformed, keys.RedactURI(ep))
 	}
 	return nil
-}
-
-func enroll(ctx context.Context, ref masterkey.Ref, opts masterkey.Options) (keys.Enrollment,
-	error) {
-	m, err := New(ctx, ref.URI, opts.KMSEndpoint)
-	if err != nil {
-		return keys.Enrollment{}, err
-	}
-	return keys.Enrollment{Kind: Scheme, URI: ref.URI, Master: m}, nil
-}
-
-func open(ctx context.Context, entry keys.MasterEntry, opts masterkey.Options) (keys.Master,
-	error) {
-	m, err := New(ctx, entry.URI, opts.KMSEndpoint)
-	if err != nil {
-		return nil, fmt.Errorf("master key %s: %w", entry.ID, err)
-	}
-	return m, nil
 }

@@ -2,7 +2,6 @@ package awskms
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,11 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/cofferfs/coffer/keys"
-	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 )
 
 // SealVersion is the version of the sealed ring layout below.
-const SealVersion = 1
+const SealVersion = envelope.Version
 
 // A sealed ring copy is laid out as
 //
@@ -32,12 +31,13 @@ const SealVersion = 1
 //	27+n    m     ring payload sealed with XChaCha20-Poly1305 under the KEK,
 //	              associated data = the ring AD || bytes 0..3+n above
 //	27+n+m  16    Poly1305 tag
-const (
-	headerSize = 3
-	// maxBlob bounds the KMS ciphertext: KMS ciphertexts of a 32-byte
-	// plaintext are under 200 bytes; KMS itself caps them at 6144.
-	maxBlob = 6144
-)
+//
+// which is envelope.Layout.
+var layout = envelope.Layout{Kind: Scheme, Blob: "KMS ciphertext", MaxBlob: maxBlob}
+
+// maxBlob bounds the KMS ciphertext: KMS ciphertexts of a 32-byte plaintext
+// are under 200 bytes; KMS itself caps them at 6144.
+const maxBlob = 6144
 
 // Encryption context keys. KMS checks them on Decrypt, logs them in
 // CloudTrail, and key policies can require them (kms:EncryptionContext:…).
@@ -45,10 +45,6 @@ const (
 	ContextVolume = "coffer:volume"
 	ContextMaster = "coffer:master"
 )
-
-// ringADPrefix starts the associated data that keys passes to Seal and
-// Unseal: "coffer-ring-v1\x00" || volume ID (16 bytes) || master ID.
-const ringADPrefix = "coffer-ring-v1\x00"
 
 // Call bounds. A var so that tests can shorten the timeout.
 var (
@@ -112,43 +108,25 @@ func (m *Master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	kek, err := keys.RandomSecret(box.KeySize)
-	if err != nil {
-		return nil, err
-	}
-	b, err := box.New(kek) // b owns kek now
-	if err != nil {
-		kek.Wipe()
-		return nil, err
-	}
-	defer b.Wipe()
-
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	if err := m.checkCredentials(ctx, "encrypt"); err != nil {
-		return nil, err
-	}
-	out, err := m.client.Encrypt(ctx, &kms.EncryptInput{
-		KeyId:             aws.String(m.key.ARN),
-		Plaintext:         kek.InsecureBytes(),
-		EncryptionContext: ec,
+	return envelope.Seal(ctx, plaintext, associatedData, func(kek []byte) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		if err := m.checkCredentials(ctx, "encrypt"); err != nil {
+			return nil, err
+		}
+		out, err := m.client.Encrypt(ctx, &kms.EncryptInput{
+			KeyId:             aws.String(m.key.ARN),
+			Plaintext:         kek,
+			EncryptionContext: ec,
+		})
+		if err != nil {
+			return nil, m.callError("encrypt", err)
+		}
+		if n := len(out.CiphertextBlob); n == 0 || n > maxBlob {
+			return nil, fmt.Errorf("KMS key %s returned a ciphertext of %d bytes", m.key.ARN, n)
+		}
+		return layout.Header(out.CiphertextBlob), nil
 	})
-	if err != nil {
-		return nil, m.callError("encrypt", err)
-	}
-	if n := len(out.CiphertextBlob); n == 0 || n > maxBlob {
-		return nil, fmt.Errorf("KMS key %s returned a ciphertext of %d bytes", m.key.ARN, n)
-	}
-
-	head := make([]byte, headerSize, headerSize+len(out.CiphertextBlob))
-	head[0] = SealVersion
-	binary.BigEndian.PutUint16(head[1:], uint16(len(out.CiphertextBlob)))
-	head = append(head, out.CiphertextBlob...)
-	boxed, err := b.Seal(ctx, plaintext, boxAD(associatedData, head))
-	if err != nil {
-		return nil, err
-	}
-	return append(head, boxed...), nil
 }
 
 // Unseal has KMS decrypt the KEK under the encryption context taken from
@@ -178,17 +156,12 @@ func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 		return nil, m.callError("decrypt", err)
 	}
 	kek := keys.SecretFromBytes(out.Plaintext)
-	if n := kek.Len(); n != box.KeySize {
+	if n := kek.Len(); n != envelope.KEKSize {
 		kek.Wipe()
 		return nil, fmt.Errorf("%w: KMS key %s decrypted a %d-byte KEK, want %d",
-			keys.ErrWrongKey, m.key.ARN, n, box.KeySize)
+			keys.ErrWrongKey, m.key.ARN, n, envelope.KEKSize)
 	}
-	b, err := box.New(kek)
-	if err != nil {
-		return nil, err
-	}
-	defer b.Wipe()
-	return b.Unseal(ctx, boxed, boxAD(associatedData, sealed[:len(sealed)-len(boxed)]))
+	return envelope.Open(ctx, kek, sealed, boxed, associatedData)
 }
 
 // checkCredentials fetches the credentials before a call, so that a broken
@@ -206,40 +179,16 @@ func (m *Master) checkCredentials(ctx context.Context, op string) error {
 }
 
 // parseSealed splits a sealed copy into the KMS ciphertext and the box.
-func parseSealed(sealed []byte) (blob, boxed []byte, err error) {
-	if len(sealed) < headerSize {
-		return nil, nil, fmt.Errorf("%w: sealed ring is %d bytes, too short", keys.ErrWrongKey,
-			len(sealed))
-	}
-	if v := sealed[0]; v != SealVersion {
-		return nil, nil, fmt.Errorf("%w: aws-kms sealed ring version %d (this coffer reads %d)",
-			keys.ErrUnsupportedVersion, v, SealVersion)
-	}
-	n := int(binary.BigEndian.Uint16(sealed[1:]))
-	if n == 0 || n > maxBlob || len(sealed) < headerSize+n+box.Overhead {
-		return nil, nil, fmt.Errorf("%w: sealed ring is malformed (KMS ciphertext of %d bytes "+
-			"in %d)", keys.ErrWrongKey, n, len(sealed))
-	}
-	return sealed[headerSize : headerSize+n], sealed[headerSize+n:], nil
-}
-
-// boxAD is the associated data of the box: the ring AD followed by the
-// header and KMS ciphertext, so that no byte of a sealed copy can change
-// unnoticed, even one that KMS would ignore.
-func boxAD(ringAD, head []byte) []byte {
-	return append(append(make([]byte, 0, len(ringAD)+len(head)), ringAD...), head...)
-}
+func parseSealed(sealed []byte) (blob, boxed []byte, err error) { return layout.Parse(sealed) }
 
 // encryptionContext decodes the ring AD into the KMS encryption context.
 func encryptionContext(ad []byte) (map[string]string, error) {
-	const idLen = len(keys.VolumeID{})
-	s := string(ad)
-	if len(s) <= len(ringADPrefix)+idLen || s[:len(ringADPrefix)] != ringADPrefix {
-		return nil, fmt.Errorf("aws-kms: associated data is not a ring AD")
+	vol, master, err := envelope.SplitRingAD(Scheme, ad)
+	if err != nil {
+		return nil, err
 	}
-	vol := hex.EncodeToString(ad[len(ringADPrefix) : len(ringADPrefix)+idLen])
 	return map[string]string{
-		ContextVolume: vol,
-		ContextMaster: s[len(ringADPrefix)+idLen:],
+		ContextVolume: hex.EncodeToString(vol[:]),
+		ContextMaster: master,
 	}, nil
 }

@@ -24,12 +24,12 @@
 package azurekv
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"strings"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -40,16 +40,7 @@ const Scheme = "azure-kv"
 // Form is the URI form shown in help and error messages.
 const Form = "azure-kv://VAULT.vault.azure.net/keys/NAME[/VERSION]"
 
-func init() {
-	masterkey.Register(masterkey.Kind{
-		Scheme:    Scheme,
-		Name:      Scheme,
-		Form:      Form,
-		Canonical: Canonical,
-		Enroll:    enroll,
-		Open:      open,
-	})
-}
+func init() { masterkey.Register(envelope.Kind(Scheme, Form, Canonical, New)) }
 
 // vaultSuffixes are the DNS suffixes of Key Vault and Managed HSM in the
 // public and sovereign clouds.
@@ -119,13 +110,7 @@ func ParseURI(uri string) (Key, error) {
 
 // Canonical checks an azure-kv URI and returns its canonical form, for the
 // masterkey registry.
-func Canonical(uri string) (string, error) {
-	k, err := ParseURI(uri)
-	if err != nil {
-		return "", err
-	}
-	return k.URI(), nil
-}
+func Canonical(uri string) (string, error) { return envelope.Canonical(ParseURI, uri) }
 
 func malformed(uri, why string) error {
 	return fmt.Errorf("%w %q: %s", masterkey.ErrMalformed, keys.RedactURI(uri), why)
@@ -178,22 +163,4 @@ func checkEndpoint(ep string) error {
 			"https://myvault.vault.azure.net", masterkey.ErrMalformed, keys.RedactURI(ep))
 	}
 	return nil
-}
-
-func enroll(ctx context.Context, ref masterkey.Ref, opts masterkey.Options) (keys.Enrollment,
-	error) {
-	m, err := New(ctx, ref.URI, opts.KMSEndpoint)
-	if err != nil {
-		return keys.Enrollment{}, err
-	}
-	return keys.Enrollment{Kind: Scheme, URI: ref.URI, Master: m}, nil
-}
-
-func open(ctx context.Context, entry keys.MasterEntry, opts masterkey.Options) (keys.Master,
-	error) {
-	m, err := New(ctx, entry.URI, opts.KMSEndpoint)
-	if err != nil {
-		return nil, fmt.Errorf("master key %s: %w", entry.ID, err)
-	}
-	return m, nil
 }

@@ -11,15 +11,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cofferfs/coffer/keys"
-	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 	"github.com/cofferfs/coffer/keys/internal/envelope/envelopetest"
 )
 
 // TestKnownAnswer opens a sealed copy made by an earlier coffer
 // (testdata/sealed-v1.txt says how), given what Key Vault's unwrapKey
 // returned for it (KEK || SHA-256(ring AD)): first by hand after
-// docs/format.md, then with this package's parser and box. A change of the
-// layout or of the box's associated data fails it.
+// docs/format.md, then with this package's parser and envelope.Open. A
+// change of the layout or of the box's associated data fails it.
 func TestKnownAnswer(t *testing.T) {
 	k := envelopetest.Load(t, "testdata/sealed-v1.txt")
 	ad := k.RingAD()
@@ -38,11 +38,8 @@ func TestKnownAnswer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, string(k.Sealed[2:2+v]), version)
 	assert.Equal(t, k.Sealed[4+v:4+v+n], wrapped)
-	b, err := box.New(keys.SecretFromBytes(bytes.Clone(kek)))
-	require.NoError(t, err)
-	defer b.Wipe()
-	got, err := b.Unseal(context.Background(), boxed,
-		boxAD(ad, k.Sealed[:len(k.Sealed)-len(boxed)]))
+	got, err := envelope.Open(context.Background(),
+		keys.SecretFromBytes(bytes.Clone(kek)), k.Sealed, boxed, ad)
 	require.NoError(t, err)
 	assert.Equal(t, k.Plaintext, got)
 }

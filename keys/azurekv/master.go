@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"path"
 	"time"
@@ -18,10 +17,11 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 )
 
 // SealVersion is the version of the sealed ring layout below.
-const SealVersion = 1
+const SealVersion = envelope.Version
 
 // A sealed ring copy is laid out as
 //
@@ -41,12 +41,8 @@ const (
 	// the modulus, 512 bytes for the largest key Key Vault makes (4096 bits).
 	maxWrapped = 1024
 	// wrappedPlain is the length of the wrapped plaintext: KEK || digest.
-	wrappedPlain = box.KeySize + sha256.Size
+	wrappedPlain = envelope.KEKSize + sha256.Size
 )
-
-// ringADPrefix starts the associated data that keys passes to Seal and
-// Unseal: "coffer-ring-v1\x00" || volume ID (16 bytes) || master ID.
-const ringADPrefix = "coffer-ring-v1\x00"
 
 // Call bounds. Vars so that tests can shorten them.
 var (
@@ -121,53 +117,45 @@ func credential() (azcore.TokenCredential, error) {
 // Seal draws a fresh KEK, has Key Vault wrap it with the digest of
 // associatedData, and seals plaintext with it.
 func (m *Master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
-	if err := checkAD(associatedData); err != nil {
+	if err := envelope.CheckRingAD(Scheme, associatedData); err != nil {
 		return nil, err
 	}
-	kek, err := keys.RandomSecret(box.KeySize)
-	if err != nil {
-		return nil, err
-	}
-	b, err := box.New(kek) // b owns kek now
-	if err != nil {
-		kek.Wipe()
-		return nil, err
-	}
-	defer b.Wipe()
+	return envelope.Seal(ctx, plaintext, associatedData, func(kek []byte) ([]byte, error) {
+		digest := sha256.Sum256(associatedData)
+		in := append(append(make([]byte, 0, wrappedPlain), kek...), digest[:]...)
+		defer clear(in)
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		alg := azkeys.EncryptionAlgorithmRSAOAEP256
+		resp, err := m.client.WrapKey(ctx, m.key.Name, m.key.Version,
+			azkeys.KeyOperationParameters{Algorithm: &alg, Value: in}, nil)
+		if err != nil {
+			return nil, m.callError("wrap", err)
+		}
+		return m.header(resp.KID, resp.Result)
+	})
+}
 
-	digest := sha256.Sum256(associatedData)
-	in := append(append(make([]byte, 0, wrappedPlain), kek.InsecureBytes()...), digest[:]...)
-	defer clear(in)
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	alg := azkeys.EncryptionAlgorithmRSAOAEP256
-	resp, err := m.client.WrapKey(ctx, m.key.Name, m.key.Version,
-		azkeys.KeyOperationParameters{Algorithm: &alg, Value: in}, nil)
-	if err != nil {
-		return nil, m.callError("wrap", err)
-	}
+// header checks the answer of wrapKey and returns the header of the sealed
+// copy.
+func (m *Master) header(kid *azkeys.ID, wrapped []byte) ([]byte, error) {
 	version := m.key.Version
-	if resp.KID != nil {
-		version = resp.KID.Version()
+	if kid != nil {
+		version = kid.Version()
 	}
-	if n := len(resp.Result); n == 0 || n > maxWrapped {
+	if n := len(wrapped); n == 0 || n > maxWrapped {
 		return nil, fmt.Errorf("Key Vault key %s returned a wrapped key of %d bytes", m.key, n)
 	}
 	if version == "" || len(version) > maxVersion {
 		return nil, fmt.Errorf("Key Vault key %s returned no usable key version (kid %q)",
-			m.key, kidString(resp.KID))
+			m.key, kidString(kid))
 	}
 
-	head := make([]byte, 0, 4+len(version)+len(resp.Result))
+	head := make([]byte, 0, 4+len(version)+len(wrapped))
 	head = append(head, SealVersion, byte(len(version)))
 	head = append(head, version...)
-	head = binary.BigEndian.AppendUint16(head, uint16(len(resp.Result)))
-	head = append(head, resp.Result...)
-	boxed, err := b.Seal(ctx, plaintext, boxAD(associatedData, head))
-	if err != nil {
-		return nil, err
-	}
-	return append(head, boxed...), nil
+	head = binary.BigEndian.AppendUint16(head, uint16(len(wrapped)))
+	return append(head, wrapped...), nil
 }
 
 // Unseal has Key Vault unwrap the KEK with the recorded key version, checks
@@ -175,7 +163,7 @@ func (m *Master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]
 // sealed for another volume, master ID or key, or altered, fails with
 // keys.ErrWrongKey.
 func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]byte, error) {
-	if err := checkAD(associatedData); err != nil {
+	if err := envelope.CheckRingAD(Scheme, associatedData); err != nil {
 		return nil, err
 	}
 	version, wrapped, boxed, err := parseSealed(sealed)
@@ -198,28 +186,20 @@ func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 	out := resp.Result
 	defer clear(out)
 	digest := sha256.Sum256(associatedData)
-	if len(out) != wrappedPlain || subtle.ConstantTimeCompare(out[box.KeySize:], digest[:]) != 1 {
+	if len(out) != wrappedPlain ||
+		subtle.ConstantTimeCompare(out[envelope.KEKSize:], digest[:]) != 1 {
 		return nil, fmt.Errorf("%w: Key Vault key %s unwrapped a key bound to another volume "+
 			"or master ID", keys.ErrWrongKey, m.key)
 	}
-	b, err := box.New(keys.SecretFromBytes(bytes.Clone(out[:box.KeySize])))
-	if err != nil {
-		return nil, err
-	}
-	defer b.Wipe()
-	return b.Unseal(ctx, boxed, boxAD(associatedData, sealed[:len(sealed)-len(boxed)]))
+	kek := keys.SecretFromBytes(bytes.Clone(out[:envelope.KEKSize]))
+	return envelope.Open(ctx, kek, sealed, boxed, associatedData)
 }
 
 // parseSealed splits a sealed copy into the key version, the wrapped key
 // and the box.
 func parseSealed(sealed []byte) (version string, wrapped, boxed []byte, err error) {
-	if len(sealed) < 2 {
-		return "", nil, nil, fmt.Errorf("%w: sealed ring is %d bytes, too short",
-			keys.ErrWrongKey, len(sealed))
-	}
-	if v := sealed[0]; v != SealVersion {
-		return "", nil, nil, fmt.Errorf("%w: azure-kv sealed ring version %d (this coffer "+
-			"reads %d)", keys.ErrUnsupportedVersion, v, SealVersion)
+	if err := envelope.CheckVersion(Scheme, sealed, 2); err != nil {
+		return "", nil, nil, err
 	}
 	v := int(sealed[1])
 	if v == 0 || v > maxVersion || len(sealed) < 4+v {
@@ -233,22 +213,6 @@ func parseSealed(sealed []byte) (version string, wrapped, boxed []byte, err erro
 			"bytes in %d)", keys.ErrWrongKey, n, len(sealed))
 	}
 	return version, sealed[4+v : 4+v+n], sealed[4+v+n:], nil
-}
-
-// boxAD is the associated data of the box: the ring AD followed by the
-// header and wrapped key, so that no byte of a sealed copy can change
-// unnoticed.
-func boxAD(ringAD, head []byte) []byte {
-	return append(append(make([]byte, 0, len(ringAD)+len(head)), ringAD...), head...)
-}
-
-// checkAD checks that ad is a ring AD.
-func checkAD(ad []byte) error {
-	const idLen = len(keys.VolumeID{})
-	if len(ad) <= len(ringADPrefix)+idLen || string(ad[:len(ringADPrefix)]) != ringADPrefix {
-		return errors.New("azure-kv: associated data is not a ring AD")
-	}
-	return nil
 }
 
 func kidString(id *azkeys.ID) string {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 )
 
 // FuzzParseSealed checks that parseSealed never panics and that what it
@@ -23,7 +24,7 @@ func FuzzParseSealed(f *testing.F) {
 		if len(blob) == 0 || len(blob) > maxBlob || len(boxed) < box.Overhead {
 			t.Fatalf("accepted blob of %d bytes, box of %d", len(blob), len(boxed))
 		}
-		joined := append(append(bytes.Clone(sealed[:headerSize]), blob...), boxed...)
+		joined := append(append(bytes.Clone(sealed[:envelope.HeaderSize]), blob...), boxed...)
 		if !bytes.Equal(joined, sealed) {
 			t.Fatal("parts do not rebuild the input")
 		}

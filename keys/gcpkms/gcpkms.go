@@ -20,13 +20,13 @@
 package gcpkms
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -37,16 +37,7 @@ const Scheme = "gcp-kms"
 // Form is the URI form shown in help and error messages.
 const Form = "gcp-kms://projects/P/locations/L/keyRings/R/cryptoKeys/K"
 
-func init() {
-	masterkey.Register(masterkey.Kind{
-		Scheme:    Scheme,
-		Name:      Scheme,
-		Form:      Form,
-		Canonical: Canonical,
-		Enroll:    enroll,
-		Open:      open,
-	})
-}
+func init() { masterkey.Register(envelope.Kind(Scheme, Form, Canonical, New)) }
 
 // Key is a parsed gcp-kms URI.
 type Key struct {
@@ -106,13 +97,7 @@ func isID(s string, project bool) bool {
 
 // Canonical checks a gcp-kms URI and returns its canonical form, for the
 // masterkey registry.
-func Canonical(uri string) (string, error) {
-	k, err := ParseURI(uri)
-	if err != nil {
-		return "", err
-	}
-	return k.URI(), nil
-}
+func Canonical(uri string) (string, error) { return envelope.Canonical(ParseURI, uri) }
 
 func malformed(uri, why string) error {
 	return fmt.Errorf("%w %q: %s", masterkey.ErrMalformed, keys.RedactURI(uri), why)
@@ -143,22 +128,4 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func enroll(ctx context.Context, ref masterkey.Ref, opts masterkey.Options) (keys.Enrollment,
-	error) {
-	m, err := New(ctx, ref.URI, opts.KMSEndpoint)
-	if err != nil {
-		return keys.Enrollment{}, err
-	}
-	return keys.Enrollment{Kind: Scheme, URI: ref.URI, Master: m}, nil
-}
-
-func open(ctx context.Context, entry keys.MasterEntry, opts masterkey.Options) (keys.Master,
-	error) {
-	m, err := New(ctx, entry.URI, opts.KMSEndpoint)
-	if err != nil {
-		return nil, fmt.Errorf("master key %s: %w", entry.ID, err)
-	}
-	return m, nil
 }

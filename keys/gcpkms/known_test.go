@@ -10,14 +10,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cofferfs/coffer/keys"
-	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 	"github.com/cofferfs/coffer/keys/internal/envelope/envelopetest"
 )
 
 // TestKnownAnswer opens a sealed copy made by an earlier coffer
-// (testdata/sealed-v1.txt says how), given the KEK that Cloud KMS returned for it:
-// first by hand after docs/format.md, then with this package's parser and
-// box. A change of the layout or of the box's associated data fails it.
+// (testdata/sealed-v1.txt says how), given the KEK that Cloud KMS returned
+// for it: first by hand after docs/format.md, then with this package's
+// parser and envelope.Open. A change of the layout or of the box's
+// associated data fails it.
 func TestKnownAnswer(t *testing.T) {
 	k := envelopetest.Load(t, "testdata/sealed-v1.txt")
 	ad := k.RingAD()
@@ -29,11 +30,8 @@ func TestKnownAnswer(t *testing.T) {
 	blob, boxed, err := parseSealed(k.Sealed)
 	require.NoError(t, err)
 	assert.Equal(t, k.Sealed[3:3+n], blob)
-	b, err := box.New(keys.SecretFromBytes(bytes.Clone(k.KEK)))
-	require.NoError(t, err)
-	defer b.Wipe()
-	got, err := b.Unseal(context.Background(), boxed,
-		boxAD(ad, k.Sealed[:len(k.Sealed)-len(boxed)]))
+	got, err := envelope.Open(context.Background(),
+		keys.SecretFromBytes(bytes.Clone(k.KEK)), k.Sealed, boxed, ad)
 	require.NoError(t, err)
 	assert.Equal(t, k.Plaintext, got)
 }

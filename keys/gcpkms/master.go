@@ -2,7 +2,6 @@ package gcpkms
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -21,11 +20,11 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/cofferfs/coffer/keys"
-	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 )
 
 // SealVersion is the version of the sealed ring layout below.
-const SealVersion = 1
+const SealVersion = envelope.Version
 
 // A sealed ring copy is laid out as
 //
@@ -39,16 +38,13 @@ const SealVersion = 1
 //	27+n    m     ring payload sealed with XChaCha20-Poly1305 under the KEK,
 //	              associated data = the ring AD || bytes 0..3+n above
 //	27+n+m  16    Poly1305 tag
-const (
-	headerSize = 3
-	// maxBlob bounds the Cloud KMS ciphertext: that of a 32-byte plaintext
-	// is about a hundred bytes.
-	maxBlob = 8192
-)
+//
+// which is envelope.Layout.
+var layout = envelope.Layout{Kind: Scheme, Blob: "KMS ciphertext", MaxBlob: maxBlob}
 
-// ringADPrefix starts the associated data that keys passes to Seal and
-// Unseal: "coffer-ring-v1\x00" || volume ID (16 bytes) || master ID.
-const ringADPrefix = "coffer-ring-v1\x00"
+// maxBlob bounds the Cloud KMS ciphertext: that of a 32-byte plaintext is
+// about a hundred bytes.
+const maxBlob = 8192
 
 // Call bounds. Vars so that tests can shorten them.
 var (
@@ -161,30 +157,31 @@ func (r *retryer) Retry(err error) (time.Duration, bool) {
 // Seal draws a fresh KEK, has Cloud KMS encrypt it with the ring AD as
 // additional authenticated data, and seals plaintext with it.
 func (m *Master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
-	if err := checkRingAD(associatedData); err != nil {
+	if err := envelope.CheckRingAD(Scheme, associatedData); err != nil {
 		return nil, err
 	}
-	kek, err := keys.RandomSecret(box.KeySize)
-	if err != nil {
-		return nil, err
-	}
-	b, err := box.New(kek) // b owns kek now
-	if err != nil {
-		kek.Wipe()
-		return nil, err
-	}
-	defer b.Wipe()
+	return envelope.Seal(ctx, plaintext, associatedData, func(kek []byte) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		blob, err := m.encrypt(ctx, kek, associatedData)
+		if err != nil {
+			return nil, err
+		}
+		return layout.Header(blob), nil
+	})
+}
 
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
+// encrypt has Cloud KMS encrypt kek under the ring AD and checks the
+// answer.
+func (m *Master) encrypt(ctx context.Context, kek, associatedData []byte) ([]byte, error) {
 	c, err := m.kmsClient(ctx, "encrypt")
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.Encrypt(ctx, &kmspb.EncryptRequest{
 		Name:                              m.key.Name,
-		Plaintext:                         kek.InsecureBytes(),
-		PlaintextCrc32C:                   wrapperspb.Int64(crc32c(kek.InsecureBytes())),
+		Plaintext:                         kek,
+		PlaintextCrc32C:                   wrapperspb.Int64(crc32c(kek)),
 		AdditionalAuthenticatedData:       associatedData,
 		AdditionalAuthenticatedDataCrc32C: wrapperspb.Int64(crc32c(associatedData)),
 	}, callOptions()...)
@@ -208,23 +205,14 @@ func (m *Master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]
 		return nil, fmt.Errorf("cloud KMS key %s returned a ciphertext of %d bytes",
 			m.key.Name, n)
 	}
-
-	head := make([]byte, headerSize, headerSize+len(blob))
-	head[0] = SealVersion
-	binary.BigEndian.PutUint16(head[1:], uint16(len(blob)))
-	head = append(head, blob...)
-	boxed, err := b.Seal(ctx, plaintext, boxAD(associatedData, head))
-	if err != nil {
-		return nil, err
-	}
-	return append(head, boxed...), nil
+	return blob, nil
 }
 
 // Unseal has Cloud KMS decrypt the KEK under the ring AD and opens the ring
 // with it. A copy sealed for another volume, master ID or key, or altered,
 // fails with keys.ErrWrongKey.
 func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]byte, error) {
-	if err := checkRingAD(associatedData); err != nil {
+	if err := envelope.CheckRingAD(Scheme, associatedData); err != nil {
 		return nil, err
 	}
 	blob, boxed, err := parseSealed(sealed)
@@ -254,17 +242,12 @@ func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 		kek.Wipe()
 		return nil, m.corrupt("decrypt", "the plaintext does not match its CRC32C checksum")
 	}
-	if kek.Len() != box.KeySize {
+	if kek.Len() != envelope.KEKSize {
 		kek.Wipe()
 		return nil, fmt.Errorf("%w: cloud KMS key %s decrypted a %d-byte KEK, want %d",
-			keys.ErrWrongKey, m.key.Name, kek.Len(), box.KeySize)
+			keys.ErrWrongKey, m.key.Name, kek.Len(), envelope.KEKSize)
 	}
-	b, err := box.New(kek)
-	if err != nil {
-		return nil, err
-	}
-	defer b.Wipe()
-	return b.Unseal(ctx, boxed, boxAD(associatedData, sealed[:len(sealed)-len(boxed)]))
+	return envelope.Open(ctx, kek, sealed, boxed, associatedData)
 }
 
 // Close releases the client's connections.
@@ -280,36 +263,4 @@ func (m *Master) Close() error {
 }
 
 // parseSealed splits a sealed copy into the KMS ciphertext and the box.
-func parseSealed(sealed []byte) (blob, boxed []byte, err error) {
-	if len(sealed) < headerSize {
-		return nil, nil, fmt.Errorf("%w: sealed ring is %d bytes, too short", keys.ErrWrongKey,
-			len(sealed))
-	}
-	if v := sealed[0]; v != SealVersion {
-		return nil, nil, fmt.Errorf("%w: gcp-kms sealed ring version %d (this coffer reads %d)",
-			keys.ErrUnsupportedVersion, v, SealVersion)
-	}
-	n := int(binary.BigEndian.Uint16(sealed[1:]))
-	if n == 0 || n > maxBlob || len(sealed) < headerSize+n+box.Overhead {
-		return nil, nil, fmt.Errorf("%w: sealed ring is malformed (KMS ciphertext of %d bytes "+
-			"in %d)", keys.ErrWrongKey, n, len(sealed))
-	}
-	return sealed[headerSize : headerSize+n], sealed[headerSize+n:], nil
-}
-
-// boxAD is the associated data of the box: the ring AD followed by the
-// header and KMS ciphertext, so that no byte of a sealed copy can change
-// unnoticed.
-func boxAD(ringAD, head []byte) []byte {
-	return append(append(make([]byte, 0, len(ringAD)+len(head)), ringAD...), head...)
-}
-
-// checkRingAD checks that ad is a ring AD: the prefix, a volume ID and a
-// non-empty master ID.
-func checkRingAD(ad []byte) error {
-	const idLen = len(keys.VolumeID{})
-	if len(ad) <= len(ringADPrefix)+idLen || string(ad[:len(ringADPrefix)]) != ringADPrefix {
-		return fmt.Errorf("gcp-kms: associated data is not a ring AD")
-	}
-	return nil
-}
+func parseSealed(sealed []byte) (blob, boxed []byte, err error) { return layout.Parse(sealed) }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/gcpkms/gcpkmstest"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -125,20 +126,20 @@ func TestTampered(t *testing.T) {
 	require.NoError(t, err)
 	blob, _, err := parseSealed(sealed)
 	require.NoError(t, err)
-	end := headerSize + len(blob)
+	end := envelope.HeaderSize + len(blob)
 
 	tests := []struct {
 		name string
 		edit func([]byte) []byte
 	}{
 		{"length field", func(b []byte) []byte { b[2] ^= 1; return b }},
-		{"KMS ciphertext", func(b []byte) []byte { b[headerSize+len(blob)/2] ^= 1; return b }},
-		{"KMS ciphertext version", func(b []byte) []byte { b[headerSize+3] ^= 1; return b }},
+		{"KMS ciphertext", func(b []byte) []byte { b[envelope.HeaderSize+len(blob)/2] ^= 1; return b }},
+		{"KMS ciphertext version", func(b []byte) []byte { b[envelope.HeaderSize+3] ^= 1; return b }},
 		{"box nonce", func(b []byte) []byte { b[end] ^= 1; return b }},
 		{"box ciphertext", func(b []byte) []byte { b[end+24] ^= 1; return b }},
 		{"tag", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
 		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
-		{"header only", func(b []byte) []byte { return b[:headerSize] }},
+		{"header only", func(b []byte) []byte { return b[:envelope.HeaderSize] }},
 		{"empty", func([]byte) []byte { return nil }},
 		{"appended byte", func(b []byte) []byte { return append(b, 0) }},
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 )
 
 // FuzzParseSealed checks that parseSealed never panics and that what it
@@ -27,7 +28,7 @@ func FuzzParseSealed(f *testing.F) {
 			!strings.HasPrefix(string(ct), ciphertextPrefix) {
 			t.Fatalf("accepted ciphertext of %d bytes, box of %d", len(ct), len(boxed))
 		}
-		joined := append(append(bytes.Clone(sealed[:headerSize]), ct...), boxed...)
+		joined := append(append(bytes.Clone(sealed[:envelope.HeaderSize]), ct...), boxed...)
 		if !bytes.Equal(joined, sealed) {
 			t.Fatal("parts do not rebuild the input")
 		}

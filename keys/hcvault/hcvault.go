@@ -23,13 +23,13 @@
 package hcvault
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -40,16 +40,7 @@ const Scheme = "hcvault"
 // Form is the URI form shown in help and error messages.
 const Form = "hcvault://HOST[:PORT]/MOUNT/keys/NAME"
 
-func init() {
-	masterkey.Register(masterkey.Kind{
-		Scheme:    Scheme,
-		Name:      Scheme,
-		Form:      Form,
-		Canonical: Canonical,
-		Enroll:    enroll,
-		Open:      open,
-	})
-}
+func init() { masterkey.Register(envelope.Kind(Scheme, Form, Canonical, New)) }
 
 // Key is a parsed hcvault URI.
 type Key struct {
@@ -119,13 +110,7 @@ func ParseURI(uri string) (Key, error) {
 
 // Canonical checks an hcvault URI and returns its canonical form, for the
 // masterkey registry.
-func Canonical(uri string) (string, error) {
-	k, err := ParseURI(uri)
-	if err != nil {
-		return "", err
-	}
-	return k.URI(), nil
-}
+func Canonical(uri string) (string, error) { return envelope.Canonical(ParseURI, uri) }
 
 func malformed(uri, why string) error {
 	return fmt.Errorf("%w %q: %s", masterkey.ErrMalformed, keys.RedactURI(uri), why)
@@ -200,22 +185,4 @@ func checkEndpoint(ep string) error {
 			"https://vault.example.com:8200", masterkey.ErrMalformed, keys.RedactURI(ep))
 	}
 	return nil
-}
-
-func enroll(ctx context.Context, ref masterkey.Ref, opts masterkey.Options) (keys.Enrollment,
-	error) {
-	m, err := New(ctx, ref.URI, opts.KMSEndpoint)
-	if err != nil {
-		return keys.Enrollment{}, err
-	}
-	return keys.Enrollment{Kind: Scheme, URI: ref.URI, Master: m}, nil
-}
-
-func open(ctx context.Context, entry keys.MasterEntry, opts masterkey.Options) (keys.Master,
-	error) {
-	m, err := New(ctx, entry.URI, opts.KMSEndpoint)
-	if err != nil {
-		return nil, fmt.Errorf("master key %s: %w", entry.ID, err)
-	}
-	return m, nil
 }

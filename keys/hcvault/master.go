@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,11 +13,11 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/cofferfs/coffer/keys"
-	"github.com/cofferfs/coffer/keys/internal/box"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 )
 
 // SealVersion is the version of the sealed ring layout below.
-const SealVersion = 1
+const SealVersion = envelope.Version
 
 // A sealed ring copy is laid out as
 //
@@ -32,8 +31,11 @@ const SealVersion = 1
 //	27+n    m     ring payload sealed with XChaCha20-Poly1305 under the KEK,
 //	              associated data = the ring AD || bytes 0..3+n above
 //	27+n+m  16    Poly1305 tag
+//
+// which is envelope.Layout, with a transit ciphertext as the blob.
+var layout = envelope.Layout{Kind: Scheme, Blob: "transit ciphertext", MaxBlob: maxBlob}
+
 const (
-	headerSize = 3
 	// maxBlob bounds the transit ciphertext: that of a 32-byte plaintext
 	// under an AES or ChaCha key is under 100 bytes, under an RSA-4096 key
 	// about 700.
@@ -41,10 +43,6 @@ const (
 	// ciphertextPrefix starts every transit ciphertext.
 	ciphertextPrefix = "vault:v"
 )
-
-// ringADPrefix starts the associated data that keys passes to Seal and
-// Unseal: "coffer-ring-v1\x00" || volume ID (16 bytes) || master ID.
-const ringADPrefix = "coffer-ring-v1\x00"
 
 // Call bounds. Vars so that tests can shorten them.
 var (
@@ -138,53 +136,34 @@ func tokenFromFile() (string, error) {
 // Seal draws a fresh KEK, has transit encrypt it bound to associatedData,
 // and seals plaintext with it.
 func (m *Master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]byte, error) {
-	if err := checkRingAD(associatedData); err != nil {
+	if err := envelope.CheckRingAD(Scheme, associatedData); err != nil {
 		return nil, err
 	}
-	kek, err := keys.RandomSecret(box.KeySize)
-	if err != nil {
-		return nil, err
-	}
-	b64 := base64.StdEncoding.EncodeToString(kek.InsecureBytes())
-	b, err := box.New(kek) // b owns kek now
-	if err != nil {
-		kek.Wipe()
-		return nil, err
-	}
-	defer b.Wipe()
-
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	data, err := m.call(ctx, "encrypt", map[string]any{
-		"plaintext":       b64,
-		"associated_data": base64.StdEncoding.EncodeToString(associatedData),
-		"context":         base64.StdEncoding.EncodeToString(associatedData),
+	return envelope.Seal(ctx, plaintext, associatedData, func(kek []byte) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		data, err := m.call(ctx, "encrypt", map[string]any{
+			"plaintext":       base64.StdEncoding.EncodeToString(kek),
+			"associated_data": base64.StdEncoding.EncodeToString(associatedData),
+			"context":         base64.StdEncoding.EncodeToString(associatedData),
+		})
+		if err != nil {
+			return nil, err
+		}
+		ct, _ := data["ciphertext"].(string)
+		if n := len(ct); n == 0 || n > maxBlob || !strings.HasPrefix(ct, ciphertextPrefix) {
+			return nil, fmt.Errorf("Vault transit key %s returned no usable ciphertext "+
+				"(%d bytes)", m.key.URI(), n)
+		}
+		return layout.Header([]byte(ct)), nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	ct, _ := data["ciphertext"].(string)
-	if n := len(ct); n == 0 || n > maxBlob || !strings.HasPrefix(ct, ciphertextPrefix) {
-		return nil, fmt.Errorf("Vault transit key %s returned no usable ciphertext "+
-			"(%d bytes)", m.key.URI(), n)
-	}
-
-	head := make([]byte, headerSize, headerSize+len(ct))
-	head[0] = SealVersion
-	binary.BigEndian.PutUint16(head[1:], uint16(len(ct)))
-	head = append(head, ct...)
-	boxed, err := b.Seal(ctx, plaintext, boxAD(associatedData, head))
-	if err != nil {
-		return nil, err
-	}
-	return append(head, boxed...), nil
 }
 
 // Unseal has transit decrypt the KEK bound to associatedData and opens the
 // ring with it. A copy sealed for another volume, master ID or transit key,
 // or altered, fails with keys.ErrWrongKey.
 func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]byte, error) {
-	if err := checkRingAD(associatedData); err != nil {
+	if err := envelope.CheckRingAD(Scheme, associatedData); err != nil {
 		return nil, err
 	}
 	ct, boxed, err := parseSealed(sealed)
@@ -209,17 +188,12 @@ func (m *Master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 			"base64", keys.ErrWrongKey, m.key.URI())
 	}
 	kek := keys.SecretFromBytes(raw)
-	if n := kek.Len(); n != box.KeySize {
+	if n := kek.Len(); n != envelope.KEKSize {
 		kek.Wipe()
 		return nil, fmt.Errorf("%w: Vault transit key %s decrypted a %d-byte KEK, want %d",
-			keys.ErrWrongKey, m.key.URI(), n, box.KeySize)
+			keys.ErrWrongKey, m.key.URI(), n, envelope.KEKSize)
 	}
-	b, err := box.New(kek)
-	if err != nil {
-		return nil, err
-	}
-	defer b.Wipe()
-	return b.Unseal(ctx, boxed, boxAD(associatedData, sealed[:len(sealed)-len(boxed)]))
+	return envelope.Open(ctx, kek, sealed, boxed, associatedData)
 }
 
 // call writes body to MOUNT/op/NAME and returns the response's data.
@@ -242,39 +216,13 @@ func (m *Master) call(ctx context.Context, op string, body map[string]any) (
 
 // parseSealed splits a sealed copy into the transit ciphertext and the box.
 func parseSealed(sealed []byte) (ct, boxed []byte, err error) {
-	if len(sealed) < headerSize {
-		return nil, nil, fmt.Errorf("%w: sealed ring is %d bytes, too short", keys.ErrWrongKey,
-			len(sealed))
+	ct, boxed, err = layout.Parse(sealed)
+	if err != nil {
+		return nil, nil, err
 	}
-	if v := sealed[0]; v != SealVersion {
-		return nil, nil, fmt.Errorf("%w: hcvault sealed ring version %d (this coffer reads %d)",
-			keys.ErrUnsupportedVersion, v, SealVersion)
-	}
-	n := int(binary.BigEndian.Uint16(sealed[1:]))
-	if n == 0 || n > maxBlob || len(sealed) < headerSize+n+box.Overhead {
-		return nil, nil, fmt.Errorf("%w: sealed ring is malformed (transit ciphertext of %d "+
-			"bytes in %d)", keys.ErrWrongKey, n, len(sealed))
-	}
-	ct = sealed[headerSize : headerSize+n]
 	if !bytes.HasPrefix(ct, []byte(ciphertextPrefix)) {
 		return nil, nil, fmt.Errorf("%w: sealed ring holds no Vault transit ciphertext",
 			keys.ErrWrongKey)
 	}
-	return ct, sealed[headerSize+n:], nil
-}
-
-// boxAD is the associated data of the box: the ring AD followed by the
-// header and transit ciphertext, so that no byte of a sealed copy can
-// change unnoticed.
-func boxAD(ringAD, head []byte) []byte {
-	return append(append(make([]byte, 0, len(ringAD)+len(head)), ringAD...), head...)
-}
-
-// checkRingAD checks that ad is a ring AD, which the transit call binds.
-func checkRingAD(ad []byte) error {
-	const idLen = len(keys.VolumeID{})
-	if len(ad) <= len(ringADPrefix)+idLen || string(ad[:len(ringADPrefix)]) != ringADPrefix {
-		return fmt.Errorf("hcvault: associated data is not a ring AD")
-	}
-	return nil
+	return ct, boxed, nil
 }

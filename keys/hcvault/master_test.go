@@ -21,6 +21,7 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/hcvault/vaulttest"
+	"github.com/cofferfs/coffer/keys/internal/envelope"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -187,7 +188,7 @@ func TestTampered(t *testing.T) {
 	require.NoError(t, err)
 	ct, _, err := parseSealed(sealed)
 	require.NoError(t, err)
-	end := headerSize + len(ct)
+	end := envelope.HeaderSize + len(ct)
 
 	tests := []struct {
 		name string
@@ -195,13 +196,13 @@ func TestTampered(t *testing.T) {
 	}{
 		{"length field", func(b []byte) []byte { b[2] ^= 1; return b }},
 		{"transit ciphertext", func(b []byte) []byte { b[end-3] ^= 1; return b }},
-		{"key version", func(b []byte) []byte { b[headerSize+7] = '9'; return b }},
-		{"prefix", func(b []byte) []byte { b[headerSize] = 'V'; return b }},
+		{"key version", func(b []byte) []byte { b[envelope.HeaderSize+7] = '9'; return b }},
+		{"prefix", func(b []byte) []byte { b[envelope.HeaderSize] = 'V'; return b }},
 		{"box nonce", func(b []byte) []byte { b[end] ^= 1; return b }},
 		{"box ciphertext", func(b []byte) []byte { b[end+24] ^= 1; return b }},
 		{"tag", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
 		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
-		{"header only", func(b []byte) []byte { return b[:headerSize] }},
+		{"header only", func(b []byte) []byte { return b[:envelope.HeaderSize] }},
 		{"empty", func([]byte) []byte { return nil }},
 		{"appended byte", func(b []byte) []byte { return append(b, 0) }},
 	}
