@@ -169,7 +169,10 @@ func (c child) addSidecar() (undo func(), err error) {
 		return nil, err
 	}
 	return func() {
-		if created {
+		// An entry of that name that exists now (made by another mount
+		// of the backing directory, which lost the race to us for the
+		// sidecar) needs it.
+		if _, err := os.Lstat(c.abs()); created && errors.Is(err, os.ErrNotExist) {
 			_ = unix.Unlink(filepath.Join(c.dir, names.Sidecar(c.name.Backing)))
 		}
 	}, nil
@@ -687,7 +690,7 @@ func (n *node) encCreate(ctx context.Context, name string, flags, mode uint32,
 		return nil, nil, 0, errno
 	}
 	h.node = ch.Operations().(*node)
-	return ch, h, 0, 0
+	return ch, h, n.fs.openFlags(), 0
 }
 
 // encStatfs reports the backing file system's numbers with the plaintext

@@ -37,6 +37,10 @@ type filesystem struct {
 	// killWrites holds the cancel channels of running WRITE requests
 	// that must clear the setuid and setgid bits; see killpriv.go.
 	killWrites sync.Map
+
+	// undoTag names this process's undo records in shared mode, "" in
+	// a mount of its own; see undo.go.
+	undoTag string
 }
 
 func newFilesystem(backing string, opts Options) *filesystem {
@@ -46,6 +50,12 @@ func newFilesystem(backing string, opts Options) *filesystem {
 	}
 	f.undo.load(backing)
 	f.inodes.closed = f.closedUndo
+	if opts.Shared {
+		// Other processes create and remove undo records at any time:
+		// the set of records is not to be trusted.
+		f.undo.shared = true
+		f.undoTag = undoTag()
+	}
 	return f
 }
 
@@ -117,7 +127,16 @@ func (f *filesystem) newHandle(n pather, fd int, writable bool) (*handle, error)
 		return nil, err
 	}
 	in := f.inodes.acquire(inodeKey{dev: st.Dev, ino: st.Ino})
-	return &handle{fs: f, node: n, ino: in, fd: fd, writable: writable}, nil
+	return &handle{fs: f, node: n, ino: in, fd: fd, writable: writable, direct: f.opts.Shared}, nil
+}
+
+// openFlags are the FUSE open flags of a new handle: direct I/O in shared
+// mode, where another process may change the file behind the page cache.
+func (f *filesystem) openFlags() uint32 {
+	if f.opts.Shared {
+		return fuse.FOPEN_DIRECT_IO
+	}
+	return 0
 }
 
 // preserveOwner gives a file created by the daemon running as root the

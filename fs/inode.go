@@ -50,6 +50,12 @@ type inode struct {
 	undoID   content.FileID
 	undoMade bool
 	undoKeep bool
+
+	// pool holds descriptors for range locks in shared mode, and wlock
+	// is the write lock of the change in progress (guarded by mu held
+	// exclusively; readers under a shared mu see nil). See shared.go.
+	pool  lockPool
+	wlock *rangeLock
 }
 
 // inodeTable holds the inodes that have at least one open handle.
@@ -97,6 +103,7 @@ func (t *inodeTable) release(in *inode) {
 		if t.closed != nil {
 			t.closed(in)
 		}
+		in.pool.closeAll()
 	}
 }
 

@@ -59,12 +59,12 @@ func (h *handle) tornError(sz sizes) error {
 // cipher returns the file's cipher, unwrapping its key on first use. The
 // caller holds ino.mu and the file has a header.
 func (h *handle) cipher() (*content.Cipher, error) {
-	if c := h.ino.cipher.Load(); c != nil {
+	if c := h.ino.cipher.Load(); c != nil && h.current(c) {
 		return c, nil
 	}
 	h.ino.loadMu.Lock()
 	defer h.ino.loadMu.Unlock()
-	if c := h.ino.cipher.Load(); c != nil {
+	if c := h.ino.cipher.Load(); c != nil && h.current(c) {
 		return c, nil
 	}
 
@@ -84,6 +84,16 @@ func (h *handle) cipher() (*content.Cipher, error) {
 	return c, nil
 }
 
+// current reports whether the cached cipher c is still the file's. Only in
+// shared mode can the file start over (with a new key) behind the mount.
+func (h *handle) current(c *content.Cipher) bool {
+	if !h.fs.opts.Shared {
+		return true
+	}
+	ok, err := h.sameFile(c)
+	return ok && err == nil
+}
+
 // readError turns a short read, a backing file that shrank under us, into
 // an integrity error and passes other errors on.
 func (h *handle) readError(err error, block int64) error {
@@ -101,6 +111,11 @@ func (h *handle) readAt(dest []byte, off int64) (int, error) {
 	}
 	h.ino.mu.RLock()
 	defer h.ino.mu.RUnlock()
+	l, err := h.lockRead(off, int64(len(dest)))
+	if err != nil {
+		return 0, err
+	}
+	defer l.unlock()
 
 	sz, err := h.stat()
 	if err != nil {
@@ -132,6 +147,9 @@ var errShrunk = errors.New("read past the end: the backing file shrank behind th
 // (or, with O_DIRECT, from below its file size on); a short answer would
 // make it fill the rest with zeros and hand them to the reader as data.
 func (h *handle) shrunk(off, n, size int64) bool {
+	if h.fs.opts.Shared {
+		return false // other mounts change sizes; direct I/O reads end at EOF
+	}
 	past := off+n > (size+pageSize-1)/pageSize*pageSize
 	if h.direct {
 		past = off >= size
@@ -215,6 +233,11 @@ func (h *handle) writeAt(data []byte, off int64) (int, error) {
 
 	h.ino.mu.Lock()
 	defer h.ino.mu.Unlock()
+	l, err := h.lockChange(func(sz sizes) (int64, int64) { return writeRange(sz, off, end) })
+	if err != nil {
+		return 0, err
+	}
+	defer h.unlockChange(l)
 
 	var w blockWriter
 	defer w.release()
@@ -223,7 +246,7 @@ func (h *handle) writeAt(data []byte, off int64) (int, error) {
 	}
 	// The gap up to the block of off; write fills the rest of that block,
 	// so that no block is written twice in one operation.
-	err := w.extend(off / bs * bs)
+	err = w.extend(off / bs * bs)
 	if err == nil {
 		err = w.write(data, off)
 	}
@@ -251,6 +274,11 @@ func (h *handle) truncate(size int64) error {
 
 	h.ino.mu.Lock()
 	defer h.ino.mu.Unlock()
+	l, err := h.lockChange(func(sz sizes) (int64, int64) { return truncRange(sz, size) })
+	if err != nil {
+		return err
+	}
+	defer h.unlockChange(l)
 
 	if err := h.resize(size); err != nil {
 		return err
@@ -311,6 +339,11 @@ func (h *handle) allocate(off, length int64) error {
 
 	h.ino.mu.Lock()
 	defer h.ino.mu.Unlock()
+	l, err := h.lockChange(func(sz sizes) (int64, int64) { return writeRange(sz, off, end) })
+	if err != nil {
+		return err
+	}
+	defer h.unlockChange(l)
 
 	var w blockWriter
 	defer w.release()
@@ -447,7 +480,11 @@ func (w *blockWriter) rollback() {
 	if w.undo != nil {
 		_ = pwriteFull(w.h.fd, (*w.undo)[content.UndoHeaderSize:], w.undoAt)
 	}
-	_ = ftruncate(w.h.fd, w.start)
+	// In shared mode, a change locked short of the end of the file did
+	// not change its size, and another process may have since.
+	if w.h.ino.wlock.toEnd() {
+		_ = ftruncate(w.h.fd, w.start)
+	}
 }
 
 // extend fills the file with encrypted zeros up to size, in chunks that end

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/fs/content"
 )
 
 // POSIX record locks belong to a process (the kernel's lock owner), not to a
@@ -102,6 +104,12 @@ func (l *posixLocks) setlk(ctx context.Context, h *handle, owner uint64, lk *fus
 
 	var flk syscall.Flock_t
 	lk.ToFlockT(&flk)
+	if err := confine(&flk); err != nil {
+		l.mu.Lock()
+		l.done(owner, o)
+		l.mu.Unlock()
+		return err
+	}
 	err = retryLock(ctx, wait, func() error {
 		return syscall.FcntlFlock(uintptr(o.fd), unix.F_OFD_SETLK, &flk)
 	})
@@ -130,8 +138,14 @@ func (l *posixLocks) getlk(h *handle, owner uint64, lk *fuse.FileLock, out *fuse
 	}
 	var flk syscall.Flock_t
 	lk.ToFlockT(&flk)
+	if err := confine(&flk); err != nil {
+		return err
+	}
 	if err := syscall.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &flk); err != nil {
 		return err
+	}
+	if flk.Start+flk.Len == content.LockBase {
+		flk.Len = 0 // confined "to the end of the file"
 	}
 	out.FromFlockT(&flk)
 	out.Pid = 0
@@ -143,6 +157,19 @@ func (l *posixLocks) getlk(h *handle, owner uint64, lk *fuse.FileLock, out *fuse
 			out.Pid = o.pid
 			break
 		}
+	}
+	return nil
+}
+
+// confine keeps an application's lock below content.LockBase, where the
+// locks that coordinate shared mounts start (shared.go): a lock to the end
+// of the file ends there, and one that starts there is refused.
+func confine(flk *syscall.Flock_t) error {
+	if flk.Start < 0 || flk.Start >= content.LockBase {
+		return syscall.EINVAL
+	}
+	if flk.Len == 0 || flk.Len > content.LockBase-flk.Start {
+		flk.Len = content.LockBase - flk.Start
 	}
 	return nil
 }

@@ -211,14 +211,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, n.fs.errno(err)
 	}
-	h.direct = flags&syscall.O_DIRECT != 0
+	h.direct = h.direct || flags&syscall.O_DIRECT != 0
 	if flags&syscall.O_TRUNC != 0 {
 		if err := h.truncate(0); err != nil {
 			h.release()
 			return nil, 0, n.fs.errno(err)
 		}
 	}
-	return h, 0, 0
+	return h, n.fs.openFlags(), 0
 }
 
 // Create creates and opens a file. The backing file starts empty; its header
@@ -242,7 +242,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 		return nil, nil, 0, errno
 	}
 	h.node = ch.Operations().(*node)
-	return ch, h, 0, 0
+	return ch, h, n.fs.openFlags(), 0
 }
 
 // createAt opens the backing path rel with O_CREAT and returns its handle.
@@ -266,7 +266,7 @@ func (n *node) createAt(ctx context.Context, rel string, flags int,
 	if err != nil {
 		return nil, n.fs.errno(err)
 	}
-	h.direct = flags&syscall.O_DIRECT != 0
+	h.direct = h.direct || flags&syscall.O_DIRECT != 0
 	if !created && flags&syscall.O_TRUNC != 0 {
 		if err := h.truncate(0); err != nil {
 			h.release()

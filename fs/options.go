@@ -87,6 +87,14 @@ type Options struct {
 
 	// NoExec mounts with noexec: programs in the mount cannot be run.
 	NoExec bool
+
+	// Shared lets other coffer processes, on this host or on others
+	// sharing the backing directory, serve the same backing directory at
+	// once, each with Shared set. The kernel caches no attributes, entries
+	// or file contents of the mount, sizes and headers are read from the
+	// backing files at each request, and changes hold byte-range locks on
+	// the backing files. See the package documentation, "Shared mode".
+	Shared bool
 }
 
 // NewRoot returns the root node of a coffer file system over the backing
@@ -170,6 +178,9 @@ func Mount(backing, mountpoint string, opts Options) (*fuse.Server, error) {
 // mountOptions returns the go-fuse options for a coffer mount.
 func mountOptions(backing string, opts Options) *gofs.Options {
 	timeout := cacheTimeout
+	if opts.Shared {
+		timeout = 0
+	}
 	fuseLog := log.New(logWriter{l: opts.Logger}, "", 0)
 
 	mo := fuse.MountOptions{
@@ -192,6 +203,11 @@ func mountOptions(backing string, opts Options) *gofs.Options {
 		// We clear setuid and setgid bits ourselves (killpriv.go), which
 		// spares a GETXATTR round trip before every write(2).
 		ExtraCapabilities: killpriv,
+	}
+	if opts.Shared {
+		// Shared mounts open files with FOPEN_DIRECT_IO (no page cache
+		// to go stale); this keeps mmap working on them.
+		mo.ExtraCapabilities |= fuse.CAP_DIRECT_IO_ALLOW_MMAP
 	}
 	if opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -24,10 +25,36 @@ import (
 // saved pre-image reads as that pre-image, its last complete version. See
 // docs/format.md, "Undo records".
 
-// undoRel returns the path of the undo record of file id, relative to the
-// backing directory.
-func undoRel(id content.FileID) string {
-	return filepath.Join(ReservedName, content.UndoDir, content.UndoName(id))
+// In shared mode several processes may overwrite blocks of one file at
+// once, so each keeps its own record of the file, named with its tag
+// (<file ID>.<host>-<pid>); recovery looks at all records of the file.
+
+// undoRel returns the path of this mount's undo record of file id,
+// relative to the backing directory.
+func (f *filesystem) undoRel(id content.FileID) string {
+	name := content.UndoName(id)
+	if f.undoTag != "" {
+		name = content.UndoTagName(id, f.undoTag)
+	}
+	return filepath.Join(ReservedName, content.UndoDir, name)
+}
+
+// undoRels returns the paths of every undo record of file id, this mount's
+// or another's, relative to the backing directory.
+func (f *filesystem) undoRels(id content.FileID) []string {
+	dir := filepath.Join(ReservedName, content.UndoDir)
+	rels := []string{filepath.Join(dir, content.UndoName(id))}
+	ents, err := os.ReadDir(filepath.Join(f.backing, dir))
+	if err != nil {
+		return rels
+	}
+	prefix := content.UndoName(id) + "."
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			rels = append(rels, filepath.Join(dir, e.Name()))
+		}
+	}
+	return rels
 }
 
 // undoFD returns a descriptor of the undo record of file id, opened, and
@@ -39,7 +66,7 @@ func (h *handle) undoFD(id content.FileID) (int, error) {
 	}
 	in.closeUndo()
 
-	rel := undoRel(id)
+	rel := h.fs.undoRel(id)
 	flags := unix.O_RDWR | unix.O_CREAT | unix.O_CLOEXEC
 	fd, err := h.fs.openat(rel, flags, 0o600)
 	if errors.Is(err, unix.ENOENT) {
@@ -83,16 +110,16 @@ func (h *handle) dropUndo() error {
 	if !h.fs.undo.take(c.FileID()) {
 		return nil
 	}
-	err = unix.Unlink(filepath.Join(h.fs.backing, undoRel(c.FileID())))
+	err = unix.Unlink(filepath.Join(h.fs.backing, h.fs.undoRel(c.FileID())))
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("failed to remove undo record: %w", err)
 	}
 	return nil
 }
 
-// readUndo reads the undo record of file id; nil if there is none.
-func (f *filesystem) readUndo(id content.FileID) (*content.Undo, error) {
-	fd, err := f.openat(undoRel(id), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// readUndo reads the undo record at rel; nil if there is none.
+func (f *filesystem) readUndo(rel string) (*content.Undo, error) {
+	fd, err := f.openat(rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}
@@ -132,22 +159,30 @@ const maxUndo = 8 << 20
 // error.
 func (h *handle) recoverBlock(c *content.Cipher, dst, cur []byte, b int64, authErr error) ([]byte, error) {
 	fail := &integrityError{path: h.path(), file: h.node, block: b, err: authErr}
-	u, err := h.fs.readUndo(c.FileID())
-	if err != nil || u == nil || u.FileID != c.FileID() {
-		return nil, fail
-	}
 	at := content.BlockOffset(uint64(b))
-	pre := u.PreImage(uint64(b))
-	if !content.Torn(cur, pre, at) {
-		return nil, fail
+	var pre, out []byte
+	for _, rel := range h.fs.undoRels(c.FileID()) {
+		u, err := h.fs.readUndo(rel)
+		if err != nil || u == nil || u.FileID != c.FileID() {
+			continue
+		}
+		p := u.PreImage(uint64(b))
+		if !content.Torn(cur, p, at) {
+			continue
+		}
+		if out, err = c.Open(dst, p, uint64(b)); err == nil {
+			pre = p
+			break
+		}
 	}
-	out, err := c.Open(dst, pre, uint64(b))
-	if err != nil {
+	if pre == nil {
 		return nil, fail
 	}
 
+	// In shared mode only a change, which holds the write lock on the
+	// block, may write it; a reader leaves the repair to the next write.
 	ev := h.fs.log.Warn().Str("backing", h.path()).Int64("block", b).Str("reason", authErr.Error())
-	if h.writable {
+	if h.writable && (!h.fs.opts.Shared || h.ino.wlock != nil) {
 		if err := pwriteFull(h.fd, pre, at); err != nil {
 			ev = ev.AnErr("restore", err)
 		} else {
@@ -187,10 +222,18 @@ func (f *filesystem) staleUndo(p string) (id content.FileID, ok bool) {
 	return h.FileID, true
 }
 
-// removeUndo removes the undo record of file id, if any.
+// removeUndo removes the undo records of file id, if any: the file is
+// gone. In shared mode these include other mounts' records.
 func (f *filesystem) removeUndo(id content.FileID) {
-	if f.undo.take(id) {
-		_ = unix.Unlink(filepath.Join(f.backing, undoRel(id)))
+	if !f.undo.take(id) {
+		return
+	}
+	if f.undoTag == "" {
+		_ = unix.Unlink(filepath.Join(f.backing, f.undoRel(id)))
+		return
+	}
+	for _, rel := range f.undoRels(id) {
+		_ = unix.Unlink(filepath.Join(f.backing, rel))
 	}
 }
 
@@ -202,8 +245,10 @@ func (f *filesystem) removeUndo(id content.FileID) {
 // have been cut short too), so that the next unlink of the file need not
 // look for it.
 func (f *filesystem) closedUndo(in *inode) {
-	if in.undoMade && !in.undoKeep {
-		f.removeUndo(in.undoID)
+	if in.undoMade && !in.undoKeep && f.undo.take(in.undoID) {
+		// This mount's record only: in shared mode, another mount may
+		// be overwriting blocks of the file under its own.
+		_ = unix.Unlink(filepath.Join(f.backing, f.undoRel(in.undoID)))
 	}
 }
 
@@ -242,3 +287,31 @@ func (n *node) forgetUndo(name string) func() {
 
 // renameExchange is RENAME_EXCHANGE: an exchange replaces no file.
 const renameExchange = unix.RENAME_EXCHANGE
+
+// RemoveSharedUndo removes the undo records that this process kept as a
+// shared mount of backing (Options.Shared). Call it once the mount is gone:
+// after a clean unmount no write of this process can be cut short, so its
+// records are of no further use.
+func RemoveSharedUndo(backing string) error {
+	dir := filepath.Join(backing, ReservedName, content.UndoDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to list undo records: %w", err)
+	}
+	suffix := "." + undoTag()
+	var errs []error
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), suffix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("failed to remove undo records: %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -18,6 +18,10 @@ import (
 type undoSet struct {
 	mu    sync.Mutex
 	names map[string]struct{}
+
+	// shared is set in shared mode, where other processes write and
+	// remove records: the set then claims every record may exist.
+	shared bool
 }
 
 // load adds the records in the undo folder of the backing directory.
@@ -51,7 +55,7 @@ func (s *undoSet) add(id content.FileID) {
 func (s *undoSet) empty() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.names) == 0
+	return len(s.names) == 0 && !s.shared
 }
 
 // take forgets the record of file id and reports whether it existed.
@@ -61,5 +65,5 @@ func (s *undoSet) take(id content.FileID) bool {
 	name := content.UndoName(id)
 	_, ok := s.names[name]
 	delete(s.names, name)
-	return ok
+	return ok || s.shared
 }

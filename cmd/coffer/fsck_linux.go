@@ -107,6 +107,7 @@ func runFsck(ctx context.Context, a *app, opts fsckOptions) error {
 		return err
 	default:
 		defer lock.Close()
+		testPause("fsck-locked")
 	}
 
 	secret, err := mountPassphrase(a, mopts, cfg)

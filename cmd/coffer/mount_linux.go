@@ -31,7 +31,7 @@ type mountOptions struct {
 	cpuProfile     string // write a CPU profile of a foreground mount here
 	masterFlags
 
-	readOnly, allowOther, debug, noExec bool
+	readOnly, allowOther, debug, noExec, shared bool
 
 	// Set by the parent on the detached mount process; see daemon.go.
 	readyFD, secretFD int
@@ -64,6 +64,13 @@ stderr is systemd's journal stream). SIGINT or SIGTERM unmount cleanly.
 Under systemd (Type=notify) the mount sends READY=1 once it answers, and
 STOPPING=1 when it unmounts.
 
+A backing directory is served by one coffer process at a time, unless every
+mount of it uses --shared: then several processes (hosts sharing the backing
+directory over NFS, CephFS, ...) serve it at once. A shared mount caches
+nothing in the kernel and locks byte ranges of the backing files around
+every read and write, which makes it slower; docs/cli.md says what it costs
+and what it guarantees. A shared and a non-shared mount refuse each other.
+
 Mount options (-o, comma-separated or repeated):
   ro           read-only mount
   allow_other  let other users use the mount, with the kernel's permission
@@ -72,16 +79,19 @@ Mount options (-o, comma-separated or repeated):
   debug        log every FUSE request at debug level (shows file names and
                data in the clear: never on real secrets)
   noexec       do not allow programs in the mount to be executed
+  shared       the same as --shared
 
 ` + mountHelperUsage
 
 const mountExample = `  coffer mount /srv/app.enc /srv/app
   coffer mount /srv/app.enc /srv/app -o ro,allow_other
+  coffer mount --shared /mnt/nfs/app.enc /srv/app
   coffer mount /srv/app.enc /srv/app --master 1a2b3c4d --passphrase-file /root/pass.txt
   coffer mount /srv/app.enc /srv/app --foreground --log-level debug`
 
 func newMountCommand(a *app) *cobra.Command {
 	opts := mountOptions{readyFD: -1, secretFD: -1, pinFD: -1}
+	var shared bool
 	cmd := &cobra.Command{
 		Use:     "mount BACKING MOUNTPOINT",
 		Short:   "Mount a volume and serve its files in the clear",
@@ -93,13 +103,18 @@ func newMountCommand(a *app) *cobra.Command {
 			if err := applyOptionFlags(cmd, &opts); err != nil {
 				return err
 			}
+			if shared {
+				opts.options = append(opts.options, "shared") // passed on to the mount process
+			}
 			return runMount(cmd.Context(), a, opts)
 		},
 	}
 
 	f := cmd.Flags()
 	f.BoolVarP(&opts.foreground, "foreground", "f", false, "serve in this process instead of the background")
-	f.StringSliceVarP(&opts.options, "options", "o", nil, "mount options: ro, rw, allow_other, debug, noexec, and the flags as key=value")
+	f.BoolVar(&shared, "shared", false, "let other coffer processes (other hosts on shared storage) "+
+		"serve the same backing directory at once; every one of them must use --shared")
+	f.StringSliceVarP(&opts.options, "options", "o", nil, "mount options: ro, rw, allow_other, debug, noexec, shared, and the flags as key=value")
 	f.StringVar(&opts.master, "master", "", "unlock only with this master key (ID or URI)")
 	f.StringVar(&opts.passphraseFile, "passphrase-file", "",
 		"read the passphrase from this file (mode 0600) instead of the terminal")
@@ -215,9 +230,11 @@ func (o *mountOptions) parse() error {
 			o.noExec = true
 		case "exec":
 			o.noExec = false
+		case "shared":
+			o.shared = true
 		default:
 			return withHints(usageErrorf("unknown mount option %q", opt),
-				"known options: ro, rw, allow_other, debug, noexec; run 'coffer mount --help' for the rest")
+				"known options: ro, rw, allow_other, debug, noexec, shared; run 'coffer mount --help' for the rest")
 		}
 	}
 	if o.recoveryKey != "" && o.passphraseFile != "" {

@@ -40,6 +40,13 @@ type pausedRotate struct {
 // point, the test fails with its output.
 func startPausedRotate(t *testing.T, f *fixture, point string, env ...string) *pausedRotate {
 	t.Helper()
+	return startPaused(t, []string{"rotate", f.backing}, point, env...)
+}
+
+// startPaused starts coffer with args and the pause hook at point, and
+// returns once it is held there.
+func startPaused(t *testing.T, args []string, point string, env ...string) *pausedRotate {
+	t.Helper()
 	p := &pausedRotate{dir: t.TempDir(), exited: make(chan struct{})}
 	require.NoError(t, syscall.Mkfifo(filepath.Join(p.dir, "paused"), 0o600))
 	require.NoError(t, syscall.Mkfifo(filepath.Join(p.dir, "resume"), 0o600))
@@ -48,7 +55,7 @@ func startPausedRotate(t *testing.T, f *fixture, point string, env ...string) *p
 	r, err := os.OpenFile(filepath.Join(p.dir, "paused"), os.O_RDWR, 0)
 	require.NoError(t, err)
 	defer r.Close()
-	p.cmd = exec.Command(os.Args[0], "rotate", f.backing)
+	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = append(append(os.Environ(), mainEnv+"=1", "COFFER_TEST_PAUSE="+point+":"+p.dir),
 		env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr

@@ -43,10 +43,10 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		}
 	}()
 
-	lock, err := lockVolume(opts.backing)
+	lock, err := lockVolumeMode(opts.backing, opts.shared)
 	if err != nil {
 		secret.Wipe()
-		return err
+		return sharedHint(err, opts.shared)
 	}
 	defer lock.Close()
 
@@ -83,6 +83,7 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		AllowOther:   opts.allowOther,
 		Debug:        opts.debug,
 		NoExec:       opts.noExec,
+		Shared:       opts.shared,
 		Integrity:    integrity.Report,
 	})
 	mounted := audit.Event{Type: audit.EventMount, Master: used.ID, RingKey: ring.Primary().ID,
@@ -111,6 +112,11 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	n.ready()
 	serveUntilUnmounted(a, srv, sigs)
 	a.log.Info().Str("mountpoint", opts.mountPoint).Msg("unmounted")
+	if opts.shared {
+		if err := cofferfs.RemoveSharedUndo(opts.backing); err != nil {
+			a.log.Warn().Err(err).Msg("failed to remove this mount's undo records; fsck --repair removes them")
+		}
+	}
 	if err := integrity.Flush(context.WithoutCancel(ctx)); err != nil {
 		a.log.Error().Err(err).Msg("failed to write integrity failure counts to the audit log")
 	}
@@ -118,6 +124,17 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		Master: used.ID, Detail: map[string]string{"mountpoint": opts.mountPoint}})
 	unmounted = true
 	return nil
+}
+
+// sharedHint adds to a refused mount lock the way to serve one backing
+// directory from several processes.
+func sharedHint(err error, shared bool) error {
+	var busy *volumeBusyError
+	if shared || !errors.As(err, &busy) {
+		return err
+	}
+	return withHints(err, "to serve one backing directory from several coffer processes at once "+
+		"(hosts on shared storage), mount every one of them with --shared")
 }
 
 // ringWatchInterval is how often a mount checks whether a rotation changed

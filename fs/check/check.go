@@ -253,7 +253,7 @@ func (c *checker) staleUndo() error {
 		return fmt.Errorf("failed to list undo records: %w", err)
 	}
 	for _, e := range entries {
-		if c.ids[e.Name()] {
+		if c.ids[content.UndoFileName(e.Name())] {
 			continue
 		}
 		c.report.StaleUndo = append(c.report.StaleUndo,

@@ -34,7 +34,7 @@ type file struct {
 	fd     int
 	size   int64 // backing size
 	cipher *content.Cipher
-	undo   *content.Undo
+	undos  []*content.Undo // the file's undo records: one, or one per shared mount
 }
 
 // check checks the file's size, header and blocks.
@@ -107,35 +107,43 @@ func (f *file) header() (bool, error) {
 	return false, nil
 }
 
-// loadUndo reads the file's undo record, if it has a usable one.
+// loadUndo reads the file's usable undo records: its own, and those that
+// shared mounts keep (<file ID>.<tag>).
 func (f *file) loadUndo() {
-	p := filepath.Join(f.backing, cofferfs.ReservedName, content.UndoDir, content.UndoName(f.cipher.FileID()))
-	st, err := os.Lstat(p)
-	if err != nil || !st.Mode().IsRegular() || st.Size() > maxUndoFile {
-		return
+	dir := filepath.Join(f.backing, cofferfs.ReservedName, content.UndoDir)
+	name := content.UndoName(f.cipher.FileID())
+	paths := []string{filepath.Join(dir, name)}
+	if tagged, err := filepath.Glob(filepath.Join(dir, name+".*")); err == nil {
+		paths = append(paths, tagged...)
 	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return
-	}
-	if u, err := content.ParseUndo(b); err == nil && u.FileID == f.cipher.FileID() {
-		f.undo = u
+	for _, p := range paths {
+		st, err := os.Lstat(p)
+		if err != nil || !st.Mode().IsRegular() || st.Size() > maxUndoFile {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if u, err := content.ParseUndo(b); err == nil && u.FileID == f.cipher.FileID() {
+			f.undos = append(f.undos, u)
+		}
 	}
 }
 
-// preImage returns the authentic pre-image of block b, or nil.
-func (f *file) preImage(b int64) []byte {
-	if f.undo == nil {
-		return nil
+// preImage returns the authentic pre-image of block b and the record that
+// holds it, or nil. fits must accept them too.
+func (f *file) preImage(b int64, fits func(pre []byte, u *content.Undo) bool) ([]byte, *content.Undo) {
+	for _, u := range f.undos {
+		pre := u.PreImage(uint64(b))
+		if pre == nil || !fits(pre, u) {
+			continue
+		}
+		if _, err := f.cipher.Open(nil, pre, uint64(b)); err == nil {
+			return pre, u
+		}
 	}
-	pre := f.undo.PreImage(uint64(b))
-	if pre == nil {
-		return nil
-	}
-	if _, err := f.cipher.Open(nil, pre, uint64(b)); err != nil {
-		return nil
-	}
-	return pre
+	return nil, nil
 }
 
 // blocks checks blocks [first, end) of a file of n whole or partial
@@ -162,7 +170,9 @@ func (f *file) blocks(first, end, n int64, torn bool) error {
 // bad reports block b, whose bytes cur fail authentication.
 func (f *file) bad(b int64, cur []byte, last bool) error {
 	at := content.BlockOffset(uint64(b))
-	if pre := f.preImage(b); pre != nil && content.Torn(cur, pre, at) {
+	if pre, _ := f.preImage(b, func(pre []byte, _ *content.Undo) bool {
+		return content.Torn(cur, pre, at)
+	}); pre != nil {
 		p := f.add(f.rel, b, KindBlock, RepairRestore, "fails authentication: an overwrite was cut by a crash; "+
 			"the undo record holds its last complete version, which the mount reads")
 		if f.opts.Repair {
@@ -191,11 +201,14 @@ func (f *file) tornTail(b int64) error {
 // write back; otherwise it cuts the block off.
 func (f *file) cutLast(b int64, kind, detail string) error {
 	at := content.BlockOffset(uint64(b))
-	if pre := f.preImage(b); pre != nil && at+int64(len(pre)) == f.undo.OldSize && f.size >= f.undo.OldSize {
+	pre, u := f.preImage(b, func(pre []byte, u *content.Undo) bool {
+		return at+int64(len(pre)) == u.OldSize && f.size >= u.OldSize
+	})
+	if pre != nil {
 		p := f.add(f.rel, b, kind, RepairRollback, "%s: a write that grew the last block was cut by a crash; "+
 			"the undo record holds the block as it was before", detail)
 		if f.opts.Repair {
-			if err := ftruncate(f.fd, f.undo.OldSize); err != nil {
+			if err := ftruncate(f.fd, u.OldSize); err != nil {
 				return err
 			}
 			if err := pwriteFull(f.fd, pre, at); err != nil {

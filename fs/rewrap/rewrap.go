@@ -200,6 +200,13 @@ func one(path string, opts Options, res *Result) (wrote bool, err error) {
 		return false, nil // empty, or not a file with a header
 	}
 
+	// Shared mounts start a file over (a new header) only under a lock
+	// that covers the header: with it held, the header cannot change
+	// between the check and the slot write below.
+	if err := lockHeader(fd); err != nil {
+		return false, fmt.Errorf("failed to lock header: %w", err)
+	}
+
 	m, err := unix.Mmap(fd, 0, content.HeaderSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return false, fmt.Errorf("failed to map header: %w", err)
