@@ -125,6 +125,34 @@
 // (up to every 20 ms) rather than block, so that an interrupted caller
 // leaves no lock behind.
 //
+// # Shared mode
+//
+// With Options.Shared, several coffer processes (hosts sharing the backing
+// directory, or processes of one host) serve one backing directory at
+// once, and nothing one process cached is trusted after another could have
+// changed it. Entry and attribute timeouts are 0; files are opened with
+// FOPEN_DIRECT_IO (mmap keeps working through CAP_DIRECT_IO_ALLOW_MMAP),
+// so no page cache goes stale; sizes come from fstat at every request, as
+// always; the cached data key is checked against the header's file ID at
+// every request and loaded again when another process started the file
+// over; the read path's check for a file that shrank behind the mount is
+// off, since here that is a race, not damage.
+//
+// Processes coordinate through OFD byte-range locks on the backing files,
+// at content.LockBase plus the backing offset (shared.go, docs/format.md
+// "Shared mounts"): a read holds a read lock on its blocks; a change holds
+// a write lock on the blocks it changes, to the end of the file when it
+// touches the last block or the size, from offset 0 when it writes a new
+// header. Inside a process the inode's mutex orders operations first, so
+// the OFD locks (one descriptor per concurrent operation, from a pool per
+// inode) only meet other processes'. A change that did not lock to the end
+// of the file does not cut the file back when it fails. Applications'
+// POSIX locks are confined below LockBase in every mode; flock(2) locks of
+// a shared mount become OFD locks of the whole application range. Each
+// process keeps its own undo records (<file ID>.<host>-<pid>); recovery
+// looks at all of a file's records, and a reader, which holds only a read
+// lock, returns a cut block's pre-image without writing it back.
+//
 // # Errors
 //
 // Handlers return syscall.Errno; one function converts Go errors. A block

@@ -11,6 +11,8 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/cofferfs/coffer/fs/content"
 )
 
 // pather names a file in logs by its backing path, and in the audit trail
@@ -301,5 +303,21 @@ func (h *handle) lock(ctx context.Context, owner uint64, lk *fuse.FileLock, flag
 	default:
 		return syscall.EINVAL
 	}
+	if h.fs.opts.Shared {
+		return h.flockShared(ctx, lk.Typ, wait)
+	}
 	return retryLock(ctx, wait, func() error { return unix.Flock(h.fd, op|unix.LOCK_NB) })
+}
+
+// flockShared takes an flock(2) lock of a shared mount as an OFD lock of
+// the same open file description over every offset applications may lock:
+// it then holds across hosts on every shared file system that passes
+// byte-range locks on, and, unlike a real flock on NFS (which the client
+// turns into a lock of the whole file), leaves the range locks of shared
+// mounts (LockBase and up) alone.
+func (h *handle) flockShared(ctx context.Context, typ uint32, wait bool) error {
+	flk := unix.Flock_t{Type: int16(typ), Start: 0, Len: content.LockBase}
+	return retryLock(ctx, wait, func() error {
+		return unix.FcntlFlock(uintptr(h.fd), unix.F_OFD_SETLK, &flk)
+	})
 }

@@ -132,7 +132,7 @@ func (l *posixLocks) getlk(h *handle, owner uint64, lk *fuse.FileLock, out *fuse
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
-	fd := h.fd // holds no record locks, so it sees every owner's
+	fd := h.fd // holds no record locks (but a shared mount's flocks), so it sees every owner's
 	if o := l.owners[owner]; o != nil {
 		fd = o.fd // sees every owner's but this one's
 	}

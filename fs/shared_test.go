@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -337,6 +338,36 @@ func TestSharedAppLocksLeaveDataLocksAlone(t *testing.T) {
 	assert.ErrorIs(t, unix.FcntlFlock(uintptr(fd2), unix.F_OFD_SETLK, &tooFar), syscall.EINVAL)
 }
 
+// TestSharedFlock takes flock(2) locks through both mounts: they exclude
+// each other, show up as byte-range locks of the whole application range
+// (as they would to another host on NFS), and leave reads and writes alone.
+func TestSharedFlock(t *testing.T) {
+	_, a, b := sharedPair(t, true)
+	require.NoError(t, os.WriteFile(filepath.Join(a, "f"), pattern(7, bs), 0o644))
+	fa, err := unix.Open(filepath.Join(a, "f"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fa)
+	fb, err := unix.Open(filepath.Join(b, "f"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fb)
+
+	require.NoError(t, unix.Flock(fa, unix.LOCK_EX|unix.LOCK_NB))
+	assert.ErrorIs(t, unix.Flock(fb, unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
+	q := unix.Flock_t{Type: unix.F_RDLCK, Start: 5, Len: 1}
+	require.NoError(t, unix.FcntlFlock(uintptr(fb), unix.F_OFD_GETLK, &q))
+	assert.Equal(t, int16(unix.F_WRLCK), q.Type, "the flock is a byte-range lock")
+	assert.Equal(t, int64(0), q.Len, "of the whole file")
+
+	_, err = unix.Pwrite(fb, []byte("written under another's flock"), 10)
+	require.NoError(t, err)
+	_, err = unix.Pwrite(fa, []byte("by the holder"), 100)
+	require.NoError(t, err)
+
+	require.NoError(t, unix.Flock(fa, unix.LOCK_UN))
+	require.NoError(t, unix.Flock(fb, unix.LOCK_SH|unix.LOCK_NB))
+	require.NoError(t, unix.Flock(fa, unix.LOCK_SH|unix.LOCK_NB), "shared flocks share")
+}
+
 // TestLockRanges checks the backing ranges changes lock, against offsets
 // worked out by hand from the format (docs/format.md): a header, then
 // blocks of 4096 plaintext bytes stored with a nonce and a tag each.
@@ -384,4 +415,29 @@ func TestLockRanges(t *testing.T) {
 			assert.Equal(t, int64(0), end, "to the end")
 		})
 	}
+}
+
+// TestSharedMmap writes a file through a shared writable mapping in a
+// child process, as direct I/O mounts allow with DIRECT_IO_ALLOW_MMAP, and
+// reads the change through the other mount.
+func TestSharedMmap(t *testing.T) {
+	_, a, b := sharedPair(t, false)
+	p := filepath.Join(a, "mapped")
+	orig := pattern(8, 2*bs+300)
+	require.NoError(t, os.WriteFile(p, orig, 0o644))
+	marker := "SHARED-MMAP-MARKER"
+	want := append([]byte(nil), orig...)
+	copy(want[bs-4:], marker)
+
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), helperEnv+"=mmap", "MMAP_PATH="+p, "MMAP_MARKER="+marker,
+		fmt.Sprintf("MMAP_OFFSETS=%d", bs-4))
+	child.Stdin = strings.NewReader("sync\n")
+	out, err := child.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "mapped\n", string(out))
+
+	got, err := readAll(filepath.Join(b, "mapped"))
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
 }
