@@ -16,23 +16,15 @@ import (
 	"github.com/cofferfs/coffer/keys/internal/envelope"
 )
 
-// SealVersion is the version of the sealed ring layout below.
+// SealVersion is the version of the sealed ring layout.
 const SealVersion = envelope.Version
 
-// A sealed ring copy is laid out as
-//
-//	offset  size  field
-//	0       1     version, SealVersion
-//	1       2     n, length of the KMS ciphertext (big endian, 1..maxBlob)
-//	3       n     KMS ciphertext of the 32-byte KEK, under the encryption
-//	              context {"coffer:volume": hex volume ID,
-//	              "coffer:master": master ID}
-//	3+n     24    box nonce
-//	27+n    m     ring payload sealed with XChaCha20-Poly1305 under the KEK,
-//	              associated data = the ring AD || bytes 0..3+n above
-//	27+n+m  16    Poly1305 tag
-//
-// which is envelope.Layout.
+// layout is the layout of a sealed ring copy, drawn at envelope.Layout and
+// in docs/format.md: version SealVersion, the length of the KMS ciphertext
+// (1..maxBlob), the KMS ciphertext of the 32-byte KEK under the encryption
+// context {"coffer:volume": hex volume ID, "coffer:master": master ID}, and
+// the box of the ring payload under the KEK, whose associated data is the
+// ring AD followed by all that comes before the box.
 var layout = envelope.Layout{Kind: Scheme, Blob: "KMS ciphertext", MaxBlob: maxBlob}
 
 // maxBlob bounds the KMS ciphertext: KMS ciphertexts of a 32-byte plaintext

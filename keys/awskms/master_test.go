@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/awskms/kmstest"
 	"github.com/cofferfs/coffer/keys/internal/envelope"
+	"github.com/cofferfs/coffer/keys/internal/envelope/envelopetest"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -101,26 +101,7 @@ func TestEncryptionContext(t *testing.T) {
 
 func TestWrongBinding(t *testing.T) {
 	f := newKMSFixture(t)
-	other := f.srv.CreateKey(t)
-	m := f.master(t, f.arn)
-	sealed, err := m.Seal(context.Background(), []byte("ring"), keys.RingAD(vol1, "m1"))
-	require.NoError(t, err)
-
-	tests := []struct {
-		name string
-		m    keys.Master
-		ad   []byte
-	}{
-		{"other volume", m, keys.RingAD(vol2, "m1")},
-		{"other master ID", m, keys.RingAD(vol1, "m2")},
-		{"other KMS key", f.master(t, other), keys.RingAD(vol1, "m1")},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := tt.m.Unseal(context.Background(), sealed, tt.ad)
-			assert.ErrorIs(t, err, keys.ErrWrongKey)
-		})
-	}
+	envelopetest.WrongBinding(t, f.master(t, f.arn), f.master(t, f.srv.CreateKey(t)), nil)
 }
 
 func TestTampered(t *testing.T) {
@@ -131,34 +112,14 @@ func TestTampered(t *testing.T) {
 	require.NoError(t, err)
 	blob, _, err := parseSealed(sealed)
 	require.NoError(t, err)
-	end := envelope.HeaderSize + len(blob)
+	h := envelope.HeaderSize
 
-	tests := []struct {
-		name string
-		edit func([]byte) []byte
-	}{
-		{"length field", func(b []byte) []byte { b[2] ^= 1; return b }},
-		{"KMS ciphertext", func(b []byte) []byte { b[envelope.HeaderSize+len(blob)/2] ^= 1; return b }},
-		{"box nonce", func(b []byte) []byte { b[end] ^= 1; return b }},
-		{"box ciphertext", func(b []byte) []byte { b[end+24] ^= 1; return b }},
-		{"tag", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
-		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
-		{"header only", func(b []byte) []byte { return b[:envelope.HeaderSize] }},
-		{"empty", func([]byte) []byte { return nil }},
-		{"appended byte", func(b []byte) []byte { return append(b, 0) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			bad := tt.edit(bytes.Clone(sealed))
-			_, err := m.Unseal(context.Background(), bad, ad)
-			assert.ErrorIs(t, err, keys.ErrWrongKey)
-		})
-	}
-
-	bad := bytes.Clone(sealed)
-	bad[0] = 2
-	_, err = m.Unseal(context.Background(), bad, ad)
-	assert.ErrorIs(t, err, keys.ErrUnsupportedVersion)
+	envelopetest.Tampered(t, m, sealed, ad, h+len(blob),
+		envelopetest.Edit{Name: "length field", Edit: func(b []byte) []byte { b[2] ^= 1; return b }},
+		envelopetest.Edit{Name: "KMS ciphertext",
+			Edit: func(b []byte) []byte { b[h+len(blob)/2] ^= 1; return b }},
+		envelopetest.Edit{Name: "header only", Edit: func(b []byte) []byte { return b[:h] }},
+	)
 }
 
 func TestDisabledKey(t *testing.T) {
@@ -190,63 +151,24 @@ func TestKeyNotFound(t *testing.T) {
 // retried for long.
 func TestStoppedServer(t *testing.T) {
 	f := newKMSFixture(t)
-	m := f.master(t, f.arn)
-	ad := keys.RingAD(vol1, "m1")
-	sealed, err := m.Seal(context.Background(), []byte("ring"), ad)
-	require.NoError(t, err)
-	f.srv.Stop()
-
-	start := time.Now()
-	_, err = m.Unseal(context.Background(), sealed, ad)
+	err := envelopetest.StoppedServer(t, f.master(t, f.arn), f.srv.Stop, callTimeout)
 	assertKMSError(t, err, ErrUnreachable, "--kms-endpoint")
 	assert.Contains(t, err.Error(), f.srv.Endpoint)
-	assert.Less(t, time.Since(start), callTimeout)
 }
 
 // TestHangingServer checks the call timeout with a server that accepts
 // connections and never answers.
 func TestHangingServer(t *testing.T) {
 	kmstest.SetCredentials(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	accepted := make(chan net.Conn, 16)
-	t.Cleanup(func() {
-		l.Close()
-		for len(accepted) > 0 {
-			(<-accepted).Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case accepted <- c: // held open, unanswered, until the test ends
-			default:
-				c.Close()
-			}
-		}
-	}()
 	old := callTimeout
 	callTimeout = 300 * time.Millisecond
 	t.Cleanup(func() { callTimeout = old })
 
-	m, err := New(context.Background(), "aws-kms://arn:aws:kms:eu-west-2:111122223333:key/abc",
-		"http://"+l.Addr().String())
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.Seal(context.Background(), []byte("ring"), keys.RingAD(vol1, "m1"))
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		assertKMSError(t, err, ErrUnreachable, "--kms-endpoint")
-	case <-time.After(time.Minute):
-		t.Fatal("Seal did not give up on a server that never answers")
-	}
+	err := envelopetest.SealToHangingServer(t, "http", func(ep string) (keys.Master, error) {
+		return New(context.Background(), "aws-kms://arn:aws:kms:eu-west-2:111122223333:key/abc",
+			ep)
+	})
+	assertKMSError(t, err, ErrUnreachable, "--kms-endpoint")
 }
 
 func TestNoCredentials(t *testing.T) {
@@ -282,20 +204,8 @@ func TestEndpointFromEnvironment(t *testing.T) {
 // the ring, keys.Unlock opens it again.
 func TestInitUnlock(t *testing.T) {
 	f := newKMSFixture(t)
-	opts := masterkey.Options{KMSEndpoint: f.srv.Endpoint}
-	e, err := masterkey.Enroll(context.Background(), "aws-kms://"+f.arn, opts)
-	require.NoError(t, err)
-	assert.Equal(t, Scheme, e.Kind)
-
-	backing := t.TempDir()
-	cfg, ring, err := keys.Init(context.Background(), backing, []keys.Enrollment{e},
-		keys.InitOptions{})
-	require.NoError(t, err)
-	got, entry, err := keys.Unlock(context.Background(), cfg, masterkey.Opener(
-		context.Background(), opts), keys.UnlockOptions{})
-	require.NoError(t, err)
-	assert.Equal(t, cfg.Masters[0].ID, entry.ID)
-	assert.Equal(t, ring.Generation(), got.Generation())
+	envelopetest.InitUnlock(t, Scheme, "aws-kms://"+f.arn,
+		masterkey.Options{KMSEndpoint: f.srv.Endpoint})
 }
 
 func assertKMSError(t *testing.T, err error, kind error, hint string) {

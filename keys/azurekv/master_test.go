@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/azurekv/kvtest"
+	"github.com/cofferfs/coffer/keys/internal/envelope/envelopetest"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -162,35 +162,15 @@ func TestTampered(t *testing.T) {
 	version, wrapped, _, err := parseSealed(sealed)
 	require.NoError(t, err)
 	start := 4 + len(version)
-	end := start + len(wrapped)
 
-	tests := []struct {
-		name string
-		edit func([]byte) []byte
-	}{
-		{"version byte", func(b []byte) []byte { b[0] = 9; return b }},
-		{"key version", func(b []byte) []byte { b[2] ^= 1; return b }},
-		{"length field", func(b []byte) []byte { b[start-1] ^= 1; return b }},
-		{"wrapped key", func(b []byte) []byte { b[start+len(wrapped)/2] ^= 1; return b }},
-		{"box nonce", func(b []byte) []byte { b[end] ^= 1; return b }},
-		{"box ciphertext", func(b []byte) []byte { b[end+24] ^= 1; return b }},
-		{"tag", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
-		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
-		{"header only", func(b []byte) []byte { return b[:start] }},
-		{"empty", func([]byte) []byte { return nil }},
-		{"appended byte", func(b []byte) []byte { return append(b, 0) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := m.Unseal(context.Background(), tt.edit(bytes.Clone(sealed)), ad)
-			require.Error(t, err)
-			if tt.name == "version byte" {
-				assert.ErrorIs(t, err, keys.ErrUnsupportedVersion)
-				return
-			}
-			assert.ErrorIs(t, err, keys.ErrWrongKey)
-		})
-	}
+	envelopetest.Tampered(t, m, sealed, ad, start+len(wrapped),
+		envelopetest.Edit{Name: "key version", Edit: func(b []byte) []byte { b[2] ^= 1; return b }},
+		envelopetest.Edit{Name: "length field",
+			Edit: func(b []byte) []byte { b[start-1] ^= 1; return b }},
+		envelopetest.Edit{Name: "wrapped key",
+			Edit: func(b []byte) []byte { b[start+len(wrapped)/2] ^= 1; return b }},
+		envelopetest.Edit{Name: "header only", Edit: func(b []byte) []byte { return b[:start] }},
+	)
 }
 
 // TestErrorResponses checks that each documented error answer becomes one
@@ -296,31 +276,11 @@ func TestUnreachable(t *testing.T) {
 
 	t.Run("silent", func(t *testing.T) {
 		newFixture(t, nil)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		done := make(chan struct{})
-		go func() { // accept and never answer
-			var conns []net.Conn
-			defer func() {
-				for _, c := range conns {
-					c.Close()
-				}
-				close(done)
-			}()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				conns = append(conns, c)
-			}
-		}()
-		t.Cleanup(func() { ln.Close(); <-done })
 		callTimeout = 300 * time.Millisecond
 		t.Cleanup(func() { callTimeout = 30 * time.Second })
-		m, err := New(context.Background(), uri, "https://"+ln.Addr().String())
-		require.NoError(t, err)
-		_, err = m.Seal(context.Background(), []byte("r"), keys.RingAD(vol1, "m1"))
+		err := envelopetest.SealToHangingServer(t, "https", func(ep string) (keys.Master, error) {
+			return New(context.Background(), uri, ep)
+		})
 		assert.ErrorIs(t, err, ErrUnreachable)
 	})
 }

@@ -16,23 +16,15 @@ import (
 	"github.com/cofferfs/coffer/keys/internal/envelope"
 )
 
-// SealVersion is the version of the sealed ring layout below.
+// SealVersion is the version of the sealed ring layout.
 const SealVersion = envelope.Version
 
-// A sealed ring copy is laid out as
-//
-//	offset  size  field
-//	0       1     version, SealVersion
-//	1       2     n, length of the transit ciphertext (big endian, 1..maxBlob)
-//	3       n     transit ciphertext of the 32-byte KEK, ASCII
-//	              "vault:vN:BASE64", under associated_data and context
-//	              both equal to the ring AD
-//	3+n     24    box nonce
-//	27+n    m     ring payload sealed with XChaCha20-Poly1305 under the KEK,
-//	              associated data = the ring AD || bytes 0..3+n above
-//	27+n+m  16    Poly1305 tag
-//
-// which is envelope.Layout, with a transit ciphertext as the blob.
+// layout is the layout of a sealed ring copy, drawn at envelope.Layout and
+// in docs/format.md: version SealVersion, the length of the transit
+// ciphertext (1..maxBlob), the transit ciphertext of the 32-byte KEK, ASCII
+// "vault:vN:BASE64", under associated_data and context both equal to the
+// ring AD, and the box of the ring payload under the KEK, whose associated
+// data is the ring AD followed by all that comes before the box.
 var layout = envelope.Layout{Kind: Scheme, Blob: "transit ciphertext", MaxBlob: maxBlob}
 
 const (

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/hcvault/vaulttest"
 	"github.com/cofferfs/coffer/keys/internal/envelope"
+	"github.com/cofferfs/coffer/keys/internal/envelope/envelopetest"
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
@@ -152,30 +152,14 @@ func TestWrongBinding(t *testing.T) {
 	f := newFixture(t)
 	f.srv.CreateKey("transit", "other", false)
 	f.srv.CreateKey("transit", "derived", true)
+	other := f.master(t, f.uri("transit", "other"), "")
 	for _, name := range []string{"coffer", "derived"} {
 		t.Run(name, func(t *testing.T) {
-			m := f.master(t, f.uri("transit", name), "")
-			sealed, err := m.Seal(context.Background(), []byte("ring"), keys.RingAD(vol1, "m1"))
-			require.NoError(t, err)
-
-			tests := []struct {
-				name string
-				m    keys.Master
-				ad   []byte
-			}{
-				{"other volume", m, keys.RingAD(vol2, "m1")},
-				{"other master ID", m, keys.RingAD(vol1, "m2")},
-				{"other transit key", f.master(t, f.uri("transit", "other"), ""),
-					keys.RingAD(vol1, "m1")},
-			}
-			for _, tt := range tests {
-				t.Run(tt.name, func(t *testing.T) {
-					_, err := tt.m.Unseal(context.Background(), sealed, tt.ad)
-					assert.ErrorIs(t, err, keys.ErrWrongKey)
+			envelopetest.WrongBinding(t, f.master(t, f.uri("transit", name), ""), other,
+				func(t *testing.T, err error) {
 					// Vault itself refused it, not only the local box.
 					assert.Contains(t, err.Error(), "message authentication failed")
 				})
-			}
 		})
 	}
 }
@@ -188,37 +172,16 @@ func TestTampered(t *testing.T) {
 	require.NoError(t, err)
 	ct, _, err := parseSealed(sealed)
 	require.NoError(t, err)
-	end := envelope.HeaderSize + len(ct)
+	h, end := envelope.HeaderSize, envelope.HeaderSize+len(ct)
 
-	tests := []struct {
-		name string
-		edit func([]byte) []byte
-	}{
-		{"length field", func(b []byte) []byte { b[2] ^= 1; return b }},
-		{"transit ciphertext", func(b []byte) []byte { b[end-3] ^= 1; return b }},
-		{"key version", func(b []byte) []byte { b[envelope.HeaderSize+7] = '9'; return b }},
-		{"prefix", func(b []byte) []byte { b[envelope.HeaderSize] = 'V'; return b }},
-		{"box nonce", func(b []byte) []byte { b[end] ^= 1; return b }},
-		{"box ciphertext", func(b []byte) []byte { b[end+24] ^= 1; return b }},
-		{"tag", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
-		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
-		{"header only", func(b []byte) []byte { return b[:envelope.HeaderSize] }},
-		{"empty", func([]byte) []byte { return nil }},
-		{"appended byte", func(b []byte) []byte { return append(b, 0) }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			bad := tt.edit(bytes.Clone(sealed))
-			_, err := m.Unseal(context.Background(), bad, ad)
-			assert.ErrorIs(t, err, keys.ErrWrongKey)
-			assert.NotContains(t, err.Error(), "\n")
-		})
-	}
-
-	bad := bytes.Clone(sealed)
-	bad[0] = 2
-	_, err = m.Unseal(context.Background(), bad, ad)
-	assert.ErrorIs(t, err, keys.ErrUnsupportedVersion)
+	envelopetest.Tampered(t, m, sealed, ad, end,
+		envelopetest.Edit{Name: "length field", Edit: func(b []byte) []byte { b[2] ^= 1; return b }},
+		envelopetest.Edit{Name: "transit ciphertext",
+			Edit: func(b []byte) []byte { b[end-3] ^= 1; return b }},
+		envelopetest.Edit{Name: "key version", Edit: func(b []byte) []byte { b[h+7] = '9'; return b }},
+		envelopetest.Edit{Name: "prefix", Edit: func(b []byte) []byte { b[h] = 'V'; return b }},
+		envelopetest.Edit{Name: "header only", Edit: func(b []byte) []byte { return b[:h] }},
+	)
 }
 
 // TestKeyVersions checks rotation: old copies still open, new seals use the
@@ -416,83 +379,31 @@ func TestEndpointOverride(t *testing.T) {
 // with ErrUnreachable well within the call timeout.
 func TestStoppedServer(t *testing.T) {
 	f := newFixture(t)
-	m := f.master(t, f.uri("transit", "coffer"), "")
-	ad := keys.RingAD(vol1, "m1")
-	sealed, err := m.Seal(context.Background(), []byte("ring"), ad)
-	require.NoError(t, err)
-	f.srv.Stop()
-
-	start := time.Now()
-	_, err = m.Unseal(context.Background(), sealed, ad)
+	err := envelopetest.StoppedServer(t, f.master(t, f.uri("transit", "coffer"), ""),
+		f.srv.Stop, callTimeout)
 	assertVaultError(t, err, ErrUnreachable, "--kms-endpoint")
 	assert.Contains(t, err.Error(), f.srv.Address)
-	assert.Less(t, time.Since(start), callTimeout)
 }
 
 // TestHangingServer checks the call timeout with a server that accepts
 // connections and never answers.
 func TestHangingServer(t *testing.T) {
 	vaulttest.SetEnv(t, nil)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	accepted := make(chan net.Conn, 16)
-	t.Cleanup(func() {
-		l.Close()
-		for len(accepted) > 0 {
-			(<-accepted).Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case accepted <- c: // held open, unanswered, until the test ends
-			default:
-				c.Close()
-			}
-		}
-	}()
 	old := callTimeout
 	callTimeout = 300 * time.Millisecond
 	t.Cleanup(func() { callTimeout = old })
 
-	m, err := New(context.Background(), "hcvault://vault.invalid/transit/keys/coffer",
-		"http://"+l.Addr().String())
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.Seal(context.Background(), []byte("ring"), keys.RingAD(vol1, "m1"))
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		assertVaultError(t, err, ErrUnreachable, "--kms-endpoint")
-	case <-time.After(time.Minute):
-		t.Fatal("Seal did not give up on a server that never answers")
-	}
+	err := envelopetest.SealToHangingServer(t, "http", func(ep string) (keys.Master, error) {
+		return New(context.Background(), "hcvault://vault.invalid/transit/keys/coffer", ep)
+	})
+	assertVaultError(t, err, ErrUnreachable, "--kms-endpoint")
 }
 
 // TestInitUnlock runs a whole volume through the master: keys.Init seals
 // the ring, keys.Unlock opens it again.
 func TestInitUnlock(t *testing.T) {
 	f := newFixture(t)
-	opts := masterkey.Options{}
-	e, err := masterkey.Enroll(context.Background(), f.uri("transit", "coffer"), opts)
-	require.NoError(t, err)
-	assert.Equal(t, Scheme, e.Kind)
-
-	backing := t.TempDir()
-	cfg, ring, err := keys.Init(context.Background(), backing, []keys.Enrollment{e},
-		keys.InitOptions{})
-	require.NoError(t, err)
-	got, entry, err := keys.Unlock(context.Background(), cfg, masterkey.Opener(
-		context.Background(), opts), keys.UnlockOptions{})
-	require.NoError(t, err)
-	assert.Equal(t, cfg.Masters[0].ID, entry.ID)
-	assert.Equal(t, ring.Generation(), got.Generation())
+	envelopetest.InitUnlock(t, Scheme, f.uri("transit", "coffer"), masterkey.Options{})
 }
 
 func assertVaultError(t *testing.T, err error, kind error, hint string) {
