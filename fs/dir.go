@@ -70,12 +70,26 @@ func hideReserved(e *fuse.DirEntry) bool {
 	return e.Name != ReservedName && e.Name != names.RecordName
 }
 
+// shownEntry is what a listing learnt of the last entry it showed: its
+// names and, for a regular backing file (stat'ed to tell symbolic links
+// apart), its stat.
+type shownEntry struct {
+	plain, backing string
+	st             syscall.Stat_t
+	gen            uint64
+	statted        bool
+}
+
 // decryptEntries returns the show function for the backing directory dir
 // with name key k: it decrypts names, hides the record, sidecars and
 // temporary names, types symbolic links, and skips names that do not
-// decrypt with a warning naming the backing entry.
-func (f *filesystem) decryptEntries(dir string, k *names.Key) func(e *fuse.DirEntry) bool {
+// decrypt with a warning naming the backing entry. If last is not nil, it
+// records each entry shown there.
+func (f *filesystem) decryptEntries(dir string, k *names.Key, last *shownEntry) func(e *fuse.DirEntry) bool {
 	return func(e *fuse.DirEntry) bool {
+		if last != nil {
+			*last = shownEntry{}
+		}
 		if e.Name == "." || e.Name == ".." {
 			return true
 		}
@@ -100,13 +114,60 @@ func (f *filesystem) decryptEntries(dir string, k *names.Key) func(e *fuse.DirEn
 			return false
 		}
 		e.Name = plain
+		var sh shownEntry
 		if e.Mode&syscall.S_IFMT == syscall.S_IFREG {
-			if st, _, err := lstatx(filepath.Join(dir, backing)); err == nil && isLinkFile(&st) {
-				e.Mode = syscall.S_IFLNK
+			st, gen, err := lstatx(filepath.Join(dir, backing))
+			if err == nil {
+				if isLinkFile(&st) {
+					e.Mode = syscall.S_IFLNK
+				}
+				sh.st, sh.gen, sh.statted = st, gen, true
 			}
+		}
+		if last != nil {
+			sh.plain, sh.backing = plain, backing
+			*last = sh
 		}
 		return true
 	}
+}
+
+// encDirHandle is the directory handle of a mount with encrypted names.
+// It answers the lookups of READDIRPLUS itself, from the entry it just
+// listed: the backing name is known and a regular file was stat'ed
+// already, so each entry costs one stat and no name encryption.
+type encDirHandle struct {
+	dirHandle
+	n    *node
+	key  *names.Key
+	dir  string // absolute backing path of the directory
+	last shownEntry
+}
+
+var _ gofs.FileLookuper = (*encDirHandle)(nil)
+
+// Lookup implements gofs.FileLookuper. go-fuse passes the name Readdirent
+// returned last, except when it replays a listing the kernel interrupted;
+// any other name takes the node's lookup.
+func (d *encDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	l := d.last
+	d.last = shownEntry{}
+	if l.plain == "" || name != l.plain || d.n.reserved(name) {
+		return d.n.Lookup(ctx, name, out)
+	}
+	st, gen := l.st, l.gen
+	if !l.statted {
+		var err error
+		if st, gen, err = lstatx(filepath.Join(d.dir, l.backing)); err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+	}
+	encAttr(&st, &out.Attr)
+	ch := d.n.NewInode(ctx, d.n.fs.newNode(d.n.fs.root, nil, "", nil), d.n.fs.stable(&st, gen))
+	if cn, ok := ch.Operations().(*node); ok {
+		cn.name.Store(&nameMemo{key: d.key, plain: name, backing: l.backing})
+	}
+	return ch, 0
 }
 
 // encOpendir opens the directory n for listing with decrypted names.
@@ -123,7 +184,9 @@ func (n *node) encOpendir() (gofs.FileHandle, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
-	return &dirHandle{inner: ds, show: n.fs.decryptEntries(p, k)}, 0
+	d := &encDirHandle{dirHandle: dirHandle{inner: ds}, n: n, key: k, dir: p}
+	d.show = n.fs.decryptEntries(p, k, &d.last)
+	return d, 0
 }
 
 // filterStream lists ds through show.
@@ -156,5 +219,5 @@ func (n *node) encReaddir() (gofs.DirStream, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
-	return filterStream(ds, n.fs.decryptEntries(p, k))
+	return filterStream(ds, n.fs.decryptEntries(p, k, nil))
 }

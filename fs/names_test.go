@@ -501,3 +501,63 @@ func TestNamesReservedFolderStillHidden(t *testing.T) {
 	require.Len(t, ents, 1)
 	assert.Equal(t, names.RecordName, ents[0].Name())
 }
+
+// TestNamesListingAnswersLookups lists directories of a fresh mount, whose
+// READDIRPLUS replies carry each entry's attributes (answered by the
+// directory handle from the entry it just listed), and checks every entry's
+// type, size, link count and content against what was written, including
+// a symbolic link, a long name, a hard link and an entry renamed after the
+// listing.
+func TestNamesListingAnswersLookups(t *testing.T) {
+	v, mnt := mountEncrypted(t)
+	long := strings.Repeat("l", 200)
+	require.NoError(t, os.Mkdir(filepath.Join(mnt, "d"), 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(mnt, "d", "f"), pattern(1, 5000), 0o640))
+	require.NoError(t, os.WriteFile(filepath.Join(mnt, "d", long), pattern(2, 3), 0o600))
+	require.NoError(t, os.Symlink("f", filepath.Join(mnt, "d", "ln")))
+	require.NoError(t, os.Link(filepath.Join(mnt, "d", "f"), filepath.Join(mnt, "d", "hard")))
+	require.NoError(t, os.Mkdir(filepath.Join(mnt, "d", "sub"), 0o700))
+
+	type entry struct {
+		mode  os.FileMode
+		size  int64
+		nlink uint64
+	}
+	want := map[string]entry{
+		"f":    {0o640, 5000, 2},
+		"hard": {0o640, 5000, 2},
+		long:   {0o600, 3, 1},
+		"ln":   {os.ModeSymlink | 0o777, 1, 1},
+	}
+	fresh := v.mount(t)
+	dir := filepath.Join(fresh, "d")
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		assert.Equal(t, fi.Mode().Type(), e.Type(), "%s: listed type", e.Name())
+		if e.Name() == "sub" {
+			assert.Equal(t, os.ModeDir|0o700, fi.Mode())
+			continue
+		}
+		w := want[e.Name()]
+		assert.Equal(t, w.mode, fi.Mode(), "%s: mode", e.Name())
+		assert.Equal(t, w.size, fi.Size(), "%s: size", e.Name())
+		assert.Equal(t, w.nlink, fi.Sys().(*syscall.Stat_t).Nlink, "%s: links", e.Name())
+	}
+	assert.ElementsMatch(t, []string{"f", "hard", long, "ln", "sub"}, got)
+
+	b, err := os.ReadFile(filepath.Join(dir, "hard"))
+	require.NoError(t, err)
+	assert.Equal(t, pattern(1, 5000), b)
+	target, err := os.Readlink(filepath.Join(dir, "ln"))
+	require.NoError(t, err)
+	assert.Equal(t, "f", target)
+	require.NoError(t, os.Rename(filepath.Join(dir, long), filepath.Join(dir, "sub", "moved")))
+	b, err = os.ReadFile(filepath.Join(dir, "sub", "moved"))
+	require.NoError(t, err)
+	assert.Equal(t, pattern(2, 3), b)
+}
