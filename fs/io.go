@@ -439,6 +439,15 @@ type blockWriter struct {
 	// backing offset undoAt to start, which rollback also uses.
 	undo   *[]byte
 	undoAt int64
+
+	// old holds the sealed bytes of block oldBlock as readOld read them
+	// and they authenticated, until the next backing write; saveUndo
+	// takes them from here instead of reading them again when they are
+	// all it needs (an append to a partial last block).
+	old      *[]byte
+	oldBlock int64
+	oldN     int
+	oldValid bool
 }
 
 // release returns the writer's buffers.
@@ -446,6 +455,10 @@ func (w *blockWriter) release() {
 	if w.undo != nil {
 		putBuf(w.undo)
 		w.undo = nil
+	}
+	if w.old != nil {
+		putBuf(w.old)
+		w.old = nil
 	}
 }
 
@@ -575,6 +588,7 @@ func (w *blockWriter) store(out []byte, first int64) error {
 			return err
 		}
 	}
+	w.oldValid = false
 	return pwriteFull(w.h.fd, out, at)
 }
 
@@ -590,8 +604,10 @@ func (w *blockWriter) saveUndo(first, at, end int64) error {
 	buf := getBuf(content.UndoHeaderSize + n)
 	rec := content.AppendUndoHeader((*buf)[:0], w.c.FileID(), uint64(first), w.start, n)
 	rec = rec[:content.UndoHeaderSize+n]
-	err := preadFull(w.h.fd, rec[content.UndoHeaderSize:], at)
-	if err != nil {
+	var err error
+	if w.oldValid && w.oldBlock == first && n <= w.oldN {
+		copy(rec[content.UndoHeaderSize:], (*w.old)[:n])
+	} else if err = preadFull(w.h.fd, rec[content.UndoHeaderSize:], at); err != nil {
 		err = w.h.readError(err, first)
 	}
 	if err == nil {
@@ -608,9 +624,25 @@ func (w *blockWriter) saveUndo(first, at, end int64) error {
 	return nil
 }
 
-// readOld reads and decrypts block b for a read-modify-write into scratch.
+// readOld reads and decrypts block b for a read-modify-write into scratch,
+// and keeps its sealed bytes for saveUndo if they authenticate as they are.
 func (w *blockWriter) readOld(b int64, scratch []byte) ([]byte, error) {
-	return w.h.readBlock(w.c, scratch, b, w.size)
+	if w.old == nil {
+		w.old = getBuf(cbs)
+	}
+	w.oldValid = false
+	sealed := (*w.old)[:min(bs, w.size-b*bs)+content.Overhead]
+	if err := preadFull(w.h.fd, sealed, content.BlockOffset(uint64(b))); err != nil {
+		return nil, w.h.readError(err, b)
+	}
+	out, err := w.c.Open(scratch, sealed, uint64(b))
+	if err != nil {
+		// A cut overwrite restored from the undo record: the file
+		// no longer holds these bytes.
+		return w.h.recoverBlock(w.c, scratch, sealed, b, err)
+	}
+	w.oldBlock, w.oldN, w.oldValid = b, len(sealed), true
+	return out, nil
 }
 
 // blockPlain returns the new plaintext of block b when data is written at
