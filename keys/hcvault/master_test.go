@@ -25,10 +25,7 @@ import (
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
-var (
-	vol1 = keys.VolumeID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-	vol2 = keys.VolumeID{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}
-)
+var vol1, vol2 = envelopetest.Vol1, envelopetest.Vol2
 
 func TestMain(m *testing.M) {
 	// Retries wait milliseconds, not seconds, in tests.

@@ -18,10 +18,10 @@ import (
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
-// Two volume IDs.
+// Vol1 and Vol2 are two volume IDs for tests.
 var (
-	vol1 = keys.VolumeID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-	vol2 = keys.VolumeID{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}
+	Vol1 = keys.VolumeID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	Vol2 = keys.VolumeID{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}
 )
 
 // KnownAnswer checks a kind that uses envelope.Layout against the vector at
@@ -118,7 +118,7 @@ func SealToHangingServer(t *testing.T, scheme string,
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() {
-		_, err := m.Seal(context.Background(), []byte("ring"), keys.RingAD(vol1, "m1"))
+		_, err := m.Seal(context.Background(), []byte("ring"), keys.RingAD(Vol1, "m1"))
 		done <- err
 	}()
 	select {
@@ -135,7 +135,7 @@ func SealToHangingServer(t *testing.T, scheme string,
 // timeout, the kind's call timeout: a refused connection is not retried for
 // long.
 func StoppedServer(t *testing.T, m keys.Master, stop func(), timeout time.Duration) error {
-	ad := keys.RingAD(vol1, "m1")
+	ad := keys.RingAD(Vol1, "m1")
 	sealed, err := m.Seal(context.Background(), []byte("ring"), ad)
 	require.NoError(t, err)
 	stop()
@@ -152,7 +152,7 @@ func StoppedServer(t *testing.T, m keys.Master, stop func(), timeout time.Durati
 // each fails with keys.ErrWrongKey, and check (when not nil) looks further
 // at the error.
 func WrongBinding(t *testing.T, m, other keys.Master, check func(t *testing.T, err error)) {
-	sealed, err := m.Seal(context.Background(), []byte("ring"), keys.RingAD(vol1, "m1"))
+	sealed, err := m.Seal(context.Background(), []byte("ring"), keys.RingAD(Vol1, "m1"))
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -160,9 +160,9 @@ func WrongBinding(t *testing.T, m, other keys.Master, check func(t *testing.T, e
 		m    keys.Master
 		ad   []byte
 	}{
-		{"other volume", m, keys.RingAD(vol2, "m1")},
-		{"other master ID", m, keys.RingAD(vol1, "m2")},
-		{"other key", other, keys.RingAD(vol1, "m1")},
+		{"other volume", m, keys.RingAD(Vol2, "m1")},
+		{"other master ID", m, keys.RingAD(Vol1, "m2")},
+		{"other key", other, keys.RingAD(Vol1, "m1")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
