@@ -77,6 +77,22 @@ func TestMountOptionsParse(t *testing.T) {
 	}
 }
 
+// TestMountOptionsShared checks that -o shared, which --shared adds and the
+// mount helper passes on from fstab, turns shared mode on and reaches the
+// mount process.
+func TestMountOptionsShared(t *testing.T) {
+	o := mountOptions{backing: "/b", mountPoint: "/m", options: []string{"allow_other", "shared"}}
+	require.NoError(t, o.parse())
+	assert.True(t, o.shared)
+	assert.True(t, o.allowOther)
+	args := o.childArgs(&app{logLevel: "info"}, "/l")
+	assert.Contains(t, args, "allow_other,shared")
+
+	o = mountOptions{backing: "/b", mountPoint: "/m", options: []string{"ro"}}
+	require.NoError(t, o.parse())
+	assert.False(t, o.shared, "shared only when asked for")
+}
+
 func TestChildArgs(t *testing.T) {
 	o := mountOptions{backing: "/b", mountPoint: "/-m", options: []string{"ro", "debug"}, master: "1a2b3c4d"}
 	a := &app{logLevel: "debug"}
