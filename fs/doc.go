@@ -146,7 +146,10 @@
 // header. Inside a process the inode's mutex orders operations first, so
 // the OFD locks (one descriptor per concurrent operation, from a pool per
 // inode) only meet other processes'. A change that did not lock to the end
-// of the file does not cut the file back when it fails. Applications'
+// of the file does not cut the file back when it fails. An O_APPEND
+// write(2) (told from page write-back by FUSE_WRITE_CACHE) goes to the end
+// of the file as it is under the lock, not to the kernel's idea of it,
+// which other mounts' appends make stale. Applications'
 // POSIX locks are confined below LockBase in every mode; flock(2) locks of
 // a shared mount become OFD locks of the whole application range. Each
 // process keeps its own undo records (<file ID>.<host>-<pid>); recovery

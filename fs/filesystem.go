@@ -38,6 +38,11 @@ type filesystem struct {
 	// that must clear the setuid and setgid bits; see killpriv.go.
 	killWrites sync.Map
 
+	// directWrites holds, in shared mode, the cancel channels of running
+	// WRITE requests that come from write(2), not from page write-back;
+	// see handle.Write.
+	directWrites sync.Map
+
 	// undoTag names this process's undo records in shared mode, "" in
 	// a mount of its own; see undo.go.
 	undoTag string

@@ -32,6 +32,7 @@ type handle struct {
 	fd       int
 	writable bool // fd is open read-write
 	direct   bool // opened with O_DIRECT: reads bypass the page cache
+	append   bool // opened with O_APPEND
 }
 
 var (
@@ -85,7 +86,15 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 			return 0, h.fs.errno(err)
 		}
 	}
-	n, err := h.writeAt(data, off)
+	var n int
+	var err error
+	if h.append && h.fs.opts.Shared && h.fs.directWrite(ctx) {
+		// In shared mode the kernel's end of file may predate other
+		// mounts' appends; pages written back (mmap) keep their offset.
+		n, err = h.appendAt(data)
+	} else {
+		n, err = h.writeAt(data, off)
+	}
 	if err != nil {
 		return 0, h.fs.errno(err)
 	}

@@ -238,15 +238,48 @@ func (h *handle) writeAt(data []byte, off int64) (int, error) {
 		return 0, err
 	}
 	defer h.unlockChange(l)
+	return h.writeLocked(data, off)
+}
 
+// appendAt writes data at the end of the file as it is once the file is
+// locked: an O_APPEND write of a shared mount, whose kernel may not know
+// what other mounts appended.
+func (h *handle) appendAt(data []byte) (int, error) {
+	if err := h.checkWritable(); err != nil {
+		return 0, err
+	}
+	if len(data) == 0 {
+		return 0, nil
+	}
+	n := int64(len(data))
+
+	h.ino.mu.Lock()
+	defer h.ino.mu.Unlock()
+	l, err := h.lockChange(func(sz sizes) (int64, int64) { return writeRange(sz, sz.plain, sz.plain+n) })
+	if err != nil {
+		return 0, err
+	}
+	defer h.unlockChange(l)
+	sz, err := h.stat()
+	if err != nil {
+		return 0, err
+	}
+	if sz.plain+n > content.MaxPlainSize {
+		return 0, syscall.EFBIG
+	}
+	return h.writeLocked(data, sz.plain)
+}
+
+// writeLocked is writeAt under the file's locks.
+func (h *handle) writeLocked(data []byte, off int64) (int, error) {
 	var w blockWriter
 	defer w.release()
-	if err := h.writer(&w, end); err != nil {
+	if err := h.writer(&w, off+int64(len(data))); err != nil {
 		return 0, err
 	}
 	// The gap up to the block of off; write fills the rest of that block,
 	// so that no block is written twice in one operation.
-	err = w.extend(off / bs * bs)
+	err := w.extend(off / bs * bs)
 	if err == nil {
 		err = w.write(data, off)
 	}

@@ -212,6 +212,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, n.fs.errno(err)
 	}
 	h.direct = h.direct || flags&syscall.O_DIRECT != 0
+	h.append = flags&syscall.O_APPEND != 0
 	if flags&syscall.O_TRUNC != 0 {
 		if err := h.truncate(0); err != nil {
 			h.release()
@@ -267,6 +268,7 @@ func (n *node) createAt(ctx context.Context, rel string, flags int,
 		return nil, n.fs.errno(err)
 	}
 	h.direct = h.direct || flags&syscall.O_DIRECT != 0
+	h.append = flags&syscall.O_APPEND != 0
 	if !created && flags&syscall.O_TRUNC != 0 {
 		if err := h.truncate(0); err != nil {
 			h.release()

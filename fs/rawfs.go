@@ -32,7 +32,22 @@ func (w *flushOwnerFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][
 		w.fs.killWrites.Store(cancel, struct{}{})
 		defer w.fs.killWrites.Delete(cancel)
 	}
+	if w.fs.opts.Shared && in.WriteFlags&fuse.WRITE_CACHE == 0 {
+		w.fs.directWrites.Store(cancel, struct{}{})
+		defer w.fs.directWrites.Delete(cancel)
+	}
 	return w.RawFileSystem.Writev(cancel, in, data)
+}
+
+// directWrite reports whether the WRITE request ctx belongs to carries a
+// write(2) of a process, not a write-back of cached (mmap) pages.
+func (f *filesystem) directWrite(ctx context.Context) bool {
+	fc, ok := ctx.(*fuse.Context)
+	if !ok {
+		return false
+	}
+	_, ok = f.directWrites.Load(fc.Cancel)
+	return ok
 }
 
 // flushOwner returns the lock owner of the FLUSH request ctx belongs to.

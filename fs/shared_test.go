@@ -441,3 +441,53 @@ func TestSharedMmap(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 }
+
+// TestSharedAppend appends records from both mounts at once, each through
+// one long-lived O_APPEND descriptor whose kernel learns nothing of the
+// other mount's appends: every record must land once, whole, and none be
+// overwritten.
+func TestSharedAppend(t *testing.T) {
+	_, a, b := sharedPair(t, true)
+	require.NoError(t, os.WriteFile(filepath.Join(a, "log"), nil, 0o644))
+	const records = 60
+	record := func(w, i int) []byte {
+		r := fmt.Sprintf("mount %d record %03d ", w, i)
+		return []byte(r + strings.Repeat(string(rune('a'+w)), 99-len(r)) + "\n")
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for w, mnt := range []string{a, b} {
+		wg.Go(func() {
+			f, err := os.OpenFile(filepath.Join(mnt, "log"), os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			defer f.Close()
+			for i := range records {
+				if _, err := f.Write(record(w, i)); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+
+	for _, mnt := range []string{a, b} {
+		got, err := readAll(filepath.Join(mnt, "log"))
+		require.NoError(t, err)
+		require.Len(t, got, 2*records*100, "every append lands past the others")
+		seen := map[string]int{}
+		for line := range bytes.SplitSeq(bytes.TrimSuffix(got, []byte("\n")), []byte("\n")) {
+			seen[string(line)+"\n"]++
+		}
+		for w := range 2 {
+			for i := range records {
+				assert.Equal(t, 1, seen[string(record(w, i))], "record %d of mount %d", i, w)
+			}
+		}
+	}
+}
