@@ -183,10 +183,14 @@ func TestMountSharedRotateUnderLoad(t *testing.T) {
 		})
 	}
 	r := cliProcess(t, "rotate", f.backing)
+	// fsck reads each file under a lock of all of it, so the writers
+	// cannot make it see a block half written.
+	check := cliProcess(t, "fsck", f.backing)
 	close(stop)
 	wg.Wait()
 	requireOK(t, r)
-	t.Logf("writers did %v operations during the rotation", ops)
+	assert.Equal(t, exitOK, check.code, "fsck next to the writers: %s%s", check.stdout, check.stderr)
+	t.Logf("writers did %v operations during the rotation and the check", ops)
 
 	for _, mnt := range mounts {
 		for i := range mounts {

@@ -234,6 +234,16 @@ func (c *checker) file(rel string) error {
 		return nil
 	}
 	defer unix.Close(fd)
+	// Shared mounts change the file only under their range locks: a read
+	// lock on all of it makes the check see the file between two writes
+	// (closing fd drops it). The lock is only advisory; a failure to
+	// take it checks the file all the same.
+	whole := unix.Flock_t{Type: unix.F_RDLCK, Start: content.LockBase}
+	if c.opts.Repair {
+		whole.Type = unix.F_WRLCK
+	}
+	for unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLKW, &whole) == unix.EINTR {
+	}
 	f := &file{checker: c, rel: rel, fd: fd}
 	if err := f.check(); err != nil {
 		c.add(rel, -1, KindIO, RepairNone, "%v", err)

@@ -4,12 +4,16 @@ package check
 
 import (
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/fs/content"
@@ -162,6 +166,25 @@ func TestProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "overwrite cut by a crash of a shared mount, whose record has its tag",
+			build: func(t *testing.T, v *volume) {
+				f := v.newFile(t, plain(1, 4*bs))
+				g, rec := f.overwrite(1, plain(9, bs))
+				v.write(t, "f", cutAt(f.data, g.data, firstBoundary(1)))
+				v.write(t, filepath.Join(cofferfs.ReservedName, content.UndoDir,
+					content.UndoName(f.id)+".web1-4242"), rec)
+				// Another mount's record of the file, of another block.
+				_, other := f.overwrite(3, plain(8, bs))
+				v.write(t, filepath.Join(cofferfs.ReservedName, content.UndoDir,
+					content.UndoName(f.id)+".web2-77"), other)
+				v.write(t, "old", f.data)
+			},
+			want: []Problem{{Block: 1, Kind: KindBlock, Repair: RepairRestore}},
+			after: func(t *testing.T, v *volume, data []byte) {
+				assert.Equal(t, readFile(t, v, "old"), data, "the old block is back")
+			},
+		},
+		{
 			name: "damaged middle block",
 			build: func(t *testing.T, v *volume) {
 				f := v.newFile(t, plain(1, 4*bs))
@@ -305,4 +328,82 @@ func readFile(t *testing.T, v *volume, name string) []byte {
 	b, err := os.ReadFile(filepath.Join(v.dir, name))
 	require.NoError(t, err)
 	return b
+}
+
+// TestSharedUndoNames checks that undo records of shared mounts
+// (FILEID.TAG) belong to their file: kept while it exists, stale once it is
+// gone.
+func TestSharedUndoNames(t *testing.T) {
+	v := newVolume(t)
+	live := v.newFile(t, plain(1, 2*bs))
+	v.write(t, "live", live.data)
+	gone := v.newFile(t, plain(2, 2*bs))
+	undo := filepath.Join(cofferfs.ReservedName, content.UndoDir)
+	liveRec := filepath.Join(undo, content.UndoName(live.id)+".host-1")
+	goneRec := filepath.Join(undo, content.UndoName(gone.id)+".host-2")
+	v.write(t, liveRec, []byte("kept"))
+	v.write(t, goneRec, []byte("stale"))
+
+	r := v.run(t, true)
+	assert.Equal(t, []string{goneRec}, r.StaleUndo)
+	assert.FileExists(t, filepath.Join(v.dir, liveRec))
+	assert.NoFileExists(t, filepath.Join(v.dir, goneRec))
+}
+
+// TestCheckWaitsForSharedWriter holds a shared mount's write lock on a file
+// whose block is half rewritten, as during a write: the check must wait for
+// the lock, and then find the finished write.
+func TestCheckWaitsForSharedWriter(t *testing.T) {
+	v := newVolume(t)
+	f := v.newFile(t, plain(1, 3*bs))
+	g, _ := f.overwrite(1, plain(5, bs))
+	v.write(t, "f", cutAt(f.data, g.data, firstBoundary(1)))
+
+	fd, err := unix.Open(filepath.Join(v.dir, "f"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fd)
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: content.LockBase}
+	require.NoError(t, unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk))
+	var st unix.Stat_t
+	require.NoError(t, unix.Fstat(fd, &st))
+
+	done := make(chan *Report, 1)
+	go func() {
+		r, err := Run(v.dir, Options{VolumeID: v.id, Keys: v.ring})
+		assert.NoError(t, err)
+		done <- r
+	}()
+	// The kernel lists a request waiting for a lock in /proc/locks.
+	waiter := fmt.Sprintf(":%d ", st.Ino)
+	for {
+		select {
+		case r := <-done:
+			t.Fatalf("the check ran under another's write lock: %+v", r.Problems)
+		default:
+		}
+		b, err := os.ReadFile("/proc/locks")
+		require.NoError(t, err)
+		if blockedOn(string(b), waiter) {
+			break
+		}
+		runtime.Gosched()
+	}
+
+	_, err = unix.Pwrite(fd, g.data, 0) // the write finishes
+	require.NoError(t, err)
+	lk.Type = unix.F_UNLCK
+	require.NoError(t, unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk))
+	r := <-done
+	assert.Empty(t, r.Problems)
+}
+
+// blockedOn reports whether /proc/locks text shows a waiting lock request
+// on the inode that ino (":INODE ") names.
+func blockedOn(locks, ino string) bool {
+	for _, line := range strings.Split(locks, "\n") {
+		if strings.Contains(line, "->") && strings.Contains(line, ino) {
+			return true
+		}
+	}
+	return false
 }
