@@ -88,7 +88,7 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	})
 	mounted := audit.Event{Type: audit.EventMount, Master: used.ID, RingKey: ring.Primary().ID,
 		Err: err, Detail: map[string]string{"kind": used.Kind, "mountpoint": opts.mountPoint,
-			"read_only": strconv.FormatBool(opts.readOnly)}}
+			"read_only": strconv.FormatBool(opts.readOnly), "shared": strconv.FormatBool(opts.shared)}}
 	recordAudit(ctx, a, alog, mounted)
 	if err != nil {
 		return mountError(opts, err)
