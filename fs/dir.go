@@ -162,8 +162,7 @@ func (d *encDirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryO
 			return nil, gofs.ToErrno(err)
 		}
 	}
-	encAttr(&st, &out.Attr)
-	ch := d.n.NewInode(ctx, d.n.fs.newNode(d.n.fs.root, nil, "", nil), d.n.fs.stable(&st, gen))
+	ch := d.n.encEntryStat(ctx, &st, gen, out)
 	if cn, ok := ch.Operations().(*node); ok {
 		cn.name.Store(&nameMemo{key: d.key, plain: name, backing: l.backing})
 	}

@@ -194,10 +194,19 @@ func isLinkFile(st *syscall.Stat_t) bool {
 // lstatx stats a backing path without following a symlink and returns the
 // generation go-fuse derives from the birth time.
 func lstatx(p string) (syscall.Stat_t, uint64, error) {
+	return statxAt(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// fstatx is lstatx for an open backing file.
+func fstatx(fd int) (syscall.Stat_t, uint64, error) {
+	return statxAt(fd, "", unix.AT_EMPTY_PATH)
+}
+
+// statxAt stats p relative to dirfd with flags, as lstatx does.
+func statxAt(dirfd int, p string, flags int) (syscall.Stat_t, uint64, error) {
 	var x unix.Statx_t
 	var st syscall.Stat_t
-	err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW,
-		unix.STATX_BASIC_STATS|unix.STATX_BTIME, &x)
+	err := unix.Statx(dirfd, p, flags, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &x)
 	if err != nil {
 		return st, 0, err
 	}
@@ -266,9 +275,14 @@ func (n *node) encEntry(ctx context.Context, p string, out *fuse.EntryOut) (*gof
 	if err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	encAttr(&st, &out.Attr)
-	ch := n.NewInode(ctx, n.fs.newNode(n.fs.root, nil, "", nil), n.fs.stable(&st, gen))
-	return ch, 0
+	return n.encEntryStat(ctx, &st, gen, out), 0
+}
+
+// encEntryStat returns the node of a backing entry with stat st.
+func (n *node) encEntryStat(ctx context.Context, st *syscall.Stat_t, gen uint64,
+	out *fuse.EntryOut) *gofs.Inode {
+	encAttr(st, &out.Attr)
+	return n.NewInode(ctx, n.fs.newNode(n.fs.root, nil, "", nil), n.fs.stable(st, gen))
 }
 
 // encGetattr reports the attributes of n.
@@ -315,10 +329,13 @@ func (n *node) encSetattr(in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if err != nil {
 		return n.fs.errno(err)
 	}
-	// Only a mode or owner change needs to know whether the entry is a
-	// symbolic link; tar sets the times of every file on their own.
+	// A mode or owner change needs to know whether the entry is a
+	// symbolic link, and a link its mode bits: the node's type says
+	// which, and only a link is stat'ed (tar changes times, owner and
+	// mode of every file it writes, one request each).
 	var st syscall.Stat_t
-	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
+	st.Mode = n.StableAttr().Mode & syscall.S_IFMT
+	if st.Mode == syscall.S_IFLNK && in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
 		if st, _, err = lstatx(p); err != nil {
 			return gofs.ToErrno(err)
 		}
@@ -684,11 +701,13 @@ func (n *node) encCreate(ctx context.Context, name string, flags, mode uint32,
 		undo()
 		return nil, nil, 0, errno
 	}
-	ch, errno := n.encEntry(ctx, c.abs(), out)
-	if errno != 0 {
+	// The descriptor, not the path: no second walk of the backing path.
+	st, gen, err := fstatx(h.fd)
+	if err != nil {
 		h.release()
-		return nil, nil, 0, errno
+		return nil, nil, 0, gofs.ToErrno(err)
 	}
+	ch := n.encEntryStat(ctx, &st, gen, out)
 	h.node = ch.Operations().(*node)
 	return ch, h, n.fs.openFlags(), 0
 }

@@ -561,3 +561,40 @@ func TestNamesListingAnswersLookups(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, pattern(2, 3), b)
 }
+
+// TestNamesSetattrKeepsLinkMarker changes owner, mode and times of a
+// symbolic link, a regular file and a directory of a mount with encrypted
+// names: the link stays a link with its target (its backing file keeps the
+// sticky bit that marks it), a regular file never gets the sticky bit, a
+// directory keeps it.
+func TestNamesSetattrKeepsLinkMarker(t *testing.T) {
+	_, mnt := mountEncrypted(t)
+	f, ln, d := filepath.Join(mnt, "f"), filepath.Join(mnt, "ln"), filepath.Join(mnt, "d")
+	require.NoError(t, os.WriteFile(f, []byte("data"), 0o644))
+	require.NoError(t, os.Symlink("f", ln))
+	require.NoError(t, os.Mkdir(d, 0o755))
+
+	uid, gid := os.Getuid(), os.Getgid()
+	require.NoError(t, os.Lchown(ln, uid, gid))
+	ts := []unix.Timespec{unix.NsecToTimespec(1e18), unix.NsecToTimespec(1e18)}
+	require.NoError(t, unix.UtimesNanoAt(unix.AT_FDCWD, ln, ts, unix.AT_SYMLINK_NOFOLLOW))
+	require.NoError(t, os.Chmod(f, 0o1750))
+	require.NoError(t, os.Chown(f, uid, gid))
+	require.NoError(t, os.Chmod(d, 0o1777|os.ModeSticky))
+
+	fi, err := os.Lstat(ln)
+	require.NoError(t, err)
+	assert.Equal(t, os.ModeSymlink|0o777, fi.Mode())
+	target, err := os.Readlink(ln)
+	require.NoError(t, err)
+	assert.Equal(t, "f", target)
+	fi, err = os.Lstat(f)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o750), fi.Mode())
+	b, err := os.ReadFile(f)
+	require.NoError(t, err)
+	assert.Equal(t, "data", string(b))
+	fi, err = os.Lstat(d)
+	require.NoError(t, err)
+	assert.Equal(t, os.ModeDir|os.ModeSticky|0o777, fi.Mode())
+}
