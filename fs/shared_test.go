@@ -491,3 +491,55 @@ func TestSharedAppend(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedUndoRecovery kills (in effect) a shared mount in the middle of
+// an overwrite: its undo record carries its tag, another shared mount
+// reads the cut block as its last complete version without writing it
+// back under its read lock, and its next write of the block repairs it.
+func TestSharedUndoRecovery(t *testing.T) {
+	v := newTestVolume(t)
+	v.opts.Shared = true
+	path := filepath.Join(v.backing, "f")
+	old := pattern(1, 3*bs)
+
+	writer := newFilesystem(v.backing, v.opts)
+	h := openTestHandle(t, writer, "f")
+	_, err := h.writeAt(old, 0)
+	require.NoError(t, err)
+	before := readBacking(t, path)
+	_, err = h.writeAt(pattern(2, bs), bs)
+	require.NoError(t, err)
+	after := readBacking(t, path)
+	c, err := h.cipher()
+	require.NoError(t, err)
+	record := filepath.Join(v.backing, ReservedName, content.UndoDir, content.UndoTagName(c.FileID(), undoTag()))
+	require.FileExists(t, record, "the record is named with the mount's tag")
+
+	start := content.BlockOffset(1)
+	cut := (start/content.TearUnit + 1) * content.TearUnit
+	torn := tornState(before, after, cut)
+	require.NoError(t, os.WriteFile(path, torn, 0o600))
+
+	reader := newFilesystem(v.backing, v.opts)
+	h2 := openTestHandle(t, reader, "f")
+	got := make([]byte, 3*bs)
+	n, err := h2.readAt(got, 0)
+	require.NoError(t, err)
+	require.Equal(t, 3*bs, n)
+	assert.Equal(t, old, got, "the cut block reads as its last complete version")
+	assert.Equal(t, torn, readBacking(t, path), "a reader does not write the block back")
+	assertWarned(t, v, path, float64(1))
+
+	_, err = h2.writeAt([]byte("repaired"), bs+5)
+	require.NoError(t, err)
+	want := append([]byte(nil), old...)
+	copy(want[bs+5:], "repaired")
+	n, err = h2.readAt(got, 0)
+	require.NoError(t, err)
+	assert.Equal(t, want, got[:n])
+	fresh := newFilesystem(v.backing, v.opts)
+	require.NoError(t, os.Remove(record)) // no record: the block must read on its own now
+	n, err = openTestHandle(t, fresh, "f").readAt(got, 0)
+	require.NoError(t, err)
+	assert.Equal(t, want, got[:n])
+}
