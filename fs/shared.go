@@ -100,9 +100,8 @@ func (h *handle) lockRange(start, end int64, write bool) (*rangeLock, error) {
 	return &rangeLock{in: h.ino, fd: fd, write: write, start: start, end: end}, nil
 }
 
-// setRangeLock applies an OFD lock to backing bytes [start, end) (end 0: to
-// the end) in the lock space, blocking until it is granted. typ F_UNLCK
-// unlocks when write is ignored.
+// setRangeLock takes a read or write OFD lock on backing bytes [start, end)
+// (end 0: to the end) in the lock space, blocking until it is granted.
 func setRangeLock(fd int, start, end int64, write bool) error {
 	typ := int16(unix.F_RDLCK)
 	if write {
@@ -143,8 +142,9 @@ func (l *rangeLock) covers(start, end int64) bool {
 	return l.start <= start && (l.end == 0 || (end != 0 && end <= l.end))
 }
 
-// toEnd reports whether the lock reaches the end of the file: the operation
-// may change the file's size.
+// toEnd reports whether the lock reaches the end of the file, so that the
+// operation may change the file's size. Without a lock (a mount of its own)
+// every operation may.
 func (l *rangeLock) toEnd() bool {
 	return l == nil || l.end == 0
 }
