@@ -308,3 +308,41 @@ func TestIntegrityHook(t *testing.T) {
 		assert.Contains(t, []string{"/dir/a", "/b"}, c.path, "only damaged files are reported")
 	}
 }
+
+// TestWarmReadsStillCheck reads whole blocks through a handle whose key is
+// loaded (the reads that skip the size check), after tampering with a
+// block and after cutting the backing file behind the handle: the
+// tampered block and the missing ones fail with EIO, the others read.
+func TestWarmReadsStillCheck(t *testing.T) {
+	v := newTestVolume(t)
+	f := newFilesystem(v.backing, v.opts)
+	path := filepath.Join(v.backing, "f")
+	h := openTestHandle(t, f, "f")
+	defer h.release()
+	want := pattern(5, 4*bs)
+	_, err := h.writeAt(want, 0)
+	require.NoError(t, err)
+	got := make([]byte, 4*bs)
+	n, err := h.readAt(got, 0)
+	require.NoError(t, err)
+	require.Equal(t, want, got[:n])
+
+	b := readBacking(t, path)
+	b[blockAt(2)+100] ^= 1
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	_, err = h.readAt(got, 0)
+	assert.ErrorIs(t, err, content.ErrAuth, "whole file")
+	assert.Equal(t, syscall.EIO, f.errno(err))
+	_, err = h.readAt(got[:bs], 2*bs)
+	assert.ErrorIs(t, err, content.ErrAuth, "the tampered block")
+	n, err = h.readAt(got[:2*bs], 0)
+	require.NoError(t, err)
+	assert.Equal(t, want[:2*bs], got[:n], "the blocks before it")
+
+	require.NoError(t, os.Truncate(path, blockAt(1)))
+	_, err = h.readAt(got[:2*bs], 0)
+	assert.Equal(t, syscall.EIO, f.errno(err), "a block cut off behind the handle")
+	n, err = h.readAt(got[:bs], 0)
+	require.NoError(t, err)
+	assert.Equal(t, want[:bs], got[:n])
+}
