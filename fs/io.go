@@ -42,11 +42,16 @@ func (h *handle) stat() (sizes, error) {
 	if err := unix.Fstat(h.fd, &st); err != nil {
 		return sizes{}, fmt.Errorf("failed to stat backing file: %w", err)
 	}
-	plain, torn, err := content.PlainSize(st.Size)
+	return h.sizes(st.Size)
+}
+
+// sizes describes a backing file of cipherSize bytes.
+func (h *handle) sizes(cipherSize int64) (sizes, error) {
+	plain, torn, err := content.PlainSize(cipherSize)
 	if err != nil {
-		return sizes{cipher: st.Size}, &integrityError{path: h.path(), file: h.node, block: headerBlock, err: err}
+		return sizes{cipher: cipherSize}, &integrityError{path: h.path(), file: h.node, block: headerBlock, err: err}
 	}
-	return sizes{cipher: st.Size, plain: plain, torn: torn}, nil
+	return sizes{cipher: cipherSize, plain: plain, torn: torn}, nil
 }
 
 // tornError is the error for an access to the torn last block.
@@ -117,10 +122,19 @@ func (h *handle) readAt(dest []byte, off int64) (int, error) {
 	}
 	defer l.unlock()
 
-	if n, ok := h.readWhole(dest, off); ok {
-		return n, nil
+	ahead, cipherSize, known := h.readAhead(dest, off)
+	if ahead != nil {
+		defer putBuf(ahead)
+		if !known {
+			return len(dest), nil
+		}
 	}
-	sz, err := h.stat()
+	var sz sizes
+	if known {
+		sz, err = h.sizes(cipherSize)
+	} else {
+		sz, err = h.stat()
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -137,31 +151,57 @@ func (h *handle) readAt(dest []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return h.decrypt(c, dest, off, min(off+int64(len(dest)), sz.plain), sz)
+	var sealed []byte
+	if known {
+		sealed = *ahead
+	}
+	return h.decrypt(c, dest, off, min(off+int64(len(dest)), sz.plain), sz, sealed)
 }
 
-// readWhole reads whole blocks at a block-aligned off into dest without
-// asking the backing file's size, the usual case (the kernel reads pages
-// below the end of the file it knows; O_DIRECT reads of aligned blocks): if
-// one pread returns every sealed block of the range and they all
-// authenticate, no size can change the answer. ok is false otherwise,
-// before the file's key is loaded and in shared mode, and the caller takes
-// the full way, which reports or repairs what failed. The caller holds
-// ino.mu.
-func (h *handle) readWhole(dest []byte, off int64) (int, bool) {
+// readAhead reads whole blocks at a block-aligned off into dest without
+// asking the backing file's size first, the usual case (the kernel reads
+// pages; O_DIRECT reads of aligned blocks): it issues the one pread of the
+// sealed blocks. If that returns every block and they all authenticate, no
+// size can change the answer: it returns the buffer and known false, and
+// dest holds the plaintext. If the file ends inside the range (a read
+// returns no more bytes, after some), its size is known: it returns the
+// bytes read and the backing size, known true, for the full way to go on
+// without a stat or a second read of the data. Otherwise (the key not loaded
+// yet, shared mode, a block that fails, an error) it returns nil, and the
+// full way reads again, reporting or repairing what failed. The caller
+// holds ino.mu and returns the buffer with putBuf.
+func (h *handle) readAhead(dest []byte, off int64) (ahead *[]byte, cipherSize int64, known bool) {
 	c := h.ino.cipher.Load()
 	if c == nil || h.fs.opts.Shared || off%bs != 0 || len(dest) == 0 || len(dest)%bs != 0 {
-		return 0, false
+		return nil, 0, false
 	}
 	first, nblocks := off/bs, len(dest)/bs
+	start := content.BlockOffset(uint64(first))
 	cb := getBuf(nblocks * cbs)
-	defer putBuf(cb)
-	n, err := unix.Pread(h.fd, *cb, content.BlockOffset(uint64(first)))
-	if err != nil || n != len(*cb) {
-		return 0, false
+	// Read to the end of the range or of the file: only a read of no bytes
+	// says where the file ends.
+	n := 0
+	for n < len(*cb) {
+		m, err := unix.Pread(h.fd, (*cb)[n:], start+int64(n))
+		if err != nil {
+			putBuf(cb)
+			return nil, 0, false
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	switch {
+	case n == 0: // the file may end before off
+		putBuf(cb)
+		return nil, 0, false
+	case n < len(*cb):
+		*cb = (*cb)[:n]
+		return cb, start + int64(n), true
 	}
 	sealed := *cb
-	err = forBlocks(nblocks, func(lo, hi int) error {
+	err := forBlocks(nblocks, func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			s := sealed[i*cbs : (i+1)*cbs]
 			if _, err := c.Open(dest[i*bs:i*bs], s, uint64(first)+uint64(i)); err != nil {
@@ -170,7 +210,11 @@ func (h *handle) readWhole(dest []byte, off int64) (int, bool) {
 		}
 		return nil
 	})
-	return len(dest), err == nil
+	if err != nil {
+		putBuf(cb)
+		return nil, 0, false
+	}
+	return cb, 0, false
 }
 
 // errShrunk reports a read past the end of a file that got shorter behind
@@ -194,17 +238,23 @@ func (h *handle) shrunk(off, n, size int64) bool {
 }
 
 // decrypt reads the blocks holding plaintext [off, end) with one pread and
-// decrypts them into dest. end is at most the plaintext size.
-func (h *handle) decrypt(c *content.Cipher, dest []byte, off, end int64, sz sizes) (int, error) {
+// decrypts them into dest. end is at most the plaintext size. If ahead is
+// not nil, it holds the backing bytes from the first of those blocks to
+// the end of the file, read already.
+func (h *handle) decrypt(c *content.Cipher, dest []byte, off, end int64, sz sizes, ahead []byte) (int, error) {
 	first, last := off/bs, (end-1)/bs
 	start := content.BlockOffset(uint64(first))
 	stop := min(content.BlockOffset(uint64(last+1)), sz.cipher)
 
-	cb := getBuf(int(stop - start))
-	defer putBuf(cb)
-	if err := preadFull(h.fd, *cb, start); err != nil {
-		return 0, h.readError(err, first)
+	cb := &ahead
+	if int64(len(ahead)) < stop-start {
+		cb = getBuf(int(stop - start))
+		defer putBuf(cb)
+		if err := preadFull(h.fd, *cb, start); err != nil {
+			return 0, h.readError(err, first)
+		}
 	}
+	*cb = (*cb)[:stop-start]
 
 	// Requests that start and end on block boundaries (or at the end of
 	// the file), the usual case, decrypt straight into dest.

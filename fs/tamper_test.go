@@ -339,10 +339,19 @@ func TestWarmReadsStillCheck(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, want[:2*bs], got[:n], "the blocks before it")
 
-	require.NoError(t, os.Truncate(path, blockAt(1)))
-	_, err = h.readAt(got[:2*bs], 0)
-	assert.Equal(t, syscall.EIO, f.errno(err), "a block cut off behind the handle")
-	n, err = h.readAt(got[:bs], 0)
+	for _, cut := range []int64{blockAt(1) + 100, blockAt(1) + 10, blockAt(1)} {
+		require.NoError(t, os.Truncate(path, cut))
+		_, err = h.readAt(got[:2*bs], 0)
+		assert.Equal(t, syscall.EIO, f.errno(err), "cut to %d: a block cut behind the handle", cut)
+		n, err = h.readAt(got[:bs], 0)
+		require.NoError(t, err)
+		assert.Equal(t, want[:bs], got[:n])
+	}
+
+	// A file that ends inside the range reads to its end.
+	_, err = h.writeAt(want[bs:bs+1000], bs)
 	require.NoError(t, err)
-	assert.Equal(t, want[:bs], got[:n])
+	n, err = h.readAt(got[:2*bs], 0)
+	require.NoError(t, err)
+	assert.Equal(t, want[:bs+1000], got[:n])
 }
