@@ -92,8 +92,8 @@ func checkKeyPlaces(backing string, mounts []string, places []keyPlace) ([]strin
 		}
 		if inside && !p.keyFile {
 			return nil, withHints(fmt.Errorf("%s %s %w %s", p.what, p.path, errSecretInBacking,
-				backing), "keep it on another file system than the ciphertext, such as "+
-				"/etc/coffer (mode 0600)")
+				backing), "keep it away from the ciphertext, such as in /etc/coffer "+
+				"(mode 0600)")
 		}
 		for _, mp := range mounts {
 			inside, err := pathWithin(mp, p.path)

@@ -10,6 +10,7 @@ import (
 )
 
 func TestPathWithin(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	vol := filepath.Join(dir, "vol")
 	require.NoError(t, os.MkdirAll(filepath.Join(vol, "sub"), 0o700))
@@ -54,6 +55,7 @@ func TestPathWithinRelative(t *testing.T) {
 // TestMasterAddSecretInBacking: a PIN, passphrase or recovery key file in
 // the backing directory is refused before anything is unlocked or written.
 func TestMasterAddSecretInBacking(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	inBacking := filepath.Join(f.backing, "secret.txt")
@@ -81,7 +83,7 @@ func TestMasterAddSecretInBacking(t *testing.T) {
 			before := snapshot(t, f.dir)
 			r := cli(t, append([]string{"master", "add", f.backing}, tt.args...)...)
 			assertFailure(t, r, exitFailure, tt.want)
-			assert.Contains(t, r.stderr, "hint: keep it on another file system than the ciphertext")
+			assert.Contains(t, r.stderr, "hint: keep it away from the ciphertext")
 			assert.Equal(t, before, snapshot(t, f.dir))
 		})
 	}
