@@ -18,6 +18,7 @@ import (
 // time after a master key fails and with a tampered file, and checks that
 // each event is in the audit log exactly once per action, with its fields.
 func TestAuditMountEvents(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	logPath := filepath.Join(f.dir, "audit.jsonl")
 	pass := f.passphraseFile(t, "pass.txt", "the right passphrase")
@@ -109,6 +110,7 @@ func TestAuditMountEvents(t *testing.T) {
 // TestAuditFailedMount checks that a mount whose only master key fails
 // leaves one unlock record and no mount record.
 func TestAuditFailedMount(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	cfg, err := keys.ReadConfig(f.backing)
@@ -133,6 +135,7 @@ func TestAuditFailedMount(t *testing.T) {
 // TestAuditRecoveryMount checks that a mount with the recovery key records
 // its use once, beside the mount record.
 func TestAuditRecoveryMount(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	rk := f.recoveryNew(t)
@@ -162,6 +165,7 @@ func TestAuditRecoveryMount(t *testing.T) {
 // record is MACed with a key that the next rotation purges, and the log
 // must still verify with the ring that is left.
 func TestAuditVerifyAfterRotations(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	logPath := filepath.Join(f.dir, "audit.jsonl")
 	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", logPath))
@@ -178,6 +182,7 @@ func TestAuditVerifyAfterRotations(t *testing.T) {
 // TestAuditLogInsideMountPoint checks that a mount refuses an audit log
 // under its own mount point, which it would have to write through itself.
 func TestAuditLogInsideMountPoint(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	logPath := filepath.Join(f.mnt, "audit.jsonl")

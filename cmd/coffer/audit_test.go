@@ -71,6 +71,7 @@ func appendEvents(t *testing.T, backing string, events ...audit.Event) {
 }
 
 func TestAuditInitRecord(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	logPath := filepath.Join(f.dir, "logs", "app.audit.jsonl")
 	require.NoError(t, os.Mkdir(filepath.Dir(logPath), 0o700))
@@ -112,6 +113,7 @@ func TestAuditInitRecord(t *testing.T) {
 }
 
 func TestAuditDefaultPath(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	cfg, err := keys.ReadConfig(f.backing)
@@ -134,6 +136,7 @@ func TestAuditDefaultPath(t *testing.T) {
 }
 
 func TestAuditInitRefusals(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	tests := []struct {
 		name, log, want string
@@ -167,6 +170,7 @@ func tamperedLog(t *testing.T, f *fixture) string {
 }
 
 func TestAuditVerifyCLI(t *testing.T) {
+	t.Parallel()
 	split := func(b []byte) [][]byte {
 		l := bytes.SplitAfter(b, []byte("\n"))
 		return l[:len(l)-1]
@@ -225,6 +229,7 @@ func TestAuditVerifyCLI(t *testing.T) {
 }
 
 func TestAuditVerifyWithoutBacking(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	logPath := tamperedLog(t, f)
 	r := cli(t, "audit", "verify", logPath)
@@ -238,6 +243,7 @@ func TestAuditVerifyWithoutBacking(t *testing.T) {
 }
 
 func TestAuditShow(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	logPath := tamperedLog(t, f)
 	cfg, err := keys.ReadConfig(f.backing)
@@ -279,6 +285,7 @@ func TestAuditShow(t *testing.T) {
 }
 
 func TestAuditConfigMovesLog(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	oldLog := filepath.Join(f.dir, "old.jsonl")
 	newLog := filepath.Join(f.dir, "new.jsonl")
@@ -308,6 +315,7 @@ func TestAuditConfigMovesLog(t *testing.T) {
 // that each leaves exactly one record with its fields, and that the log
 // still verifies with the ring.
 func TestAuditKeyManagementEvents(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	logPath := filepath.Join(f.dir, "audit.jsonl")
 	pass := f.passphraseFile(t, "pass.txt", "the right passphrase")

@@ -50,6 +50,7 @@ func (f *fixture) passphraseFile(t *testing.T, name, pass string) string {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	tests := []struct {
 		name string
@@ -97,12 +98,14 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestUsageErrorsInProcess(t *testing.T) {
+	t.Parallel()
 	// The same mapping must hold for the real binary, not only run().
 	r := cliProcess(t, "status", "--no-such-flag")
 	assertFailure(t, r, exitUsage, "unknown flag: --no-such-flag")
 }
 
 func TestHelpListsExitCodes(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"--help"}, {"mount", "--help"}, {"init", "--help"}} {
 		r := cli(t, args...)
 		requireOK(t, r)
@@ -113,6 +116,7 @@ func TestHelpListsExitCodes(t *testing.T) {
 }
 
 func TestKeysCreate(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "k.key")
 
@@ -139,6 +143,7 @@ func TestKeysCreate(t *testing.T) {
 }
 
 func TestInitRefusals(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, f *fixture) string // returns the BACKING argument
@@ -183,6 +188,7 @@ func TestInitRefusals(t *testing.T) {
 }
 
 func TestInitWrongKeyFileLeavesNothing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	require.NoError(t, os.Chmod(f.key, 0o644))
 	before := snapshot(t, f.dir)
@@ -194,6 +200,7 @@ func TestInitWrongKeyFileLeavesNothing(t *testing.T) {
 }
 
 func TestInitPrintsIDs(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	pass := f.passphraseFile(t, "pass.txt", "correct horse")
 	args := append([]string{"init", f.backing, "--master", f.keyURI(), "--master", "passphrase:",
@@ -236,6 +243,7 @@ func TestInitSuggestsAbsoluteQuotedMount(t *testing.T) {
 }
 
 func TestStatusMatchesConfig(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	cfg := readVolumeJSON(t, f.backing)
@@ -297,6 +305,7 @@ func TestStatusMatchesConfig(t *testing.T) {
 }
 
 func TestStatusKeyAge(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	cfg, err := readConfig(f.backing)
@@ -309,6 +318,7 @@ func TestStatusKeyAge(t *testing.T) {
 }
 
 func TestNewerConfigVersionRefused(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	path := filepath.Join(f.backing, ".coffer", "volume.json")
@@ -345,6 +355,7 @@ func TestNewerConfigVersionRefused(t *testing.T) {
 }
 
 func TestStatusNotInitialised(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	r := cli(t, "status", f.backing)
 	assertFailure(t, r, exitFailure, "not initialised")
@@ -355,6 +366,7 @@ func TestStatusNotInitialised(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	r := cli(t, "version")
 	requireOK(t, r)
 	assert.True(t, strings.HasPrefix(r.stdout, "coffer "+version+"\n"), r.stdout)

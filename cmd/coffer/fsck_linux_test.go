@@ -17,6 +17,7 @@ import (
 // TestFsck writes files through a mount, damages their backing files and
 // checks what coffer fsck reports, repairs and exits with.
 func TestFsck(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--plaintext-names"))
 	requireOK(t, f.mount(t))
@@ -77,6 +78,7 @@ func TestFsck(t *testing.T) {
 // volume with encrypted names and names a damaged file by its path in the
 // mount and its backing path.
 func TestFsckEncryptedNames(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -108,6 +110,7 @@ func TestFsckEncryptedNames(t *testing.T) {
 // a volume made through a mount, as the breaker did, and checks that fsck
 // names each and exits 3, and that a clean volume gives an empty list.
 func TestFsckRecords(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -182,6 +185,7 @@ func TestFsckRecords(t *testing.T) {
 }
 
 func TestFsckUsage(t *testing.T) {
+	t.Parallel()
 	assertFailure(t, cli(t, "fsck"), exitUsage, "missing argument BACKING")
 	assertFailure(t, cli(t, "fsck", "a", "b"), exitUsage, "unexpected argument")
 	assertFailure(t, cli(t, "fsck", t.TempDir()), exitFailure, "not initialised")

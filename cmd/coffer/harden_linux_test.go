@@ -38,6 +38,7 @@ func editFile(t *testing.T, p, pattern, repl string) {
 // deleting it) must not mount with names in the clear; every command that
 // unlocks refuses, and so does restoring a backup edited the same way.
 func TestNamesModeEditRefused(t *testing.T) {
+	t.Parallel()
 	for _, edit := range []struct{ name, old, new string }{
 		{"plaintext", `"names": "encrypted"`, `"names": "plaintext"`},
 		{"deleted", `,\s*"names": "encrypted"`, ``},
@@ -64,6 +65,7 @@ func TestNamesModeEditRefused(t *testing.T) {
 // TestRestoreNamesModeEdited checks that restore refuses a backup whose
 // names mode differs from the volume's.
 func TestRestoreNamesModeEdited(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	backup := filepath.Join(f.dir, "backup.json")
@@ -82,6 +84,7 @@ func TestRestoreNamesModeEdited(t *testing.T) {
 // regular. The process runs under a deadline so that a regression fails
 // instead of hanging the suite.
 func TestSecretFileFIFORefused(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	require.NoError(t, os.Remove(f.key))
@@ -109,6 +112,7 @@ func TestSecretFileFIFORefused(t *testing.T) {
 // TestKMSEndpointCheckedAtParse checks that a malformed --kms-endpoint is a
 // usage error before anything is opened.
 func TestKMSEndpointCheckedAtParse(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	for _, bad := range []string{"htp://localhost:4566", "http://", "localhost:4566"} {
@@ -123,6 +127,7 @@ func TestKMSEndpointCheckedAtParse(t *testing.T) {
 // TestUnlockOrSignal checks that a signal ends an unlock stuck where no
 // context reaches (here, a function that never returns).
 func TestUnlockOrSignal(t *testing.T) {
+	t.Parallel()
 	sigs := make(chan os.Signal, 1)
 	sigs <- syscall.SIGTERM
 	block := make(chan struct{})
@@ -151,6 +156,7 @@ func auditLogOf(t *testing.T, backing string) string {
 // the head anchor was gone). Now it is refused before anything changes, and
 // the file is not touched.
 func TestAuditConfigRefusesForeignFiles(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	other := newFixture(t)
@@ -158,18 +164,21 @@ func TestAuditConfigRefusesForeignFiles(t *testing.T) {
 	plain := filepath.Join(f.dir, "hosts")
 	require.NoError(t, os.WriteFile(plain, []byte("127.0.0.1 localhost\n"), 0o644))
 
-	for _, tt := range []struct{ name, file, want string }{
-		{"another volume's log", auditLogOf(t, other.backing), "is the audit log of volume"},
-		{"not a log", plain, "holds other data (its first line is not an audit record)"},
-		{"a folder", f.dir, "is a directory"},
+	// watch is what must not change: the default logs of all tests share one
+	// folder, so only the other volume's log is watched there.
+	otherLog := auditLogOf(t, other.backing)
+	for _, tt := range []struct{ name, file, watch, want string }{
+		{"another volume's log", otherLog, otherLog, "is the audit log of volume"},
+		{"not a log", plain, f.dir, "holds other data (its first line is not an audit record)"},
+		{"a folder", f.dir, filepath.Dir(f.dir), "is a directory"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := snapshot(t, filepath.Join(f.backing, ".coffer"))
-			content := snapshot(t, filepath.Dir(tt.file))
+			content := snapshot(t, tt.watch)
 			r := cli(t, "audit", "config", f.backing, "--log", tt.file)
 			assertFailure(t, r, exitFailure, tt.want)
 			assert.Equal(t, before, snapshot(t, filepath.Join(f.backing, ".coffer")))
-			assert.Equal(t, content, snapshot(t, filepath.Dir(tt.file)))
+			assert.Equal(t, content, snapshot(t, tt.watch))
 		})
 	}
 
@@ -184,6 +193,7 @@ func TestAuditConfigRefusesForeignFiles(t *testing.T) {
 // key refuse when their audit log is not theirs (audit.json edited to name
 // another volume's log): no key event without its record.
 func TestKeyCommandsRefuseUnwritableAuditLog(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	other := newFixture(t)
@@ -192,7 +202,9 @@ func TestKeyCommandsRefuseUnwritableAuditLog(t *testing.T) {
 	settings := filepath.Join(f.backing, ".coffer", "audit.json")
 	require.NoError(t, os.WriteFile(settings, []byte(`{"version":1,"log":"`+foreign+`"}`), 0o600))
 	before := snapshot(t, f.backing)
-	logBefore := snapshot(t, filepath.Dir(foreign))
+	// The default logs of all tests share one folder: watch this test's two.
+	own := auditLogOf(t, f.backing)
+	foreignBefore, ownBefore := snapshot(t, foreign), snapshot(t, own)
 
 	r := f.mount(t, "--master", f.keyURI())
 	assertFailure(t, r, exitFailure, "failed to open the audit log")
@@ -200,7 +212,8 @@ func TestKeyCommandsRefuseUnwritableAuditLog(t *testing.T) {
 	r = cli(t, "master", "add", f.backing, f.newKey(t, "second.key"))
 	assertFailure(t, r, exitFailure, "failed to open the audit log")
 	assert.Equal(t, before, snapshot(t, f.backing))
-	assert.Equal(t, logBefore, snapshot(t, filepath.Dir(foreign)))
+	assert.Equal(t, foreignBefore, snapshot(t, foreign))
+	assert.Equal(t, ownBefore, snapshot(t, own))
 
 	// Moving away from the broken log is allowed, with a warning.
 	r = cli(t, "audit", "config", f.backing, "--default-log")
@@ -211,6 +224,7 @@ func TestKeyCommandsRefuseUnwritableAuditLog(t *testing.T) {
 // TestInitAuditLogNotALog checks the message for an --audit-log that holds
 // something else than an audit log.
 func TestInitAuditLogNotALog(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	plain := filepath.Join(f.dir, "notes.txt")
 	require.NoError(t, os.WriteFile(plain, []byte("hello\n"), 0o600))
@@ -249,6 +263,7 @@ func TestMasterAddKeyInsideBacking(t *testing.T) {
 // completion shell, and Argon2 flags that are not numbers, are one-line
 // usage errors (exit 2) without Go internals.
 func TestMinorUsageErrors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	r := cli(t, "completion", "tcsh")
 	assertFailure(t, r, exitUsage, `unknown command "tcsh" for "coffer completion"`)
@@ -266,6 +281,7 @@ func TestMinorUsageErrors(t *testing.T) {
 // TestStatusStaleMount checks that status tells a mount whose process died
 // (ENOTCONN) from a live one, and says how to clear it.
 func TestStatusStaleMount(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -296,6 +312,7 @@ func TestStatusStaleMount(t *testing.T) {
 // backing directory (cp -a) share the default audit log: one plain line
 // that says what to do, not a JSON log line.
 func TestCopiedBackingAuditWarning(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	cp := filepath.Join(f.dir, "copy")
@@ -314,6 +331,7 @@ func TestCopiedBackingAuditWarning(t *testing.T) {
 // TestMountLogFileNotALog checks that mount --log-file refuses an existing
 // file that is not a JSON-lines log, and leaves it unchanged.
 func TestMountLogFileNotALog(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	require.NoError(t, os.WriteFile(f.log, []byte("root:x:0:0::/root:/bin/sh\n"), 0o644))
@@ -328,6 +346,7 @@ func TestMountLogFileNotALog(t *testing.T) {
 // A log whose first line is a warning the command printed before its JSON
 // events is a coffer log: a later mount appends to it.
 func TestMountLogFileStartsWithWarning(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	const warning = "coffer: warning: audit log X ends at record 5, but this volume's head anchor says 2\n"

@@ -13,6 +13,7 @@ import (
 // PIN file inside its mount is refused (the next mount could not read
 // them); a recovery key read from there only draws a warning.
 func TestMasterAddKeyInsideMount(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	recoveryFile := f.recoveryNew(t)
@@ -53,6 +54,7 @@ func TestMasterAddKeyInsideMount(t *testing.T) {
 // under its own mount point or in the backing directory, and warns of a
 // master key file under the mount point (it can never unlock this mount).
 func TestMountSecretInsideMountPoint(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	pin := filepath.Join(f.mnt, "pin")

@@ -113,6 +113,7 @@ func TestHCVaultInitRefusals(t *testing.T) {
 
 // TestHCVaultInHelp checks that the help lists the hcvault URI form.
 func TestHCVaultInHelp(t *testing.T) {
+	t.Parallel()
 	r := cli(t, "--help")
 	requireOK(t, r)
 	assert.Contains(t, r.stdout, "\n  hcvault://HOST[:PORT]/MOUNT/keys/NAME\n")

@@ -24,6 +24,16 @@ import (
 // run it as a process, and so that a background mount can re-execute it.
 const mainEnv = "COFFER_TEST_MAIN"
 
+// Most tests of this package wait on mounts, processes and servers, and
+// call t.Parallel() first. A test must not when it (or a helper it calls)
+// changes what the whole process shares: t.Setenv and t.Chdir (go test
+// panics then), and the helpers that set variables (softhsmtest.New, the
+// kmstest, kvtest, gcpkmstest and vaulttest servers), or a package hook
+// such as fuseConfPath or journalSocket. Sequential tests all finish before
+// the parallel ones resume, so they never see each other. Environment for a
+// coffer process (COFFER_TEST_KILL_POINT, COFFER_TEST_PAUSE) goes in its
+// cmd.Env, never in the test process's.
+
 func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
 		main()

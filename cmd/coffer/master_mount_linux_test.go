@@ -58,6 +58,7 @@ func (f *mountFixture) recoveryNew(t *testing.T, extra ...string) string {
 }
 
 func TestMountWithEachOfTwoMasters(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	first := f.masterID(t, f.keyURI())
@@ -89,6 +90,7 @@ func TestMountWithEachOfTwoMasters(t *testing.T) {
 }
 
 func TestRemoveWhileMounted(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	first := f.masterID(t, f.keyURI())
@@ -119,6 +121,7 @@ func TestRemoveWhileMounted(t *testing.T) {
 var keyLine = regexp.MustCompile(`(?m)^    ([0-9A-Z]{5}(-[0-9A-Z]{5}){6})$`)
 
 func TestRecoveryKeyMount(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -159,6 +162,7 @@ func TestRecoveryKeyMount(t *testing.T) {
 }
 
 func TestRecoveryKeyTypo(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	file := f.recoveryNew(t)
@@ -195,6 +199,7 @@ func TestRecoveryKeyTypo(t *testing.T) {
 }
 
 func TestBackupRestoreMount(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -226,6 +231,7 @@ func TestBackupRestoreMount(t *testing.T) {
 }
 
 func TestBackupRestoreRefusals(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	backup := filepath.Join(f.dir, "volume.backup")
@@ -279,6 +285,7 @@ func TestBackupRestoreRefusals(t *testing.T) {
 // TestProcedureLostHostKey runs the procedure of docs/recovery.md, "The
 // host's master key is lost".
 func TestProcedureLostHostKey(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	oldID := f.masterID(t, f.keyURI())
@@ -310,6 +317,7 @@ func TestProcedureLostHostKey(t *testing.T) {
 // TestProcedureRolledBackCoffer runs the procedure of docs/recovery.md, "The
 // backing directory was restored from an old copy".
 func TestProcedureRolledBackCoffer(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	old := filepath.Join(f.dir, "old-coffer")
@@ -336,6 +344,7 @@ func TestProcedureRolledBackCoffer(t *testing.T) {
 }
 
 func TestRecoveryKeyTypedOnTerminal(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	file := f.recoveryNew(t)

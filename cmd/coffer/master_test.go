@@ -65,6 +65,7 @@ func (f *fixture) config(t *testing.T) []byte {
 }
 
 func TestMasterAddListRemove(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	first := f.masterID(t, f.keyURI())
@@ -104,6 +105,7 @@ func TestMasterAddListRemove(t *testing.T) {
 }
 
 func TestMasterRemoveRefusals(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	id := f.masterID(t, f.keyURI())
@@ -138,6 +140,7 @@ func TestMasterRemoveRefusals(t *testing.T) {
 // TestMasterRemoveLastUnattended covers the refusal to leave a volume with
 // only master keys a person must type (passphrase, recovery key).
 func TestMasterRemoveLastUnattended(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	fileID := f.masterID(t, f.keyURI())
@@ -183,6 +186,7 @@ func TestMasterRemoveLastUnattended(t *testing.T) {
 // unlocking without a person is mounted by hand; removing one of its keys
 // is not refused.
 func TestMasterRemoveNoUnattendedBefore(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	pass := f.passphraseFile(t, "pass.txt", "correct horse")
 	requireOK(t, cli(t, append([]string{"init", f.backing, "--master", "passphrase:",
@@ -197,6 +201,7 @@ func TestMasterRemoveNoUnattendedBefore(t *testing.T) {
 }
 
 func TestMasterAddRefusals(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, f *fixture) []string // the arguments
@@ -262,6 +267,7 @@ func TestMasterAddRefusals(t *testing.T) {
 }
 
 func TestMasterAddPassphrase(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	pass := f.passphraseFile(t, "pass.txt", "correct horse")
@@ -285,6 +291,7 @@ func TestMasterAddPassphrase(t *testing.T) {
 }
 
 func TestMasterAddLimit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	for i := range keys.MaxMasters - 1 {
@@ -300,6 +307,7 @@ func TestMasterAddLimit(t *testing.T) {
 }
 
 func TestConcurrentMasterAdds(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	const n = 6
@@ -327,6 +335,7 @@ func TestConcurrentMasterAdds(t *testing.T) {
 }
 
 func TestAuditMasterEvents(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	logPath := filepath.Join(f.dir, "audit.jsonl")
 	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", logPath))

@@ -26,6 +26,7 @@ func startProcess(t *testing.T, args ...string) *exec.Cmd {
 }
 
 func TestMasterAddKilledLeavesOldState(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	before := f.config(t)

@@ -96,6 +96,7 @@ func forceUnmount(t *testing.T, dir string) {
 }
 
 func TestMountRoundTrip(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 
@@ -136,6 +137,7 @@ func TestMountRoundTrip(t *testing.T) {
 }
 
 func TestMountRefusals(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, f *mountFixture) (backing, mnt string)
@@ -213,6 +215,7 @@ func TestMountRefusals(t *testing.T) {
 }
 
 func TestMountAlreadyMounted(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -226,6 +229,7 @@ func TestMountAlreadyMounted(t *testing.T) {
 }
 
 func TestMountBackingTwice(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	mnt2 := filepath.Join(f.dir, "mnt2")
@@ -248,6 +252,7 @@ func TestMountBackingTwice(t *testing.T) {
 }
 
 func TestMountLogFileRefusals(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		log  func(t *testing.T, f *mountFixture) string
@@ -294,6 +299,7 @@ func TestMountLogFileRefusals(t *testing.T) {
 }
 
 func TestMountPointSymlink(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	link := filepath.Join(f.dir, "mnt-link")
@@ -315,6 +321,7 @@ func TestMountPointSymlink(t *testing.T) {
 }
 
 func TestMountMasterURIErrors(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	before := snapshot(t, f.backing)
@@ -344,6 +351,7 @@ func TestMountMasterURIErrors(t *testing.T) {
 }
 
 func TestMountPassphrase(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	good := f.passphraseFile(t, "good.txt", "the right passphrase")
 	bad := f.passphraseFile(t, "bad.txt", "the wrong passphrase")
@@ -371,6 +379,7 @@ func TestMountPassphrase(t *testing.T) {
 }
 
 func TestMountReadOnly(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t, "-o", "ro"))
@@ -380,6 +389,7 @@ func TestMountReadOnly(t *testing.T) {
 }
 
 func TestMountForegroundSignal(t *testing.T) {
+	t.Parallel()
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			f := newMountFixture(t)
@@ -417,6 +427,7 @@ func TestMountForegroundSignal(t *testing.T) {
 }
 
 func TestUnmountRefusals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	assertFailure(t, cli(t, "unmount", dir), exitFailure, "is not mounted")
 	assertFailure(t, cli(t, "unmount", filepath.Join(dir, "missing")), exitFailure, "does not exist")
@@ -426,6 +437,7 @@ func TestUnmountRefusals(t *testing.T) {
 }
 
 func TestMountMasterSelection(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	good := f.passphraseFile(t, "good.txt", "right")
 	bad := f.passphraseFile(t, "bad.txt", "wrong")
@@ -448,6 +460,7 @@ func TestMountMasterSelection(t *testing.T) {
 }
 
 func TestMountChildInheritsNoStrayFDs(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 

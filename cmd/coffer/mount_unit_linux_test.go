@@ -13,6 +13,7 @@ import (
 )
 
 func TestParseMountInfo(t *testing.T) {
+	t.Parallel()
 	const table = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 45 22 0:40 / /srv/my\040app rw,nosuid,nodev,relatime shared:2 master:1 - fuse.coffer /srv/app\040enc rw,user_id=0
 46 22 0:41 / /proc rw - proc proc rw
@@ -31,6 +32,7 @@ func TestParseMountInfo(t *testing.T) {
 }
 
 func TestUnescapeMountField(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, in, want string }{
 		{"plain", "/mnt/a", "/mnt/a"},
 		{"space", `/mnt/a\040b`, "/mnt/a b"},
@@ -47,6 +49,7 @@ func TestUnescapeMountField(t *testing.T) {
 }
 
 func TestMountOptionsParse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name                  string
 		options               []string
@@ -94,6 +97,7 @@ func TestMountOptionsShared(t *testing.T) {
 }
 
 func TestChildArgs(t *testing.T) {
+	t.Parallel()
 	o := mountOptions{backing: "/b", mountPoint: "/-m", options: []string{"ro", "debug"}, master: "1a2b3c4d"}
 	a := &app{logLevel: "debug"}
 	got := o.childArgs(a, "/var/log/coffer/x.log")

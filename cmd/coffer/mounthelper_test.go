@@ -8,6 +8,7 @@ import (
 )
 
 func TestHelperArgs(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		args    []string
@@ -41,6 +42,7 @@ func TestHelperArgs(t *testing.T) {
 }
 
 func TestIsHelperCall(t *testing.T) {
+	t.Parallel()
 	root := newRootCommand(&app{})
 	dir := t.TempDir()
 	tests := []struct {
@@ -64,12 +66,14 @@ func TestIsHelperCall(t *testing.T) {
 }
 
 func TestHelperProgram(t *testing.T) {
+	t.Parallel()
 	assert.True(t, helperNames[helperProgram("/sbin/mount.fuse.coffer")])
 	assert.True(t, helperNames[helperProgram("mount.coffer")])
 	assert.False(t, helperNames[helperProgram("/usr/local/bin/coffer")])
 }
 
 func TestIgnoredOptionsNeverReachTheMount(t *testing.T) {
+	t.Parallel()
 	for _, opt := range []string{"nofail", "_netdev", "noauto", "auto", "user", "users", "defaults",
 		"x-systemd.requires=tpm2.target", "x-foo", "comment=hi", "nodev", "nosuid", "dev", "suid"} {
 		assert.True(t, isIgnoredOption(opt), opt)

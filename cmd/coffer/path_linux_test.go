@@ -12,6 +12,7 @@ import (
 )
 
 func TestPathRoundTrip(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -62,6 +63,7 @@ func TestPathRoundTrip(t *testing.T) {
 }
 
 func TestPlaintextNamesVolume(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--plaintext-names"))
 	st := cli(t, "status", f.backing)

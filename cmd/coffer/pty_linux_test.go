@@ -77,6 +77,7 @@ func processTTY(t *testing.T, tty *os.File, args ...string) result {
 }
 
 func TestInitPromptsTwice(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	master, tty := openPTY(t)
 
@@ -94,6 +95,7 @@ func TestInitPromptsTwice(t *testing.T) {
 }
 
 func TestMountPromptsAndPassesPassphrase(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	pass := f.passphraseFile(t, "pass.txt", "typed passphrase")
 	requireOK(t, cli(t, append([]string{"init", f.backing, "--master", "passphrase:",
@@ -120,6 +122,7 @@ func TestMountPromptsAndPassesPassphrase(t *testing.T) {
 }
 
 func TestMountPromptsOnlyWithoutKeyFile(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	pass := f.passphraseFile(t, "pass.txt", "typed passphrase")
 	requireOK(t, cli(t, append([]string{"init", f.backing, "--master", f.keyURI(), "--master", "passphrase:",

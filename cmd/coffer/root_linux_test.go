@@ -10,6 +10,7 @@ import (
 // master-key kind the Linux build imports (the kind_*.go files), not only
 // the two built-in ones.
 func TestHelpListsMasterKeyKinds(t *testing.T) {
+	t.Parallel()
 	r := cli(t, "--help")
 	requireOK(t, r)
 	for _, form := range []string{"file:///ABSOLUTE/PATH", "passphrase:",

@@ -121,6 +121,7 @@ func (f *mountFixture) rotateArgs(extra ...string) []string {
 }
 
 func TestRotateOfflineAndMounted(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -173,6 +174,7 @@ func keysIn(m map[uint32]int) []uint32 {
 // TestRotateUnderWriter rotates while a writer creates, appends to,
 // renames and deletes files through the mount.
 func TestRotateUnderWriter(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -248,6 +250,7 @@ func writerStep(t *testing.T, tr tree, rng *rand.Rand, i int) {
 // points (each slot write and each step), checks that every file still
 // reads back, and resumes.
 func TestRotateKilledAndResumed(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -294,6 +297,7 @@ func TestRotateKilledAndResumed(t *testing.T) {
 
 // TestRotateSkipMaster rotates with a master key that cannot be reached.
 func TestRotateSkipMaster(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	second := f.newKey(t, "second.key")
@@ -340,6 +344,7 @@ func TestRotateSkipMaster(t *testing.T) {
 
 // TestRotateReplaceMaster replaces a master key; no file is touched.
 func TestRotateReplaceMaster(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -382,6 +387,7 @@ func TestRotateReplaceMaster(t *testing.T) {
 // this process (standing for another host on shared storage), which holds
 // its own ring and follows the rotation through the config alone.
 func TestRotateTwoMounts(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -424,6 +430,7 @@ func TestRotateTwoMounts(t *testing.T) {
 
 // TestRotatePolicy checks --max-key-age, the status warning and --if-due.
 func TestRotatePolicy(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	assertFailure(t, cli(t, "rotate", f.backing, "--if-due"), exitUsage, "--if-due needs")
@@ -466,6 +473,7 @@ func TestRotatePolicy(t *testing.T) {
 
 // TestStatusScanCounts compares status --scan with the headers' own bytes.
 func TestStatusScanCounts(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -498,6 +506,7 @@ func TestStatusScanCounts(t *testing.T) {
 // the volume stays mounted: the running mount keeps reading every file
 // (following each committed ring), and the resumed rotation finishes.
 func TestRotateKilledWhileMounted(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -528,6 +537,7 @@ func TestRotateKilledWhileMounted(t *testing.T) {
 // its private half: the new ring is sealed to its public key, and the
 // recovery key still opens the volume afterwards.
 func TestRotateWithRecoveryKey(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -547,6 +557,7 @@ func TestRotateWithRecoveryKey(t *testing.T) {
 // TestRotateAuditTrail checks the rotation's audit records and that the
 // log still verifies after the key that MACed its first records is purged.
 func TestRotateAuditTrail(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	logPath := filepath.Join(f.dir, "audit.jsonl")
 	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", logPath))
@@ -579,6 +590,7 @@ func TestRotateAuditTrail(t *testing.T) {
 // TestRotateRefusesConcurrentRotation holds the rotation lock as a running
 // rotation would and checks that a second rotate refuses, changing nothing.
 func TestRotateRefusesConcurrentRotation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	unlock, err := lockRotation(f.backing)

@@ -121,6 +121,7 @@ func requireEveryMasterOpens(t *testing.T, f *fixture) []masterListEntry {
 // of an interrupted rotation. No master key may be locked out, and the
 // purge must not remove a ring key an enrolled master key still needs.
 func TestRotateMasterAddRace(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -188,6 +189,7 @@ func TestRotateMasterAddRace(t *testing.T) {
 // is logged). Each may succeed or refuse cleanly; after each round every
 // listed master key must open the volume.
 func TestRotateMasterChurn(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.init(t)
 	seed := uint64(time.Now().UnixNano())

@@ -126,6 +126,7 @@ func tempFiles(t *testing.T, backing string) []string {
 }
 
 func TestRotateReencrypt(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	logPath := filepath.Join(f.dir, "audit.jsonl")
 	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--audit-log", logPath))
@@ -160,6 +161,7 @@ func TestRotateReencrypt(t *testing.T) {
 }
 
 func TestRotateReencryptRefusedWhileMounted(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -180,6 +182,7 @@ func TestRotateReencryptRefusedWhileMounted(t *testing.T) {
 // TestRotateReencryptHardLinks: a file with hard links is refused before
 // anything changes, naming its backing path.
 func TestRotateReencryptHardLinks(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -210,6 +213,7 @@ func TestRotateReencryptHardLinks(t *testing.T) {
 // TestRotateReencryptTampered: a block that fails authentication stops the
 // run, naming the file, which stays as it was; no key is purged.
 func TestRotateReencryptTampered(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))
@@ -249,6 +253,7 @@ func TestRotateReencryptTampered(t *testing.T) {
 // after each kill that every file reads as the reference copy, and that
 // the final run skips what was done and leaves no temporary file.
 func TestRotateReencryptKilledAndResumed(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	requireOK(t, f.mount(t))

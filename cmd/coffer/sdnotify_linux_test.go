@@ -166,6 +166,7 @@ func startNotified(t *testing.T, args ...string) (*exec.Cmd, *net.UnixConn, *str
 // service: READY=1 comes only once the mount answers, with the process's own
 // PID; SIGTERM brings STOPPING=1, an unmount and exit status 0.
 func TestNotifyForeground(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	cmd, conn, stderr := startNotified(t, "mount", "--foreground", "--log-file", f.log, f.backing, f.mnt)
@@ -187,6 +188,7 @@ func TestNotifyForeground(t *testing.T) {
 // TestNotifyBackgroundSIGTERM runs a background mount under a notify socket:
 // the mount process names itself as MAINPID, and SIGTERM to it unmounts.
 func TestNotifyBackgroundSIGTERM(t *testing.T) {
+	t.Parallel()
 	f := newMountFixture(t)
 	f.init(t)
 	cmd, conn, stderr := startNotified(t, "mount", "--log-file", f.log, f.backing, f.mnt)

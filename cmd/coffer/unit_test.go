@@ -18,6 +18,7 @@ import (
 )
 
 func TestExitCode(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		err  error
@@ -38,6 +39,7 @@ func TestExitCode(t *testing.T) {
 }
 
 func TestPrintError(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		err  error
@@ -63,6 +65,7 @@ func TestPrintError(t *testing.T) {
 }
 
 func TestReadPassphrase(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in, want string
 		err            bool
@@ -91,6 +94,7 @@ func TestReadPassphrase(t *testing.T) {
 }
 
 func TestReadPassphraseFileModes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "pass")
 	require.NoError(t, os.WriteFile(p, []byte("pw\n"), 0o644))
@@ -108,12 +112,14 @@ func TestReadPassphraseFileModes(t *testing.T) {
 }
 
 func TestPromptNeedsTerminal(t *testing.T) {
+	t.Parallel()
 	a := &app{stdin: strings.NewReader("typed\n"), stderr: &bytes.Buffer{}}
 	_, err := promptPassphrase(a, "Passphrase: ", false)
 	assert.ErrorContains(t, err, "no terminal")
 }
 
 func TestNewLogger(t *testing.T) {
+	t.Parallel()
 	var b bytes.Buffer
 	log, err := newLogger(&b, "warn", logFormatAuto)
 	require.NoError(t, err)
