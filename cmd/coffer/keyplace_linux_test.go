@@ -29,6 +29,9 @@ func TestMasterAddKeyInsideMount(t *testing.T) {
 		"could not read it")
 	assert.Contains(t, r.stderr, "hint: keep it outside the volume")
 	assert.Equal(t, before, f.config(t))
+	r = cli(t, "rotate", f.backing, "--master", f.masterID(t, f.keyURI())+"="+inside)
+	assertFailure(t, r, exitFailure, "is inside a mount of the volume it unlocks")
+	assert.Equal(t, before, f.config(t))
 
 	pin := filepath.Join(f.mnt, "keys", "pin")
 	f.writeThrough(t, "keys/pin", "1234\n")

@@ -601,3 +601,28 @@ func TestRotateRefusesConcurrentRotation(t *testing.T) {
 		"another coffer rotate (or a master add) is running")
 	assert.Equal(t, before, snapshot(t, f.backing))
 }
+
+// TestRotateReplaceLastUnattended: rotate --master OLD=passphrase: would
+// also leave only keys a person types; it is refused and names the way.
+func TestRotateReplaceLastUnattended(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.init(t)
+	fileID := f.masterID(t, f.keyURI())
+	requireOK(t, cli(t, "recovery", "new", f.backing, "--out", filepath.Join(f.dir, "rk.txt")))
+	recoveryID := f.masterID(t, "recovery:")
+	pass := f.passphraseFile(t, "pass.txt", "correct horse")
+
+	before := snapshot(t, f.dir)
+	r := cli(t, "rotate", f.backing, "--master", fileID+"=passphrase:",
+		"--new-passphrase-file", pass)
+	assertFailure(t, r, exitFailure, "failed to replace master key: "+fileID+" (file) is the "+
+		"last master key that unlocks without a person; only passphrase (new), recovery "+
+		recoveryID+" would be left")
+	assert.Contains(t, r.stderr, "then run 'coffer master remove "+f.backing+" "+fileID+
+		" --allow-interactive-only'")
+	assert.Equal(t, before, snapshot(t, f.dir))
+
+	// Another key file in its place is fine.
+	requireOK(t, cli(t, "rotate", f.backing, "--master", fileID+"="+f.newKey(t, "new.key")))
+}

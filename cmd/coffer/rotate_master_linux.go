@@ -33,6 +33,12 @@ func runReplaceMaster(ctx context.Context, a *app, cfg *keys.Config, opts rotate
 	if err != nil {
 		return err
 	}
+	if err := checkReplaceUnattended(cfg, old, ref.Kind, opts.backing, uri); err != nil {
+		return err
+	}
+	if err := add.checkPlaces(a); err != nil {
+		return err
+	}
 
 	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
 	if err != nil {
@@ -60,4 +66,32 @@ func runReplaceMaster(ctx context.Context, a *app, cfg *keys.Config, opts rotate
 	fmt.Fprintf(a.stdout, "replaced master key %s by %s (%s %s) on volume %s, unlocked with %s\n",
 		old, added.ID, added.Kind, keys.RedactURI(added.URI), cfg.VolumeID, with.ID)
 	return nil
+}
+
+// checkReplaceUnattended refuses to replace old, the last master key of cfg
+// that unlocks without a person, by one of a kind a person must type. The
+// way there is explicit: master add, then master remove
+// --allow-interactive-only.
+func checkReplaceUnattended(cfg *keys.Config, old, kind, backing, uri string) error {
+	if !attendedKinds[kind] {
+		return nil
+	}
+	after := *cfg
+	after.Masters = nil
+	var oldEntry keys.MasterEntry
+	for _, m := range cfg.Masters {
+		if m.ID == old {
+			oldEntry = m
+			m = keys.MasterEntry{ID: "(new)", Kind: kind}
+		}
+		after.Masters = append(after.Masters, m)
+	}
+	err := checkUnattended(&after, oldEntry)
+	if err == nil {
+		return nil
+	}
+	return withHints(fmt.Errorf("failed to replace master key: %w", err),
+		"to leave only keys a person types, add it with 'coffer master add "+shellQuote(backing)+
+			" "+shellQuote(uri)+"', then run 'coffer master remove "+shellQuote(backing)+" "+old+
+			" --allow-interactive-only'")
 }
