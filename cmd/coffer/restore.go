@@ -33,7 +33,13 @@ is older than the config it would replace (a lower ring generation: files
 written since may need ring keys the backup lacks), or that lists other
 master keys at the same generation (it would bring back removed master
 keys). A config that cannot be read is moved aside to
-volume.json.damaged-TIME, not deleted. No key is needed.`,
+volume.json.damaged-TIME, not deleted. No key is needed.
+
+restore refuses while the volume is mounted anywhere (a mount of this host,
+or one on another host sharing the backing directory that has recorded
+itself in .coffer/mounts): running mounts keep the key ring they loaded and
+would write files that the restored config cannot read. Unmount every mount
+first.`,
 		Example: `  coffer restore /srv/app.enc /root/app.enc.coffer-backup`,
 		Args:    exactArgs("BACKING", "FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,6 +58,13 @@ func runRestore(ctx context.Context, a *app, opts restoreOptions) error {
 	if err != nil {
 		return err
 	}
+	// A running mount keeps the ring it loaded and would go on wrapping
+	// data keys under ring keys the restored config no longer has.
+	lock, err := lockRestore(opts.backing)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	res, err := keys.Restore(opts.backing, backup, keys.RestoreOptions{Force: opts.force, Logger: a.log})
 	recordRestore(ctx, a, opts, backup, res, err)
 	switch {

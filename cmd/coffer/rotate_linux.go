@@ -152,7 +152,7 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 	testPause("opened")
 	total := 0
 	if opts.reencrypt {
-		vlock, err := lockOffline(opts.backing)
+		vlock, err := lockOffline(opts.backing, "re-encrypt")
 		if err != nil {
 			return err
 		}

@@ -3,56 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cofferfs/coffer/fs/reencrypt"
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
 )
-
-// lockOffline takes the volume's mount lock for an offline re-encryption
-// and checks that no mount on another host sharing the backing directory
-// has recorded itself: a mount keeps data keys in memory and would write
-// blocks under the old key into a rewritten file.
-func lockOffline(backing string) (*os.File, error) {
-	lock, err := lockVolume(backing)
-	if err != nil {
-		var busy *volumeBusyError
-		if errors.As(err, &busy) {
-			return nil, withHints(fmt.Errorf("failed to re-encrypt: volume %s is mounted: "+
-				"unmount first", backing), "coffer unmount MOUNTPOINT; 'coffer status "+
-				shellQuote(backing)+"' shows where it is mounted")
-		}
-		return nil, err
-	}
-	acks, err := keys.MountAcks(backing)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	host, _ := os.Hostname()
-	var live []string
-	for _, a := range acks {
-		if a.Host == host && syscall.Kill(a.PID, 0) == syscall.ESRCH {
-			_ = keys.RemoveAck(backing, a.Name) // left by a mount that died
-			continue
-		}
-		live = append(live, fmt.Sprintf("%s pid %d", a.Host, a.PID))
-	}
-	if len(live) > 0 {
-		lock.Close()
-		return nil, withHints(fmt.Errorf("failed to re-encrypt: volume %s is mounted (%s): "+
-			"unmount first", backing, strings.Join(live, ", ")),
-			"unmount it everywhere; if a host is gone, remove its file in "+
-				shellQuote(filepath.Join(backing, keys.DirName, keys.MountsName)))
-	}
-	return lock, nil
-}
 
 // refuseHardLinks stops a re-encryption before anything changes if a file
 // has hard links: a rewritten file is a new inode, which would split the

@@ -3,8 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -86,4 +90,53 @@ func (e *volumeBusyError) Error() string {
 			"(a mount without --shared, fsck --repair or rotate --reencrypt)", e.backing)
 	}
 	return fmt.Sprintf("backing directory %s is already mounted (by another coffer process)", e.backing)
+}
+
+// lockOffline takes the volume's mount lock for a change that no running
+// mount may see half done (what names it: "re-encrypt", "restore"), and
+// checks that no mount on another host sharing the backing directory has
+// recorded itself: a mount keeps data keys and the key ring in memory and
+// would go on writing files under keys the change replaces.
+func lockOffline(backing, what string) (*os.File, error) {
+	lock, err := lockVolume(backing)
+	if err != nil {
+		var busy *volumeBusyError
+		if errors.As(err, &busy) {
+			return nil, withHints(fmt.Errorf("failed to %s: volume %s is mounted: "+
+				"unmount first", what, backing), "coffer unmount MOUNTPOINT; 'coffer status "+
+				shellQuote(backing)+"' shows where it is mounted")
+		}
+		return nil, err
+	}
+	acks, err := keys.MountAcks(backing)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	var live []string
+	for _, a := range acks {
+		if a.Host == host && syscall.Kill(a.PID, 0) == syscall.ESRCH {
+			_ = keys.RemoveAck(backing, a.Name) // left by a mount that died
+			continue
+		}
+		live = append(live, fmt.Sprintf("%s pid %d", a.Host, a.PID))
+	}
+	if len(live) > 0 {
+		lock.Close()
+		return nil, withHints(fmt.Errorf("failed to %s: volume %s is mounted (%s): "+
+			"unmount first", what, backing, strings.Join(live, ", ")),
+			"unmount it everywhere; if a host is gone, remove its file in "+
+				shellQuote(filepath.Join(backing, keys.DirName, keys.MountsName)))
+	}
+	return lock, nil
+}
+
+// lockRestore is lockOffline for a restore. A backing directory without a
+// .coffer folder (which restore recreates) has no mount to refuse.
+func lockRestore(backing string) (io.Closer, error) {
+	if _, err := os.Stat(filepath.Join(backing, keys.DirName)); errors.Is(err, fs.ErrNotExist) {
+		return io.NopCloser(nil), nil
+	}
+	return lockOffline(backing, "restore")
 }
