@@ -543,3 +543,42 @@ func TestSharedUndoRecovery(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, want, got[:n])
 }
+
+// TestSharedUndoFileStartedOver: another mount truncates a file to 0, and
+// this mount's next write starts it over under a new file ID. Its record of
+// the old file ID serves nothing any more and is removed then, not left
+// until the mount ends (one leaked record per truncation before).
+func TestSharedUndoFileStartedOver(t *testing.T) {
+	v := newTestVolume(t)
+	v.opts.Shared = true
+	undoDir := filepath.Join(v.backing, ReservedName, content.UndoDir)
+
+	writer := newFilesystem(v.backing, v.opts)
+	writer.undoTag = "writer-1" // the other mount's records have another tag
+	h := openTestHandle(t, writer, "f")
+	truncater := newFilesystem(v.backing, v.opts)
+	h2 := openTestHandle(t, truncater, "f")
+
+	seen := map[content.FileID]bool{}
+	for round := range 4 {
+		_, err := h.writeAt(pattern(round, 3*bs), 0)
+		require.NoError(t, err)
+		_, err = h.writeAt(pattern(9, 100), bs+7) // an overwrite: saves a record
+		require.NoError(t, err)
+		c, err := h.cipher()
+		require.NoError(t, err)
+		require.False(t, seen[c.FileID()], "round %d: the file was started over", round)
+		seen[c.FileID()] = true
+
+		ents, err := os.ReadDir(undoDir)
+		require.NoError(t, err)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		assert.Equal(t, []string{content.UndoTagName(c.FileID(), "writer-1")}, names,
+			"round %d: only the record of the current file ID", round)
+
+		require.NoError(t, h2.truncate(0))
+	}
+}

@@ -65,6 +65,9 @@ func (h *handle) undoFD(id content.FileID) (int, error) {
 		return in.undoFD, nil
 	}
 	in.closeUndo()
+	if in.undoMade && in.undoID != id {
+		h.fs.dropStaleUndo(in)
+	}
 
 	rel := h.fs.undoRel(id)
 	flags := unix.O_RDWR | unix.O_CREAT | unix.O_CLOEXEC
@@ -80,6 +83,18 @@ func (h *handle) undoFD(id content.FileID) (int, error) {
 	in.undoFD, in.undoID, in.undoMade = fd, id, true
 	h.fs.undo.add(id)
 	return fd, nil
+}
+
+// dropStaleUndo removes this mount's record of the file ID that in had
+// before the file was started over (another mount truncated it to 0 and a
+// write gave it a new header): its pre-images belong to a file that is gone
+// and are never read again, and in shared mode nothing else would remove it
+// before the mount ends. The caller holds ino.mu exclusively.
+func (f *filesystem) dropStaleUndo(in *inode) {
+	if f.undo.take(in.undoID) {
+		_ = unix.Unlink(filepath.Join(f.backing, f.undoRel(in.undoID)))
+	}
+	in.undoMade, in.undoKeep = false, false
 }
 
 // closeUndo closes the inode's undo record, if open.
