@@ -45,7 +45,9 @@ func (n *node) dirKey() (*names.Key, error) {
 	}
 	k, secret, err := n.fs.loadDirKey(filepath.Join(n.fs.backing, rel))
 	if err != nil {
-		return nil, err
+		// A directory that another mount of a shared volume moved
+		// or removed is gone, not damaged.
+		return nil, goneDir(err)
 	}
 	clear(secret)
 	n.keys.key = k
@@ -383,6 +385,11 @@ func (n *node) encSetattr(in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 // appears under its name.
 func (n *node) encMkdir(ctx context.Context, name string, mode uint32,
 	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	unlock, errno := n.fs.nsBegin(false, n)
+	if errno != 0 {
+		return nil, errno
+	}
+	defer unlock()
 	c, err := n.child(name)
 	if err != nil {
 		return nil, n.fs.errno(err)
@@ -461,6 +468,11 @@ func emptyTarget(src, dst string) (restore func(), err error) {
 
 // encRmdir removes an empty directory: one holding only its record.
 func (n *node) encRmdir(name string) syscall.Errno {
+	unlock, errno := n.fs.nsBegin(true, n)
+	if errno != 0 {
+		return errno
+	}
+	defer unlock()
 	c, err := n.child(name)
 	if err != nil {
 		return n.fs.errno(err)
@@ -508,6 +520,16 @@ func (n *node) encUnlink(name string) syscall.Errno {
 	if err != nil {
 		return n.fs.errno(err)
 	}
+	// Removing a long name's sidecar must not meet a create of the same
+	// name in another mount, which keeps the sidecar it finds.
+	unlock, errno := n.fs.nsBegin(c.name.Long(), n)
+	if errno != 0 {
+		return errno
+	}
+	defer unlock()
+	if c, err = n.child(name); err != nil {
+		return n.fs.errno(err)
+	}
 	if err := syscall.Unlink(c.abs()); err != nil {
 		return gofs.ToErrno(err)
 	}
@@ -518,6 +540,11 @@ func (n *node) encUnlink(name string) syscall.Errno {
 // encMknod makes a special file (or an empty regular file).
 func (n *node) encMknod(ctx context.Context, name string, mode, dev uint32,
 	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	unlock, errno := n.fs.nsBegin(false, n)
+	if errno != 0 {
+		return nil, errno
+	}
+	defer unlock()
 	c, err := n.child(name)
 	if err != nil {
 		return nil, n.fs.errno(err)
@@ -538,28 +565,32 @@ func (n *node) encMknod(ctx context.Context, name string, mode, dev uint32,
 }
 
 // encSymlink stores a symbolic link: a regular backing file in the content
-// format holding the target, marked with the sticky bit.
+// format holding the target, marked with the sticky bit. It is written under
+// a temporary name and renamed into place, so that no other mount of the
+// backing directory ever sees it as a regular file or without its target.
 func (n *node) encSymlink(ctx context.Context, target, name string,
 	out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if len(target) > maxTarget {
 		return nil, syscall.ENAMETOOLONG
 	}
+	unlock, errno := n.fs.nsBegin(false, n)
+	if errno != 0 {
+		return nil, errno
+	}
+	defer unlock()
 	c, err := n.child(name)
 	if err != nil {
 		return nil, n.fs.errno(err)
 	}
-	undo, err := c.addSidecar()
+	tmpRel := filepath.Join(filepath.Dir(c.rel), names.TmpPrefix+randomHex())
+	tmp := filepath.Join(n.fs.backing, tmpRel)
+	fd, writable, err := n.fs.openBacking(tmpRel, syscall.O_WRONLY, syscall.O_CREAT|syscall.O_EXCL, 0o600)
 	if err != nil {
-		return nil, n.fs.errno(err)
-	}
-	fd, writable, err := n.fs.openBacking(c.rel, syscall.O_WRONLY, syscall.O_CREAT|syscall.O_EXCL, 0o600)
-	if err != nil {
-		undo()
 		return nil, gofs.ToErrno(err)
 	}
 	h, err := n.fs.newHandle(n, fd, writable)
 	if err != nil {
-		undo()
+		_ = syscall.Unlink(tmp)
 		return nil, n.fs.errno(err)
 	}
 	_, err = h.writeAt([]byte(target), 0)
@@ -571,9 +602,18 @@ func (n *node) encSymlink(ctx context.Context, target, name string,
 	}
 	h.release()
 	if err != nil {
-		_ = syscall.Unlink(c.abs())
-		undo()
+		_ = syscall.Unlink(tmp)
 		return nil, n.fs.errno(err)
+	}
+	undo, err := c.addSidecar()
+	if err != nil {
+		_ = syscall.Unlink(tmp)
+		return nil, n.fs.errno(err)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, c.abs(), unix.RENAME_NOREPLACE); err != nil {
+		_ = syscall.Unlink(tmp)
+		undo()
+		return nil, gofs.ToErrno(err)
 	}
 	return n.encEntry(ctx, c.abs(), out)
 }
@@ -619,6 +659,11 @@ func (n *node) encLink(ctx context.Context, target gofs.InodeEmbedder, name stri
 	if !ok {
 		return nil, syscall.EXDEV
 	}
+	unlock, errno := n.fs.nsBegin(false, n)
+	if errno != 0 {
+		return nil, errno
+	}
+	defer unlock()
 	src, err := tn.abs()
 	if err != nil {
 		return nil, n.fs.errno(err)
@@ -651,6 +696,11 @@ func (n *node) encRename(name string, newParent gofs.InodeEmbedder, newName stri
 	if flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
 		return syscall.EINVAL
 	}
+	unlock, errno := n.fs.nsBegin(true, n, np)
+	if errno != 0 {
+		return errno
+	}
+	defer unlock()
 	from, err := n.child(name)
 	if err != nil {
 		return n.fs.errno(err)
@@ -688,6 +738,11 @@ func (n *node) encRename(name string, newParent gofs.InodeEmbedder, newName stri
 // encCreate creates and opens a regular file.
 func (n *node) encCreate(ctx context.Context, name string, flags, mode uint32,
 	out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	unlock, errno := n.fs.nsBegin(false, n)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	defer unlock()
 	c, err := n.child(name)
 	if err != nil {
 		return nil, nil, 0, n.fs.errno(err)

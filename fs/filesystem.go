@@ -46,10 +46,14 @@ type filesystem struct {
 	// undoTag names this process's undo records in shared mode, "" in
 	// a mount of its own; see undo.go.
 	undoTag string
+
+	// ns is the namespace lock of a shared mount with encrypted names,
+	// nil otherwise; see nslock.go.
+	ns *nsLock
 }
 
 func newFilesystem(backing string, opts Options) *filesystem {
-	f := &filesystem{backing: backing, opts: opts, log: opts.Logger}
+	f := &filesystem{backing: backing, opts: opts, log: opts.Logger, ns: newNSLock(backing, opts)}
 	if opts.EncryptNames {
 		f.names = &nameState{}
 	}
