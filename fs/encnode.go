@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -463,6 +464,7 @@ func emptyTarget(src, dst string) (restore func(), err error) {
 	if err := unix.Unlink(recPath); err != nil {
 		return nil, err
 	}
+	recordRemoved(dst)
 	return func() { _ = writeRecord(dst, rec) }, nil
 }
 
@@ -494,6 +496,7 @@ func (n *node) encRmdir(name string) syscall.Errno {
 		if err := unix.Unlink(recPath); err != nil {
 			return gofs.ToErrno(err)
 		}
+		recordRemoved(p)
 	}
 	if err := syscall.Rmdir(p); err != nil {
 		if recErr == nil {
@@ -503,6 +506,17 @@ func (n *node) encRmdir(name string) syscall.Errno {
 	}
 	c.dropSidecar()
 	return 0
+}
+
+// recordHook, set by tests only, runs in the moment between the removal of
+// a directory's record and the rename over the directory or its removal.
+var recordHook atomic.Pointer[func(dir string)]
+
+// recordRemoved runs the test hook, if any, for the backing directory dir.
+func recordRemoved(dir string) {
+	if h := recordHook.Load(); h != nil {
+		(*h)(dir)
+	}
 }
 
 // unwrapPathError returns the errno inside an *os.PathError.

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // The tests of this file race namespace changes of two shared mounts of
@@ -24,7 +26,7 @@ import (
 // with it, what they check holds whatever the interleaving.
 
 // nsRounds is the number of rounds each side of a race runs.
-const nsRounds = 400
+const nsRounds = 200
 
 // tmpLeftovers lists the temporary backing names left in the volume.
 func tmpLeftovers(t *testing.T, backing string) []string {
@@ -44,82 +46,144 @@ func tmpLeftovers(t *testing.T, backing string) []string {
 }
 
 // TestSharedRenameOverEmptyDirRace renames a new directory over an empty
-// one in one mount while the other moves that empty directory away: every
-// directory must keep its record and stay readable and writable.
+// one in one mount while the other moves that empty directory away, in
+// several directories at once: every directory must keep its record and
+// stay readable and writable.
 func TestSharedRenameOverEmptyDirRace(t *testing.T) {
 	v, a, b := sharedPair(t, true)
-	require.NoError(t, os.MkdirAll(filepath.Join(a, "base", "t"), 0o755))
+	const pairs, rounds = 2, 200
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for range nsRounds {
-			_ = os.Mkdir(filepath.Join(a, "base", "s"), 0o755)
-			_ = os.Rename(filepath.Join(a, "base", "s"), filepath.Join(a, "base", "t"))
-		}
-	})
-	wg.Go(func() {
-		for i := range nsRounds {
-			_ = os.Rename(filepath.Join(b, "base", "t"), filepath.Join(b, "base", fmt.Sprintf("keep%d", i)))
-		}
-	})
+	for p := range pairs {
+		base := fmt.Sprintf("base%d", p)
+		require.NoError(t, os.MkdirAll(filepath.Join(a, base, "t"), 0o755))
+		wg.Go(func() {
+			for range rounds {
+				_ = os.Mkdir(filepath.Join(a, base, "s"), 0o755)
+				// os.Rename refuses an existing directory as the target.
+				_ = unix.Rename(filepath.Join(a, base, "s"), filepath.Join(a, base, "t"))
+			}
+		})
+		wg.Go(func() {
+			for i := range 2 * rounds {
+				_ = os.Rename(filepath.Join(b, base, "t"), filepath.Join(b, base, fmt.Sprintf("keep%d", i)))
+			}
+		})
+	}
 	wg.Wait()
 
-	ents, err := os.ReadDir(filepath.Join(b, "base"))
-	require.NoError(t, err)
-	require.NotEmpty(t, ents)
-	for _, e := range ents {
-		d := filepath.Join(b, "base", e.Name())
-		_, err := os.ReadDir(d)
-		assert.NoError(t, err, "directory %s lost its record", e.Name())
-		assert.NoError(t, os.WriteFile(filepath.Join(d, "f"), []byte(e.Name()), 0o644))
-		got, err := os.ReadFile(filepath.Join(a, "base", e.Name(), "f"))
-		if assert.NoError(t, err) {
-			assert.Equal(t, e.Name(), string(got))
+	moved := 0
+	for p := range pairs {
+		base := fmt.Sprintf("base%d", p)
+		ents, err := os.ReadDir(filepath.Join(b, base))
+		require.NoError(t, err)
+		moved += len(ents)
+		for _, e := range ents {
+			d := filepath.Join(b, base, e.Name())
+			if _, err := os.ReadDir(d); err != nil {
+				t.Errorf("directory %s/%s lost its record: %v", base, e.Name(), err)
+				continue
+			}
+			assert.NoError(t, os.WriteFile(filepath.Join(d, "f"), []byte(e.Name()), 0o644))
+			got, err := os.ReadFile(filepath.Join(a, base, e.Name(), "f"))
+			if assert.NoError(t, err) {
+				assert.Equal(t, e.Name(), string(got))
+			}
 		}
 	}
+	t.Logf("%d directories checked", moved)
 	assert.Empty(t, tmpLeftovers(t, v.backing))
 }
 
-// TestSharedCreateInReplacedDirRace removes and remakes a directory in one
-// mount while the other creates files in it: every file whose creation
-// succeeded reads back through the first mount, and the directory can be
-// removed at the end once the files are.
-func TestSharedCreateInReplacedDirRace(t *testing.T) {
+// TestSharedRecordRemovalUnderLock stops a rename over an empty directory,
+// and a removal of one, in the moment after the directory's record is gone:
+// there another mount, playing by the rules, must find the namespace lock
+// taken. Were it free, the test moves the directory away through the other
+// mount, as a racing rename would, and the directory loses its record.
+func TestSharedRecordRemovalUnderLock(t *testing.T) {
 	v, a, b := sharedPair(t, true)
-	require.NoError(t, os.Mkdir(filepath.Join(a, "base"), 0o755))
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for range nsRounds {
-			_ = os.Mkdir(filepath.Join(a, "base", "d"), 0o755)
-			_ = os.Remove(filepath.Join(a, "base", "d"))
-		}
-	})
-	var lost []string
-	created := 0
-	wg.Go(func() {
-		for i := range nsRounds {
-			p := filepath.Join(b, "base", "d", fmt.Sprintf("f%d", i))
-			want := fmt.Sprintf("payload %d", i)
-			if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
-				continue // the directory was not there: no data to lose
-			}
-			created++
-			got, err := os.ReadFile(filepath.Join(a, "base", "d", fmt.Sprintf("f%d", i)))
-			if err != nil || string(got) != want {
-				lost = append(lost, fmt.Sprintf("f%d: %q, %v", i, got, err))
-			}
-			if err := os.Remove(p); err != nil {
-				lost = append(lost, fmt.Sprintf("unlink f%d: %v", i, err))
-			}
-		}
-	})
-	wg.Wait()
-	t.Logf("%d files created", created)
-	assert.Empty(t, lost, "files created but not readable through the other mount")
-	err := os.Remove(filepath.Join(a, "base", "d"))
-	if !errors.Is(err, os.ErrNotExist) {
-		assert.NoError(t, err, "the directory holds hidden entries")
+	for _, d := range []string{"s", "t", "r"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(a, "base", d), 0o755))
 	}
-	assert.Empty(t, tmpLeftovers(t, v.backing))
+	lockPath := filepath.Join(v.backing, ReservedName, NamespaceLockName)
+	victims := []string{"t", "r"}
+	// The hook runs in the file system's goroutines: atomics let the
+	// race detector see what the kernel orders.
+	var calls, free atomic.Int32
+	hook := func(dir string) {
+		if !strings.HasPrefix(dir, v.backing+"/") || int(calls.Load()) >= len(victims) {
+			return
+		}
+		victim := victims[calls.Add(1)-1]
+		fd, err := unix.Open(lockPath, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			t.Errorf("open lock file: %v", err)
+			return
+		}
+		defer unix.Close(fd)
+		flk := unix.Flock_t{Type: unix.F_WRLCK, Len: 1}
+		if unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &flk) != nil {
+			return // taken, as it must be: another mount would wait here
+		}
+		free.Add(1)
+		flk.Type = unix.F_UNLCK
+		_ = unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &flk)
+		_ = os.Rename(filepath.Join(b, "base", victim), filepath.Join(b, "base", "moved-"+victim))
+	}
+	recordHook.Store(&hook)
+	t.Cleanup(func() { recordHook.Store(nil) })
+
+	// os.Rename refuses an existing directory as the target.
+	require.NoError(t, unix.Rename(filepath.Join(a, "base", "s"), filepath.Join(a, "base", "t")))
+	_ = os.Remove(filepath.Join(a, "base", "r"))
+	recordHook.Store(nil)
+
+	assert.Equal(t, int32(2), calls.Load(), "both operations removed a record")
+	assert.Zero(t, free.Load(), "the namespace lock was free while a record was missing")
+	ents, err := os.ReadDir(filepath.Join(b, "base"))
+	require.NoError(t, err)
+	for _, e := range ents {
+		_, err := os.ReadDir(filepath.Join(b, "base", e.Name()))
+		assert.NoError(t, err, "directory %s lost its record", e.Name())
+	}
+	assert.NotContains(t, v.logs.String(), `"level":"warn"`)
+}
+
+// TestSharedCreateInReplacedDir creates a file, through a descriptor of a
+// directory, after another mount removed the directory and made a new one
+// of the same name: the create must fail (the directory it names is gone)
+// or make a file the other mount reads; never a file hidden in the new
+// directory under the old one's name key, which would also keep the new
+// directory from ever being removed.
+func TestSharedCreateInReplacedDir(t *testing.T) {
+	v, a, b := sharedPair(t, true)
+	require.NoError(t, os.MkdirAll(filepath.Join(a, "base", "d"), 0o755))
+	dir, err := os.Open(filepath.Join(b, "base", "d"))
+	require.NoError(t, err)
+	defer dir.Close()
+	dfd := int(dir.Fd())
+	// A first file makes b's node of d load and cache d's name key.
+	fd, err := unix.Openat(dfd, "f0", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	require.NoError(t, err)
+	require.NoError(t, unix.Close(fd))
+	require.NoError(t, unix.Unlinkat(dfd, "f0", 0))
+
+	require.NoError(t, os.Remove(filepath.Join(a, "base", "d")))
+	require.NoError(t, os.Mkdir(filepath.Join(a, "base", "d"), 0o755))
+
+	fd, err = unix.Openat(dfd, "f1", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err == nil {
+		_, werr := unix.Write(fd, []byte("payload"))
+		require.NoError(t, werr)
+		require.NoError(t, unix.Close(fd))
+		got, err := os.ReadFile(filepath.Join(a, "base", "d", "f1"))
+		require.NoError(t, err, "a file created in the replaced directory is lost")
+		assert.Equal(t, "payload", string(got))
+		require.NoError(t, os.Remove(filepath.Join(a, "base", "d", "f1")))
+	} else {
+		assert.ErrorIs(t, err, unix.ENOENT)
+	}
+	assert.NoError(t, os.Remove(filepath.Join(a, "base", "d")), "the directory holds hidden entries")
+	assert.NotContains(t, v.logs.String(), `"level":"warn"`)
 }
 
 // TestSharedMkdirInRenamedDirRace makes and removes a directory in one
