@@ -23,6 +23,7 @@ import (
 
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/fs/content"
+	"github.com/cofferfs/coffer/fs/deeppath"
 )
 
 // Options configures a check.
@@ -144,6 +145,8 @@ func Run(backing string, opts Options) (*Report, error) {
 		}
 		return nil, fmt.Errorf("failed to check volume: backing directory %s: %w", backing, err)
 	}
+	c.paths = deeppath.NewResolver(backing)
+	defer c.paths.Close()
 	var err error
 	if opts.EncryptedNames {
 		err = c.walkNames()
@@ -161,18 +164,15 @@ func Run(backing string, opts Options) (*Report, error) {
 
 // walkPlain checks every regular file of a volume with plaintext names.
 func (c *checker) walkPlain() error {
-	return filepath.WalkDir(c.backing, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("failed to walk backing directory: %w", err)
-		}
-		rel, _ := filepath.Rel(c.backing, p)
+	err := deeppath.Walk(c.backing, func(e deeppath.Entry) error {
+		rel := e.Rel
 		if rel == cofferfs.ReservedName {
-			if d.IsDir() {
-				return filepath.SkipDir
+			if e.IsDir() {
+				return fs.SkipDir
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() {
+		if !e.Type().IsRegular() {
 			return nil
 		}
 		if c.opts.Progress != nil {
@@ -181,6 +181,10 @@ func (c *checker) walkPlain() error {
 		c.report.Files++
 		return c.file(rel)
 	})
+	if err != nil {
+		return fmt.Errorf("failed to walk backing directory: %w", err)
+	}
+	return nil
 }
 
 // checker is the state of one Run.
@@ -189,10 +193,17 @@ type checker struct {
 	opts    Options
 	report  *Report
 	ids     map[string]bool // undo record names of the files seen
+	paths   *deeppath.Resolver
 
 	// cur is the backing file being checked with encrypted names, and
 	// curPath its path in the mount ("" if unknown).
 	cur, curPath string
+}
+
+// abs returns a path that reaches backing entry rel, however deep it lies,
+// until the next call of abs.
+func (c *checker) abs(rel string) string {
+	return c.paths.Path(rel)
 }
 
 // add records a problem of file rel.
@@ -228,7 +239,7 @@ func (c *checker) file(rel string) error {
 	if c.opts.Repair {
 		flags = unix.O_RDWR
 	}
-	fd, err := unix.Open(filepath.Join(c.backing, rel), flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(c.abs(rel), flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		c.add(rel, -1, KindIO, RepairNone, "failed to open: %v", err)
 		return nil

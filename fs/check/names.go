@@ -47,7 +47,7 @@ func (c *checker) dir(rel, path string, known bool) error {
 	if !known {
 		path = ""
 	}
-	ents, err := os.ReadDir(filepath.Join(c.backing, rel))
+	ents, err := os.ReadDir(c.abs(rel))
 	if err != nil {
 		c.addAt(rel, path, KindIO, RepairNone, "failed to list directory: %v", err)
 		return nil
@@ -81,7 +81,7 @@ func (c *checker) dir(rel, path string, known bool) error {
 			continue
 		case names.IsLong(name):
 			en := entry{name: name, typ: e.Type()}
-			sc, err := readLimited(filepath.Join(c.backing, rel, names.Sidecar(name)), maxSidecar)
+			sc, err := readLimited(c.abs(filepath.Join(rel, names.Sidecar(name))), maxSidecar)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				c.addAt(erel, "", KindSidecar, RepairNone,
@@ -177,7 +177,7 @@ func (c *checker) badNames(rel, path string, tried int, failed []entry, failure 
 // key, or nil after reporting why there is none.
 func (c *checker) dirKey(rel, path string) *names.Key {
 	at := dirPath(rel, path)
-	b, err := readLimited(filepath.Join(c.backing, rel, names.RecordName), names.RecordSize)
+	b, err := readLimited(c.abs(filepath.Join(rel, names.RecordName)), names.RecordSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		c.addAt(rel, at, KindRecord, RepairNone,
 			"the directory record %s is missing: the mount cannot list or open anything in this directory "+
@@ -231,7 +231,7 @@ func (c *checker) orphanSidecar(rel string) {
 		"the sidecar of a long name that does not exist: left by an interrupted unlink or rename; "+
 			"it holds no data and is safe to remove")
 	if c.opts.Repair {
-		if err := os.Remove(filepath.Join(c.backing, rel)); err == nil {
+		if err := os.Remove(c.abs(rel)); err == nil {
 			p.Repaired = true
 		} else {
 			p.Detail += fmt.Sprintf("; failed to remove it: %v", err)
@@ -244,7 +244,7 @@ func (c *checker) orphanSidecar(rel string) {
 // (empty or holding only its record). Anything else under a temporary
 // name was not left by coffer and stays.
 func (c *checker) temporary(rel string, typ fs.FileMode) {
-	abs := filepath.Join(c.backing, rel)
+	abs := c.abs(rel)
 	var remove func() error
 	var what string
 	switch {
@@ -293,7 +293,7 @@ func (c *checker) reencryptTemporary(rel string) {
 		"left by an interrupted coffer rotate --reencrypt (the original file is intact); running "+
 			"it again removes it too; safe to remove while the volume is not mounted")
 	if c.opts.Repair {
-		if err := os.Remove(filepath.Join(c.backing, rel)); err == nil {
+		if err := os.Remove(c.abs(rel)); err == nil {
 			p.Repaired = true
 		} else {
 			p.Detail += fmt.Sprintf("; failed to remove it: %v", err)

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cofferfs/coffer/fs/content"
+	"github.com/cofferfs/coffer/fs/deeppath"
 	"github.com/cofferfs/coffer/fs/names"
 )
 
@@ -120,7 +121,7 @@ func NewToken() string {
 // folder) and lists those with hard links.
 func Scan(backing string) (*Survey, error) {
 	s := &Survey{}
-	err := walk(backing, func(p string, d iofs.DirEntry) error {
+	err := walk(backing, func(_, p string, d iofs.DirEntry) error {
 		s.Files++
 		info, err := d.Info()
 		if errors.Is(err, iofs.ErrNotExist) {
@@ -159,11 +160,11 @@ func Run(ctx context.Context, backing string, opts Options) (*Result, error) {
 	res := &Result{}
 	r := &run{opts: opts, res: res, buf: make([]byte, content.CipherBlockSize)}
 	done := 0
-	err = walk(backing, func(p string, d iofs.DirEntry) error {
+	err = walk(backing, func(p, full string, d iofs.DirEntry) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := r.file(p, d.Name()); err != nil {
+		if err := r.file(p, full, d.Name()); err != nil {
 			return err
 		}
 		done++
@@ -182,23 +183,18 @@ func Run(ctx context.Context, backing string, opts Options) (*Result, error) {
 }
 
 // walk calls f for every regular file under backing, skipping the .coffer
-// folder at its root and entries that vanish meanwhile. A directory's
-// entries are listed before f sees any of them, so files that f creates
-// in it are not visited.
-func walk(backing string, f func(p string, d iofs.DirEntry) error) error {
+// folder at its root and entries that vanish meanwhile, with a path that
+// reaches the file however deep it lies (p) and its full path for messages.
+// A directory's entries are listed before f sees any of them, so files that
+// f creates in it are not visited.
+func walk(backing string, f func(p, full string, d iofs.DirEntry) error) error {
 	clean := filepath.Clean(backing)
-	return filepath.WalkDir(clean, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
-			}
-			return err
+	return deeppath.Walk(clean, func(e deeppath.Entry) error {
+		if e.IsDir() && e.Rel == ".coffer" {
+			return iofs.SkipDir
 		}
-		if d.IsDir() && p != clean && filepath.Dir(p) == clean && d.Name() == ".coffer" {
-			return filepath.SkipDir
-		}
-		if d.Type().IsRegular() {
-			return f(p, d)
+		if e.Type().IsRegular() {
+			return f(e.Path, filepath.Join(clean, e.Rel), e.DirEntry)
 		}
 		return nil
 	})
@@ -213,20 +209,20 @@ type run struct {
 
 // file handles one backing file: a leftover temporary file is removed, a
 // file header not yet on a new key is rewritten, anything else is left.
-func (r *run) file(path, name string) error {
+func (r *run) file(path, full, name string) error {
 	if strings.HasPrefix(name, TempPrefix) {
 		if !strings.HasPrefix(name, TempPrefix+r.opts.Token+".") {
 			return nil // not ours: another run's token, or a user's file
 		}
 		if err := unix.Unlink(path); err != nil && !errors.Is(err, unix.ENOENT) {
-			return &FileError{Path: path, Err: fmt.Errorf("failed to remove temporary file: %w", err)}
+			return &FileError{Path: full, Err: fmt.Errorf("failed to remove temporary file: %w", err)}
 		}
 		r.res.Removed++
-		r.opts.Logger.Info().Str("backing", path).Msg("removed temporary file of an interrupted re-encryption")
+		r.opts.Logger.Info().Str("backing", full).Msg("removed temporary file of an interrupted re-encryption")
 		return nil
 	}
 	if err := r.rewrite(path); err != nil {
-		return &FileError{Path: path, Err: err}
+		return &FileError{Path: full, Err: err}
 	}
 	return nil
 }

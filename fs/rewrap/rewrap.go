@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	iofs "io/fs"
-	"path/filepath"
 	"runtime/debug"
 
 	"github.com/rs/zerolog"
@@ -85,7 +84,7 @@ type Result struct {
 // .coffer folder, an upper bound of what Run visits, for progress display.
 func Count(backing string) (int, error) {
 	n := 0
-	err := walk(backing, func(string) { n++ })
+	err := walk(backing, func(string, string) { n++ })
 	return n, err
 }
 
@@ -106,7 +105,7 @@ func Run(ctx context.Context, backing string, opts Options) (*Result, error) {
 	res := &Result{ByKey: map[uint32]int{}}
 	pending, done := 0, 0
 	var cerr error
-	werr := walk(backing, func(path string) {
+	werr := walk(backing, func(path, full string) {
 		if cerr != nil {
 			return
 		}
@@ -115,8 +114,8 @@ func Run(ctx context.Context, backing string, opts Options) (*Result, error) {
 		}
 		wrote, err := one(path, opts, res)
 		if err != nil && !errors.Is(err, iofs.ErrNotExist) && !errors.Is(err, errChanged) {
-			res.Failed = append(res.Failed, Failure{Path: path, Err: err})
-			opts.Logger.Warn().Str("backing", path).Err(err).Msg("failed to re-wrap key slot")
+			res.Failed = append(res.Failed, Failure{Path: full, Err: err})
+			opts.Logger.Warn().Str("backing", full).Err(err).Msg("failed to re-wrap key slot")
 		}
 		if wrote {
 			res.Rewrapped++
@@ -146,27 +145,6 @@ func Run(ctx context.Context, backing string, opts Options) (*Result, error) {
 		return res, fmt.Errorf("failed to scan backing directory: %w", werr)
 	}
 	return res, nil
-}
-
-// walk calls f with the path of every regular file under backing, skipping
-// the .coffer folder at its root and entries that vanish meanwhile.
-func walk(backing string, f func(path string)) error {
-	return filepath.WalkDir(backing, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() && p != backing && filepath.Dir(p) == filepath.Clean(backing) &&
-			d.Name() == ".coffer" {
-			return filepath.SkipDir
-		}
-		if d.Type().IsRegular() {
-			f(p)
-		}
-		return nil
-	})
 }
 
 // kind says how to bind a slot: a file header or a directory record.

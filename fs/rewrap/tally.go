@@ -2,11 +2,8 @@ package rewrap
 
 import (
 	"encoding/binary"
-	"errors"
 	"io"
-	iofs "io/fs"
 	"os"
-	"path/filepath"
 )
 
 // Tally counts the file headers and directory records under backing by
@@ -15,23 +12,10 @@ import (
 // files without a header magic are not counted.
 func Tally(backing string) (map[uint32]int, error) {
 	out := map[uint32]int{}
-	err := filepath.WalkDir(backing, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() && d.Name() == ".coffer" && filepath.Dir(p) == filepath.Clean(backing) {
-			return filepath.SkipDir
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		if id, ok := currentKey(p); ok {
+	err := walk(backing, func(path, _ string) {
+		if id, ok := currentKey(path); ok {
 			out[id]++
 		}
-		return nil
 	})
 	return out, err
 }
