@@ -38,8 +38,9 @@ func (e *integrityError) Unwrap() error {
 
 // errno converts an error to the errno a FUSE request answers. It is the one
 // place where Go errors become syscall.Errno: integrity failures are logged
-// as warnings with the backing path and block and become EIO; errors wrapping
-// an errno keep it; anything else is logged and becomes EIO.
+// as warnings with the backing path and block and become EIO; a backing path
+// too long is ENAMETOOLONG; errors wrapping an errno keep it; anything else
+// is logged and becomes EIO.
 func (f *filesystem) errno(err error) syscall.Errno {
 	if err == nil {
 		return 0
@@ -58,6 +59,13 @@ func (f *filesystem) errno(err error) syscall.Errno {
 			f.opts.Integrity(f.mountPath(ie), ie.block, ie.err)
 		}
 		return syscall.EIO
+	}
+
+	// A backing path longer than PATH_MAX (a directory's record, or an
+	// entry, under a tree that renames made too deep) is a limit, not
+	// damage: the directory stays intact and reachable from higher up.
+	if errors.Is(err, syscall.ENAMETOOLONG) {
+		return syscall.ENAMETOOLONG
 	}
 
 	var re *recordError
