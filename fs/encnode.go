@@ -44,7 +44,13 @@ func (n *node) dirKey() (*names.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, secret, err := n.fs.loadDirKey(filepath.Join(n.fs.backing, rel))
+	dir := filepath.Join(n.fs.backing, rel)
+	k, secret, err := n.fs.loadDirKey(dir)
+	if err != nil && n.fs.ns.settles(err) {
+		// Another mount's rmdir or rename holds the record away for
+		// a moment: read it again once that has ended.
+		k, secret, err = n.fs.ns.reload(n.fs, dir)
+	}
 	if err != nil {
 		// A directory that another mount of a shared volume moved
 		// or removed is gone, not damaged.
@@ -263,6 +269,11 @@ func (n *node) encLookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, n.fs.errno(err)
 	}
 	ch, errno := n.encEntry(ctx, c.abs(), out)
+	if errno == syscall.ENOTDIR {
+		// The directory n is gone: another mount of a shared volume
+		// put a file under its name.
+		errno = syscall.ENOENT
+	}
 	if errno != 0 {
 		return nil, errno
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -35,6 +36,9 @@ type nsLock struct {
 	path string
 	mu   sync.Mutex
 	free []int
+
+	// exclusive counts this process's holders of the exclusive lock.
+	exclusive atomic.Int32
 }
 
 // newNSLock returns the namespace lock of a file system, or nil when the
@@ -84,7 +88,13 @@ func (l *nsLock) lock(exclusive bool) (func(), error) {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("failed to take namespace lock %s: %w", l.path, err)
 	}
+	if exclusive {
+		l.exclusive.Add(1)
+	}
 	return func() {
+		if exclusive {
+			l.exclusive.Add(-1)
+		}
 		if fcntlByte(fd, unix.F_UNLCK) != nil {
 			_ = unix.Close(fd) // closing drops the lock
 			return
@@ -104,6 +114,32 @@ func fcntlByte(fd int, typ int16) error {
 			return err
 		}
 	}
+}
+
+// settles reports whether a failure to read a directory's record may be
+// the moment of another mount's rmdir or rename over the directory, which
+// take the record away under the exclusive lock: the record is missing but
+// the directory is there. It is false without a lock (not shared) and
+// while this process holds the lock exclusively, so that a holder never
+// waits for itself; a reader then sees the error, as before.
+func (l *nsLock) settles(err error) bool {
+	var re *recordError
+	if l == nil || l.exclusive.Load() > 0 || !errors.As(err, &re) || !errors.Is(re.err, os.ErrNotExist) {
+		return false
+	}
+	_, serr := os.Lstat(re.dir)
+	return serr == nil
+}
+
+// reload reads the record of the backing directory dir again under the
+// shared lock, once no change that takes records away is running.
+func (l *nsLock) reload(f *filesystem, dir string) (*names.Key, []byte, error) {
+	unlock, err := l.lock(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	return f.loadDirKey(dir)
 }
 
 // lockNS takes the namespace lock of a shared mount; a no-op otherwise.
@@ -151,12 +187,13 @@ func (n *node) checkDir() error {
 }
 
 // goneDir turns the error of a record that cannot be read because its
-// directory no longer exists into ENOENT; a directory without its record
-// stays an error (EIO).
+// directory no longer exists, or is no longer a directory (another mount
+// put something else under its name), into ENOENT; a directory without
+// its record stays an error (EIO).
 func goneDir(err error) error {
 	var re *recordError
-	if errors.As(err, &re) && errors.Is(re.err, os.ErrNotExist) {
-		if _, serr := os.Lstat(re.dir); errors.Is(serr, os.ErrNotExist) {
+	if errors.As(err, &re) && (errors.Is(re.err, os.ErrNotExist) || errors.Is(re.err, syscall.ENOTDIR)) {
+		if st, serr := os.Lstat(re.dir); serr != nil || !st.IsDir() {
 			return syscall.ENOENT
 		}
 	}

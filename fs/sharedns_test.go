@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,4 +255,78 @@ func TestSharedSymlinkRace(t *testing.T) {
 	for w := range errs {
 		assert.Empty(t, errs[w], "worker %d", w)
 	}
+}
+
+// TestSharedLookupDuringRenameOver looks a name up through one mount in a
+// directory whose record the other mount's rename over it has just taken
+// away: the lookup must wait for the rename (it blocks on the namespace
+// lock) and then find the directory in place, never fail with EIO.
+func TestSharedLookupDuringRenameOver(t *testing.T) {
+	v, a, b := sharedPair(t, true)
+	for _, d := range []string{"s", "t"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(a, "base", d), 0o755))
+	}
+	var st unix.Stat_t
+	var calls atomic.Int32
+	lookup := make(chan error, 1)
+	hook := func(dir string) {
+		if !strings.HasPrefix(dir, v.backing+"/") || calls.Add(1) > 1 {
+			return
+		}
+		// b has never used t: its lookup in t reads t's record now.
+		go func() {
+			_, err := os.Lstat(filepath.Join(b, "base", "t", "x"))
+			lookup <- err
+		}()
+		// Return once the lookup waits for the lock or has answered.
+		if err := unix.Stat(filepath.Join(v.backing, ReservedName, NamespaceLockName), &st); err != nil {
+			t.Errorf("stat lock file: %v", err)
+			return
+		}
+		for len(lookup) == 0 && !lockWaiter(t, st.Ino) {
+			runtime.Gosched()
+		}
+	}
+	recordHook.Store(&hook)
+	t.Cleanup(func() { recordHook.Store(nil) })
+	// os.Rename refuses an existing directory as the target.
+	require.NoError(t, unix.Rename(filepath.Join(a, "base", "s"), filepath.Join(a, "base", "t")))
+	recordHook.Store(nil)
+	require.Equal(t, int32(1), calls.Load())
+	assert.ErrorIs(t, <-lookup, syscall.ENOENT, "the lookup in t")
+	assert.NotContains(t, v.logs.String(), `"level":"warn"`)
+}
+
+// lockWaiter reports whether /proc/locks lists a request that waits for a
+// lock on the file with inode number ino.
+func lockWaiter(t *testing.T, ino uint64) bool {
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		t.Errorf("read /proc/locks: %v", err)
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "->") && strings.Contains(line, fmt.Sprintf(":%d ", ino)) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSharedCreateInDirReplacedByFile creates a file, through a descriptor
+// of a directory, after another mount removed the directory and created a
+// file of the same name: the directory is gone (ENOENT), not damaged
+// (EIO), and no warning about a damaged record is logged.
+func TestSharedCreateInDirReplacedByFile(t *testing.T) {
+	v, a, b := sharedPair(t, true)
+	require.NoError(t, os.MkdirAll(filepath.Join(a, "base", "e"), 0o755))
+	dir, err := os.Open(filepath.Join(b, "base", "e"))
+	require.NoError(t, err)
+	defer dir.Close()
+	require.NoError(t, os.Remove(filepath.Join(a, "base", "e")))
+	require.NoError(t, os.WriteFile(filepath.Join(a, "base", "e"), []byte("file"), 0o644))
+
+	_, err = unix.Openat(int(dir.Fd()), "x", unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	assert.ErrorIs(t, err, unix.ENOENT)
+	assert.NotContains(t, v.logs.String(), `"level":"warn"`)
 }
