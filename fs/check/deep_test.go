@@ -64,4 +64,3 @@ func writeAt(t *testing.T, dirfd int, name string, data []byte) {
 	_, err = unix.Write(fd, data)
 	require.NoError(t, err)
 }
-
