@@ -156,9 +156,20 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 		return err
 	}
 
+	if opts.foreground {
+		// This process mounts: its checks and mount are one step.
+		lock, err := lockMountPoint(opts.mountPoint)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+	}
 	cfg, err := checkMount(opts)
 	if err != nil {
 		return err
+	}
+	if opts.foreground {
+		testPause("mount-checked")
 	}
 	if err := opts.checkPlaces(a, cfg); err != nil {
 		return err
@@ -538,12 +549,22 @@ func startChild(ctx context.Context, a *app, opts mountOptions, n notifier) erro
 		secret.Wipe()
 		return err
 	}
+	// Held until the process ends: checks and mount are one step against
+	// another coffer mount on the same mount point.
+	lock, err := lockMountPoint(opts.mountPoint)
+	if err != nil {
+		secret.Wipe()
+		opts.pin.Wipe()
+		return err
+	}
+	defer lock.Close()
 	cfg, err := checkMount(opts)
 	if err != nil {
 		secret.Wipe()
 		opts.pin.Wipe()
 		return err
 	}
+	testPause("mount-checked")
 	return serve(ctx, a, opts, cfg, secret, n)
 }
 

@@ -523,3 +523,59 @@ func mountProcess(t *testing.T, mnt string) int {
 	t.Fatalf("no mount process serves %s", mnt)
 	return 0
 }
+
+// TestMountConcurrentSameMountPoint holds one mount of volume A between its
+// checks of the mount point and the mount (COFFER_TEST_PAUSE), then mounts
+// volume B on the same directory: B must be refused, not stacked on or under
+// A. Both the background and the foreground mount process take the lock.
+func TestMountConcurrentSameMountPoint(t *testing.T) {
+	t.Parallel()
+	for _, fg := range []bool{false, true} {
+		t.Run(fmt.Sprintf("foreground=%v", fg), func(t *testing.T) {
+			t.Parallel()
+			f := newMountFixture(t)
+			f.init(t)
+			b2 := filepath.Join(f.dir, "backing2")
+			require.NoError(t, os.Mkdir(b2, 0o700))
+			requireOK(t, cli(t, "init", b2, "--master", f.keyURI()))
+
+			args := []string{"mount", f.backing, f.mnt, "--log-file", f.log}
+			if fg {
+				args = append(args, "--foreground")
+			}
+			p := startPaused(t, args, "mount-checked")
+
+			r := cliProcess(t, "mount", b2, f.mnt, "--log-file", filepath.Join(f.dir, "mount2.log"))
+			assertFailure(t, r, exitFailure, "mount point "+f.mnt+" is being mounted by another coffer process")
+			assert.Contains(t, r.stderr, "hint: wait for it to finish")
+			assert.False(t, isMounted(t, f.mnt), "the refused mount is mounted")
+
+			if fg {
+				// Killed while held: the lock goes with the process, and
+				// the mount point takes the next mount.
+				require.NoError(t, p.cmd.Process.Kill())
+				<-p.exited
+				requireOK(t, cliProcess(t, "mount", b2, f.mnt, "--log-file", filepath.Join(f.dir, "mount2.log")))
+			} else {
+				requireOK(t, p.resume(t))
+			}
+			assert.Equal(t, 1, countMounts(t, f.mnt))
+			requireOK(t, cliProcess(t, "unmount", f.mnt))
+			assert.Equal(t, 0, countMounts(t, f.mnt))
+		})
+	}
+}
+
+// countMounts returns how many entries of the mount table are on dir.
+func countMounts(t *testing.T, dir string) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mounts")
+	require.NoError(t, err)
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if fields := strings.Fields(line); len(fields) > 1 && fields[1] == dir {
+			n++
+		}
+	}
+	return n
+}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // fuseConfPath is where fusermount3 reads user_allow_other from.
@@ -127,4 +129,32 @@ func checkAllowOther(euid int) error {
 	}
 	return withHints(errors.New("option allow_other needs user_allow_other in "+fuseConfPath),
 		"as root, add the line 'user_allow_other' to "+fuseConfPath+", or mount as root")
+}
+
+// lockMountPoint opens the mount point directory and takes an exclusive
+// flock on it, so that the checks of the mount point and the mount itself
+// are one step against another coffer mount on the same directory: without
+// it, two mounts can both find it empty and unmounted, and stack. The lock is
+// on the directory under the mount, which the mount does not hide from the
+// open file; it goes away when the file is closed or the process ends.
+func lockMountPoint(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		// checkMountPoint reports a missing or unusable mount point.
+		return nil, nil
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		f.Close()
+		return nil, withHints(fmt.Errorf("mount point %s is being mounted by another coffer process", dir),
+			"wait for it to finish; 'coffer status' then shows the mount, or choose another mount point")
+	}
+	if err != nil {
+		// A directory that takes no flock (an NFS mount without locks, a
+		// stale FUSE mount): the checks say what is wrong with it.
+		f.Close()
+		return nil, nil
+	}
+	return f, nil
 }
