@@ -65,7 +65,14 @@ func (n *node) dirKey() (*names.Key, error) {
 // encrypted names, each component encrypted under its parent's key.
 func (n *node) rel() (string, error) {
 	if !n.fs.encrypted() {
-		return n.Path(nil), nil
+		// Path answers "" for a node out of the tree (unlinked, or
+		// not yet moved by go-fuse after a rename) as for the root:
+		// that must not name the backing root.
+		p := n.Path(nil)
+		if p == "" && !n.IsRoot() {
+			return "", syscall.ENOENT
+		}
+		return p, nil
 	}
 	var parts []string
 	cur := n.EmbeddedInode()

@@ -4,6 +4,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -199,13 +200,9 @@ func (n *node) truncate(size uint64) error {
 // Open opens the backing file and returns a handle that encrypts and
 // decrypts.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	rel, err := n.rel()
-	if err != nil {
-		return nil, 0, n.fs.errno(err)
-	}
-	fd, writable, err := n.fs.openBacking(rel, int(flags), 0, 0)
-	if err != nil {
-		return nil, 0, n.fs.errno(err)
+	fd, writable, errno := n.openSelf(int(flags))
+	if errno != 0 {
+		return nil, 0, errno
 	}
 	h, err := n.fs.newHandle(n, fd, writable)
 	if err != nil {
@@ -220,6 +217,47 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 	}
 	return h, n.fs.openFlags(), 0
+}
+
+// openSelf opens the backing file of n. The kernel sends OPEN for a node
+// it looked up, but go-fuse serves requests concurrently: a rename or
+// unlink of the node may be in flight, its backing syscall done and the
+// node tree not yet updated, or the node already out of the tree. The path
+// built from the tree then names nothing (ENOENT), nothing at all (a node
+// out of the tree), or another file (the one a rename just moved onto the
+// old name). Each of these answers ESTALE: the kernel then walks the path
+// again with a fresh LOOKUP and opens what the name is now, or creates it
+// with O_CREAT, as a local file system would.
+func (n *node) openSelf(flags int) (int, bool, syscall.Errno) {
+	if !n.IsRoot() {
+		if _, parent := n.Parent(); parent == nil {
+			return -1, false, syscall.ESTALE
+		}
+	}
+	rel, err := n.rel()
+	if errors.Is(err, syscall.ENOENT) {
+		return -1, false, syscall.ESTALE
+	}
+	if err != nil {
+		return -1, false, n.fs.errno(err)
+	}
+	fd, writable, err := n.fs.openBacking(rel, flags, 0, 0)
+	if errors.Is(err, syscall.ENOENT) {
+		return -1, false, syscall.ESTALE
+	}
+	if err != nil {
+		return -1, false, n.fs.errno(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		_ = syscall.Close(fd)
+		return -1, false, gofs.ToErrno(err)
+	}
+	if !n.IsRoot() && n.fs.stable(&st, 0).Ino != n.StableAttr().Ino {
+		_ = syscall.Close(fd)
+		return -1, false, syscall.ESTALE
+	}
+	return fd, writable, 0
 }
 
 // Create creates and opens a file. The backing file starts empty; its header
