@@ -36,6 +36,8 @@ type Follower struct {
 	seen    stamp // of the config file that ring matches
 	ack     Ack
 	ackName string // set by Watch
+	// mountPoint is recorded in the acknowledgement (SetMountPoint).
+	mountPoint string
 }
 
 // stamp identifies one version of the config file: every config write is
@@ -151,8 +153,21 @@ type Ack struct {
 	PID        int       `json:"pid"`
 	Generation uint64    `json:"generation"`
 	Updated    time.Time `json:"updated"`
+	// MountPoint is where the mount serves the volume (absolute, symbolic
+	// links resolved), so that status can tell which process serves which
+	// mount point without touching the mount. Empty in records written
+	// before it was added.
+	MountPoint string `json:"mount_point,omitempty"`
 
 	Name string `json:"-"` // file name in MountsName
+}
+
+// SetMountPoint records dir as the mount point in the acknowledgement that
+// Watch writes. Call it before Watch.
+func (f *Follower) SetMountPoint(dir string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mountPoint = dir
 }
 
 // Watch makes f check the config every interval until the returned stop
@@ -163,7 +178,7 @@ func (f *Follower) Watch(interval time.Duration) (stop func()) {
 	done := make(chan struct{})
 	host, _ := os.Hostname()
 	f.mu.Lock()
-	f.ack = Ack{Version: 1, Host: host, PID: os.Getpid()}
+	f.ack = Ack{Version: 1, Host: host, PID: os.Getpid(), MountPoint: f.mountPoint}
 	f.ackName = fmt.Sprintf("%s-%d.json", sanitize(host), os.Getpid())
 	f.writeAck()
 	f.mu.Unlock()

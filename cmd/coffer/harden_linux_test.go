@@ -5,10 +5,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -306,6 +310,84 @@ func TestStatusStaleMount(t *testing.T) {
 	assert.Contains(t, r.stdout, "mounted on:       no")
 	assert.Regexp(t, `stale mount:\s+`+regexp.QuoteMeta(f.mnt)+` \(the mount process died\): `+
 		`fusermount3 -u `, r.stdout)
+}
+
+// TestStatusStoppedMount checks that status returns, and says so, when the
+// process serving a mount is stopped: status must not touch the mount,
+// where any access waits until the process resumes.
+func TestStatusStoppedMount(t *testing.T) {
+	t.Parallel()
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	pid := mountProcess(t, f.mnt)
+	require.NoError(t, unix.Kill(pid, unix.SIGSTOP))
+	t.Cleanup(func() { _ = unix.Kill(pid, unix.SIGCONT) }) // before the unmount
+	waitState(t, pid, procStopped)
+
+	// A guard, not a synchronisation: without the fix status never
+	// returns, and the test must fail rather than hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "status", f.backing)
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	out, err := cmd.Output()
+	require.NoError(t, ctx.Err(), "status did not return while the mount process was stopped")
+	require.NoError(t, err, "%s", out)
+	assert.Regexp(t, `mounted on:\s+`+regexp.QuoteMeta(f.mnt)+`\n`, string(out))
+	assert.Regexp(t, `not answering:\s+`+regexp.QuoteMeta(f.mnt)+
+		fmt.Sprintf(` \(the mount process %d is stopped\): kill -CONT %d`, pid, pid), string(out))
+
+	cmd = exec.CommandContext(ctx, os.Args[0], "status", f.backing, "--json")
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	out, err = cmd.Output()
+	require.NoError(t, err, "%s", out)
+	var st volumeStatus
+	require.NoError(t, json.Unmarshal(out, &st))
+	assert.Equal(t, []string{f.mnt}, st.NotAnswering)
+
+	// Resumed, it answers again and status says nothing more.
+	require.NoError(t, unix.Kill(pid, unix.SIGCONT))
+	waitState(t, pid, procRunning)
+	r := cli(t, "status", f.backing)
+	requireOK(t, r)
+	assert.NotContains(t, r.stdout, "not answering")
+}
+
+// waitState waits until process pid is in state want: the kernel sets the
+// state when the signal is delivered, not when kill returns. It polls
+// /proc, as nothing notifies a stop to a process that is not the parent.
+func waitState(t *testing.T, pid int, want procState) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // a guard against a hang only
+	for processState(pid) != want {
+		require.True(t, time.Now().Before(deadline), "process %d never reached state %d", pid, want)
+		runtime.Gosched()
+	}
+}
+
+// TestProcessState checks the parse of /proc/PID/stat, whose command name
+// may hold spaces and parentheses.
+func TestProcessState(t *testing.T) {
+	dir := t.TempDir()
+	old := procRoot
+	procRoot = dir
+	t.Cleanup(func() { procRoot = old })
+	for pid, tt := range map[int]struct {
+		stat string
+		want procState
+	}{
+		1: {"1 (coffer) S 1 2 3", procRunning},
+		2: {"2 (a) T) T 1 2 3", procStopped},
+		3: {"3 (x y) t 1", procStopped},
+		4: {"4 (z) Z 1", procGone},
+	} {
+		d := filepath.Join(dir, strconv.Itoa(pid))
+		require.NoError(t, os.Mkdir(d, 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(d, "stat"), []byte(tt.stat), 0o600))
+		assert.Equal(t, tt.want, processState(pid), tt.stat)
+	}
+	assert.Equal(t, procGone, processState(5))
 }
 
 // TestCopiedBackingAuditWarning checks the warning when two copies of one

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -141,10 +142,35 @@ func mountsOf(backing string) ([]string, error) {
 	return out, nil
 }
 
-// staleMount reports whether the FUSE server of the mount on dir is gone.
-// statfs always reaches the server, where a stat may be answered from the
-// kernel's attribute cache.
-func staleMount(dir string) bool {
-	var st syscall.Statfs_t
-	return errors.Is(syscall.Statfs(dir, &st), syscall.ENOTCONN)
+// procState is what processState tells of a process.
+type procState int
+
+const (
+	procRunning procState = iota // running or sleeping
+	procStopped                  // stopped by a signal or a tracer
+	procGone                     // exited (or a zombie)
+)
+
+// procRoot is a variable so that tests can point it at a fixture.
+var procRoot = "/proc"
+
+// processState reads the state of process pid from /proc/PID/stat, whose
+// third field is the state letter (proc(5)); the command name before it is
+// in parentheses and may itself hold spaces and parentheses.
+func processState(pid int) procState {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procGone
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return procRunning
+	}
+	switch b[i+2] {
+	case 'T', 't':
+		return procStopped
+	case 'Z', 'X':
+		return procGone
+	}
+	return procRunning
 }

@@ -105,6 +105,9 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	if err := keys.RecordUse(opts.backing, used.ID, time.Now()); err != nil {
 		a.log.Warn().Err(err).Msg("failed to record which master key unlocked the volume")
 	}
+	if mp, err := canonicalPath(opts.mountPoint); err == nil {
+		follower.SetMountPoint(mp)
+	}
 	stopWatch := follower.Watch(ringWatchInterval)
 	defer stopWatch()
 	notifyManager(a, fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=serving %s on %s",

@@ -61,6 +61,7 @@ type volumeStatus struct {
 	RingKeys      []ringKeyInfo  `json:"ring_keys"`
 	MountedOn     []string       `json:"mounted_on"`
 	StaleMounts   []string       `json:"stale_mounts,omitempty"`
+	NotAnswering  []string       `json:"not_answering,omitempty"`
 	AuditLog      string         `json:"audit_log"`
 	Rotation      rotationStatus `json:"rotation"`
 }
@@ -94,7 +95,15 @@ func runStatus(_ context.Context, a *app, opts statusOptions) error {
 	if err != nil {
 		a.log.Warn().Err(err).Msg("failed to find where the volume is mounted")
 	}
-	st.MountedOn, st.StaleMounts = splitStale(st.MountedOn)
+	acks, err := keys.MountAcks(opts.backing)
+	if err != nil {
+		a.log.Warn().Err(err).Msg("failed to read the mount records")
+	}
+	var stopped []stoppedMount
+	st.MountedOn, st.StaleMounts, stopped = splitStale(st.MountedOn, acks)
+	for _, s := range stopped {
+		st.NotAnswering = append(st.NotAnswering, s.dir)
+	}
 	st.AuditLog, err = auditLogPath(opts.backing, cfg.VolumeID)
 	if err != nil {
 		a.log.Warn().Err(err).Msg("failed to find the audit log")
@@ -114,7 +123,7 @@ func runStatus(_ context.Context, a *app, opts statusOptions) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	if err := st.print(a.stdout); err != nil {
+	if err := st.print(a.stdout, stopped); err != nil {
 		return err
 	}
 	st.Rotation.print(a.stdout, st.Generation)
@@ -150,7 +159,7 @@ func newVolumeStatus(backing string, cfg *keys.Config, now time.Time) volumeStat
 }
 
 // print writes the status as aligned text.
-func (st volumeStatus) print(w io.Writer) error {
+func (st volumeStatus) print(w io.Writer, stopped []stoppedMount) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "volume:\t%s\n", st.VolumeID)
 	fmt.Fprintf(tw, "backing:\t%s\n", st.Backing)
@@ -167,6 +176,10 @@ func (st volumeStatus) print(w io.Writer) error {
 	for _, m := range st.StaleMounts {
 		fmt.Fprintf(tw, "stale mount:\t%s (the mount process died): fusermount3 -u %s\n", m,
 			shellQuote(m))
+	}
+	for _, m := range stopped {
+		fmt.Fprintf(tw, "not answering:\t%s (the mount process %d is stopped): kill -CONT %d\n",
+			m.dir, m.pid, m.pid)
 	}
 	if st.AuditLog != "" {
 		fmt.Fprintf(tw, "audit log:\t%s\n", st.AuditLog)
@@ -221,16 +234,48 @@ func hasConfigDir(backing string) bool {
 	return err == nil
 }
 
-// splitStale separates the mount points whose FUSE server is gone: the
-// kernel still lists them, but every access fails with ENOTCONN.
-func splitStale(mounts []string) (live, stale []string) {
+// stoppedMount is a mount whose server process is stopped (SIGSTOP or a
+// debugger): it is mounted, but every access waits until it resumes.
+type stoppedMount struct {
+	dir string
+	pid int
+}
+
+// splitStale separates the mount points whose FUSE server is gone (the
+// kernel still lists them, but every access fails with ENOTCONN) and those
+// whose server is stopped. It never touches a mount point: an access to a
+// mount whose server is stopped would wait until the server resumes. The
+// server of each mount point is found in the mount records (acks), and its
+// state is read from /proc; a mount without a record counts as live.
+func splitStale(mounts []string, acks []keys.Ack) (live, stale []string, stopped []stoppedMount) {
 	live = []string{}
+	host, _ := os.Hostname()
 	for _, m := range mounts {
-		if staleMount(m) {
-			stale = append(stale, m)
+		pid := serverOf(m, host, acks)
+		if pid == 0 {
+			live = append(live, m)
 			continue
 		}
-		live = append(live, m)
+		switch processState(pid) {
+		case procGone:
+			stale = append(stale, m)
+		case procStopped:
+			stopped = append(stopped, stoppedMount{dir: m, pid: pid})
+			live = append(live, m)
+		default:
+			live = append(live, m)
+		}
 	}
-	return live, stale
+	return live, stale, stopped
+}
+
+// serverOf returns the PID of the process on host that records serving
+// dir, or 0 if no record names it.
+func serverOf(dir, host string, acks []keys.Ack) int {
+	for _, a := range acks {
+		if a.MountPoint == dir && a.Host == host && a.PID > 0 {
+			return a.PID
+		}
+	}
+	return 0
 }
