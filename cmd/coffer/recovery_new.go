@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,9 +56,10 @@ the private half.`,
 }
 
 // runRecoveryNew makes the key pair, adds the public half and hands out
-// the private half. With --out the file is written before the volume
-// changes, and removed again if the change fails, so a recovery master
-// never exists without its key having been saved.
+// the private half. With --out the file is written under a temporary name
+// before the volume changes (removed again if the change fails, so a
+// recovery master never exists without its key having been saved) and moved
+// to its name after the change, so a file under that name always unlocks.
 func runRecoveryNew(ctx context.Context, a *app, opts recoveryNewOptions) error {
 	cfg, err := readConfig(opts.backing)
 	if err != nil {
@@ -92,18 +94,38 @@ func runRecoveryNew(ctx context.Context, a *app, opts recoveryNewOptions) error 
 	}
 	header := fmt.Sprintf("# coffer recovery key %s for volume %s, made %s\n", priv.Fingerprint(),
 		cfg.VolumeID, time.Now().UTC().Format(time.RFC3339))
+	kill := killPoints()
+	tmp := ""
 	if opts.out != "" {
-		if err := writeKeyFile(opts.out, header+priv.Text()+"\n"); err != nil {
+		// Saved under a temporary name first: the file appears under its
+		// own name only once the key is in the volume, so that a crash
+		// leaves no key file that unlocks nothing.
+		if tmp, err = writeKeyFileTemp(opts.out, header+priv.Text()+"\n"); err != nil {
 			return err
 		}
 	}
+	kill() // 1: key saved, volume not changed
 
 	added, err := keys.AddMaster(ctx, opts.backing, ring, e, keys.AddOptions{Logger: a.log})
 	if err != nil {
-		if opts.out != "" {
-			_ = os.Remove(opts.out)
+		if tmp != "" {
+			_ = os.Remove(tmp)
 		}
 		return addError(opts.backing, err)
+	}
+	kill() // 2: key in the volume, file under its temporary name
+	if tmp != "" {
+		if err := publishKeyFile(tmp, opts.out); err != nil {
+			recordAudit(ctx, a, alog, audit.Event{Type: audit.EventMasterAdded, Master: added.ID,
+				Detail: map[string]string{"kind": added.Kind, "unlocked_with": with.ID,
+					"fingerprint": priv.Fingerprint()}})
+			return withHints(fmt.Errorf("recovery key %s was added as master key %s, but the key file "+
+				"could not be moved to %s and is still at %s: %w", priv.Fingerprint(), added.ID,
+				opts.out, tmp, err),
+				"move it yourself and keep it: mv -n "+shellQuote(tmp)+" "+shellQuote(opts.out),
+				"or, if the key is lost, remove the master key: coffer master remove "+
+					shellQuote(opts.backing)+" "+added.ID)
+		}
 	}
 	recordAudit(ctx, a, alog, audit.Event{Type: audit.EventMasterAdded, Master: added.ID,
 		Detail: map[string]string{"kind": added.Kind, "unlocked_with": with.ID,
@@ -149,16 +171,15 @@ func isInside(backing, dir string) (bool, error) {
 	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))), nil
 }
 
-// writeKeyFile creates path (mode 0600, never overwriting) holding text.
-func writeKeyFile(path, text string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return withHints(fmt.Errorf("%s already exists", path),
-			"coffer never overwrites a file: choose another path")
-	}
+// writeKeyFileTemp writes text to a new file (mode 0600) next to path, under
+// a temporary name starting with "."+base(path)+".tmp-", and returns its
+// name; publishKeyFile later moves it to path.
+func writeKeyFileTemp(path, text string) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
-		return fmt.Errorf("failed to create recovery key file: %w", err)
+		return "", fmt.Errorf("failed to create recovery key file: %w", err)
 	}
+	// CreateTemp makes the file with O_EXCL and mode 0600.
 	_, err = f.WriteString(text)
 	if err == nil {
 		err = f.Sync()
@@ -167,8 +188,31 @@ func writeKeyFile(path, text string) error {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("failed to write recovery key file: %w", err)
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("failed to write recovery key file: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// publishKeyFile moves the key file tmp to path, never overwriting path:
+// by a hard link, or, where the file system has none (FAT on a USB stick),
+// by a rename once path is seen not to exist. The directory is synced.
+func publishKeyFile(tmp, path string) error {
+	err := os.Link(tmp, path)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s was created meanwhile, and coffer never overwrites a file", path)
+	}
+	if err == nil {
+		err = os.Remove(tmp)
+	} else if _, lerr := os.Lstat(path); errors.Is(lerr, fs.ErrNotExist) {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return err
+	}
+	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
+		_ = d.Sync()
+		d.Close()
 	}
 	return nil
 }

@@ -574,23 +574,6 @@ func ids(v []uint32) string {
 	return strings.Join(s, ",")
 }
 
-// killPoints returns the test hook of the crash tests: with
-// COFFER_TEST_KILL_POINT=N in the environment, the Nth call kills the
-// process with SIGKILL, as a crash would. Without it, a no-op.
-func killPoints() func() {
-	n, err := strconv.Atoi(os.Getenv("COFFER_TEST_KILL_POINT"))
-	if err != nil || n <= 0 {
-		return func() {}
-	}
-	return func() {
-		n--
-		if n == 0 {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	}
-}
-
 // testPause is the test hook of the concurrency tests: with
 // COFFER_TEST_PAUSE=NAME:DIR in the environment, the call testPause(NAME)
 // writes a line to the named pipe DIR/paused (waiting until the test reads
