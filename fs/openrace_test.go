@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/stretchr/testify/require"
 )
 
@@ -91,4 +93,42 @@ func errorName(err error) string {
 		return e.Error()
 	}
 	return err.Error()
+}
+
+// TestOpenStaleNode opens, through go-fuse's request API, a node whose
+// backing file was renamed over or removed after its lookup, with the node
+// tree not told: the moment of a rename or unlink in flight. The open must
+// answer ESTALE (the kernel then looks the name up again), not open the
+// file that now has the name under the old node, nor fail with ENOENT.
+func TestOpenStaleNode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(backing string) error
+	}{
+		{"renamed-over", func(b string) error {
+			return os.Rename(filepath.Join(b, "b"), filepath.Join(b, "a"))
+		}},
+		{"removed", func(b string) error { return os.Remove(filepath.Join(b, "a")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newTestVolume(t)
+			for _, n := range []string{"a", "b"} {
+				require.NoError(t, os.WriteFile(filepath.Join(v.backing, n), nil, 0o600))
+			}
+			root, err := NewRoot(v.backing, v.opts)
+			require.NoError(t, err)
+			raw := gofs.NewNodeFS(root, &gofs.Options{})
+			var entry fuse.EntryOut
+			require.Equal(t, fuse.OK, raw.Lookup(nil, &fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID}, "a", &entry))
+
+			require.NoError(t, tc.change(v.backing))
+			in := &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: entry.NodeId}, Flags: syscall.O_RDONLY}
+			var out fuse.OpenOut
+			st := raw.Open(nil, in, &out)
+			if st == fuse.OK {
+				raw.Release(nil, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh})
+			}
+			require.Equal(t, fuse.Status(syscall.ESTALE), st, "open of the stale node: %v", st)
+		})
+	}
 }
