@@ -327,7 +327,7 @@ func (r *rotation) run() error {
 			}
 			continue // the next pass is the proof
 		}
-		if res.Rewrapped == 0 {
+		if res.Rewrapped == 0 && res.Wiped == 0 {
 			return r.finish(target, res)
 		}
 		if pass >= 5 {
@@ -420,7 +420,8 @@ func (r *rotation) scan(target uint32, pass int) (*rewrap.Result, error) {
 	}
 	recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventRotationProgress,
 		RingKey: target, Count: uint64(res.Rewrapped), Detail: map[string]string{
-			"pass": strconv.Itoa(pass), "headers": strconv.Itoa(res.Headers)}})
+			"pass": strconv.Itoa(pass), "headers": strconv.Itoa(res.Headers),
+			"wiped": strconv.Itoa(res.Wiped)}})
 	if len(res.Failed) > 0 {
 		return nil, failedFiles(res.Failed)
 	}
@@ -516,8 +517,14 @@ func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 			if k.State != keys.StateRetired {
 				continue
 			}
-			if n := res.ByKey[k.ID]; n > 0 { // cannot happen after a clean pass
+			// Cannot happen after a clean pass: every slot under a retired
+			// key, working or not, was re-wrapped or wiped.
+			if n := res.ByKey[k.ID]; n > 0 {
 				return fmt.Errorf("failed to purge ring key %d: %d headers still use it", k.ID, n)
+			}
+			if n := res.Slots[k.ID]; n > 0 {
+				return fmt.Errorf("failed to purge ring key %d: %d key slots still name it",
+					k.ID, n)
 			}
 			if err := r.ring.Purge(k.ID); err != nil {
 				return err

@@ -290,6 +290,8 @@ func TestRotateKilledAndResumed(t *testing.T) {
 	next := primaryOf(t, f.backing)
 	assert.Equal(t, map[uint32]keys.KeyState{next: keys.StatePrimary}, ringKeys(t, f.backing))
 	assert.Equal(t, []uint32{next}, keysIn(headerKeys(t, f.backing)))
+	assert.Equal(t, []uint32{next}, keysIn(slotKeys(t, f.backing)),
+		"no slot, working or not, names an old key")
 	requireOK(t, cliProcess(t, "fsck", f.backing))
 	requireOK(t, f.mount(t))
 	tr.check(t)

@@ -6,8 +6,12 @@
 // (coffer rotate); the ring changes themselves are package keys'.
 //
 // Only the key slot that does not hold the working key is written, with a
-// generation above both (content.Header.NextSlotAfter): a crash at any
-// moment leaves a header whose working slot is intact. Slots are written
+// generation above both (content.Header.NextSlotAfter); then the slot that
+// held the working key under an old ring key is wiped (zeroed, an empty
+// slot), so that an old copy of the ring (an old volume.json and a master
+// key removed since) no longer unwraps the header after one rotation. A
+// crash at any moment leaves a header with a working slot: the old one
+// until the new one is written, the new one after. Slots are written
 // through a shared memory mapping of the header, never with write(2), so
 // that a rewrap racing a truncation by a mount cannot extend or revive the
 // file: a mapping past the end of a file faults instead of writing.
@@ -53,7 +57,8 @@ type Options struct {
 	SyncEvery int
 	// Progress, if set, is called after each header or record.
 	Progress func(done int)
-	// AfterWrite, if set, is called after each slot write (a test hook).
+	// AfterWrite, if set, is called after each slot write and each slot
+	// wipe (a test hook).
 	AfterWrite func()
 	// Logger receives Warn events for files that fail.
 	Logger zerolog.Logger
@@ -71,9 +76,16 @@ type Result struct {
 	Headers int
 	// Rewrapped counts the slots written.
 	Rewrapped int
+	// Wiped counts the slots wiped: slots under a key other than Target
+	// left beside a working slot on Target.
+	Wiped int
 	// ByKey counts headers and records by the ring key of their working
 	// slot, after any re-wrap.
 	ByKey map[uint32]int
+	// Slots counts every non-empty slot (working or not) by its ring key,
+	// after any re-wrap and wipe, for the headers and records that parse.
+	// A key may be purged only when no slot names it.
+	Slots map[uint32]int
 	// Failed lists headers and records with no working slot, or whose
 	// re-wrap failed. Run never purges anything; callers must not purge a
 	// key while Failed is not empty.
@@ -102,7 +114,7 @@ func Run(ctx context.Context, backing string, opts Options) (*Result, error) {
 	}
 	defer unix.Close(root)
 
-	res := &Result{ByKey: map[uint32]int{}}
+	res := &Result{ByKey: map[uint32]int{}, Slots: map[uint32]int{}}
 	pending, done := 0, 0
 	var cerr error
 	werr := walk(backing, func(path, full string) {
@@ -118,16 +130,12 @@ func Run(ctx context.Context, backing string, opts Options) (*Result, error) {
 			opts.Logger.Warn().Str("backing", full).Err(err).Msg("failed to re-wrap key slot")
 		}
 		if wrote {
-			res.Rewrapped++
 			pending++
 			if pending >= opts.SyncEvery {
 				if cerr = unix.Syncfs(root); cerr != nil {
 					cerr = fmt.Errorf("failed to sync backing file system: %w", cerr)
 				}
 				pending = 0
-			}
-			if opts.AfterWrite != nil {
-				opts.AfterWrite()
 			}
 		}
 		done++
@@ -202,14 +210,18 @@ func one(path string, opts Options, res *Result) (wrote bool, err error) {
 	return rewrapMapped(m, opts, res)
 }
 
-// rewrapMapped works on the mapped header m.
-func rewrapMapped(m []byte, opts Options, res *Result) (bool, error) {
+// rewrapMapped works on the mapped header m: it re-wraps the working slot
+// with opts.Target into the other slot, then wipes the old slot; or, when
+// the working slot is already on opts.Target, wipes the other slot if it
+// is under another key (left by an interrupted run).
+func rewrapMapped(m []byte, opts Options, res *Result) (wrote bool, err error) {
 	orig := append([]byte(nil), m...)
 	k, h, err := parse(orig)
 	if err != nil || k == nil {
 		return false, err
 	}
 	res.Headers++
+	defer func() { countSlots(m, orig, h, res, err) }()
 
 	used, secret, err := unwrapAny(h, k, opts)
 	if err != nil {
@@ -217,40 +229,105 @@ func rewrapMapped(m []byte, opts Options, res *Result) (bool, error) {
 		return false, err
 	}
 	defer clear(secret)
-	cur := h.Order()[0]
-	if opts.Target == 0 || (used == cur && h.Slots[used].KeyID == opts.Target) {
+	if opts.Target == 0 {
 		res.ByKey[h.Slots[used].KeyID]++
 		return false, nil
 	}
+	if used == h.Order()[0] && h.Slots[used].KeyID == opts.Target {
+		res.ByKey[opts.Target]++
+		return wipeStale(m, orig, h, 1-used, opts, res)
+	}
 
+	idx, slot, err := wrapInto(h, k, used, secret, opts)
+	if err != nil {
+		res.ByKey[h.Slots[used].KeyID]++
+		return false, err
+	}
+	if string(m) != string(orig) { // a mount rewrote the header meanwhile
+		res.ByKey[h.Slots[used].KeyID]++
+		return false, errChanged
+	}
+	copy(m[slotOffset(idx):slotOffset(idx)+slotSize], slot)
+	h.Slots[idx] = content.Slot{KeyID: opts.Target, Generation: h.Slots[idx].Generation}
+	res.ByKey[opts.Target]++
+	res.Rewrapped++
+	afterWrite(opts)
+	orig = append(orig[:0], m...)
+	_, err = wipeStale(m, orig, h, used, opts, res)
+	return true, err
+}
+
+// wrapInto wraps secret with the primary key for the slot after used and
+// returns that slot's index and its 128 bytes.
+func wrapInto(h *content.Header, k *kind, used int, secret []byte, opts Options) (int, []byte,
+	error) {
 	idx, gen := h.NextSlotAfter(used)
 	keyID, wrapped, err := opts.Keys.Wrap(secret, func(keyID uint32) []byte {
 		return k.ad(opts.VolumeID, h.FileID, keyID, gen)
 	})
 	if err != nil {
-		res.ByKey[h.Slots[used].KeyID]++
-		return false, err
+		return 0, nil, err
 	}
 	if keyID != opts.Target {
-		res.ByKey[h.Slots[used].KeyID]++
-		return false, fmt.Errorf("the ring's primary key is %d, not %d: the ring changed "+
+		return 0, nil, fmt.Errorf("the ring's primary key is %d, not %d: the ring changed "+
 			"during the rotation", keyID, opts.Target)
 	}
-	h.Slots[idx] = content.Slot{KeyID: keyID, Generation: gen, Wrapped: wrapped}
-	b, err := h.MarshalBinary()
+	n := *h
+	n.Slots[idx] = content.Slot{KeyID: keyID, Generation: gen, Wrapped: wrapped}
+	b, err := n.MarshalBinary()
 	if err != nil {
-		return false, err
+		return 0, nil, err
 	}
+	h.Slots[idx].Generation = gen
+	return idx, b[slotOffset(idx) : slotOffset(idx)+slotSize], nil
+}
 
-	off := 24 + idx*128
-	if string(m) != string(orig) { // a mount rewrote the header meanwhile
-		res.ByKey[h.Slots[used].KeyID]++
+// wipeStale zeroes slot i of the mapped header m if it holds a key other
+// than opts.Target. The working slot (on opts.Target) is the other one.
+func wipeStale(m, orig []byte, h *content.Header, i int, opts Options, res *Result) (bool,
+	error) {
+	if h.Slots[i].Empty() || h.Slots[i].KeyID == opts.Target {
+		return false, nil
+	}
+	if string(m) != string(orig) {
 		return false, errChanged
 	}
-	copy(m[off:off+128], b[off:off+128])
-	res.ByKey[keyID]++
+	clear(m[slotOffset(i) : slotOffset(i)+slotSize])
+	h.Slots[i] = content.Slot{}
+	res.Wiped++
+	afterWrite(opts)
 	return true, nil
 }
+
+// countSlots adds the non-empty slots of the mapped header to res.Slots:
+// those of h when the pass left the header as h says, else those of the
+// header as it is now (a mount rewrote it, or the pass failed).
+func countSlots(m, orig []byte, h *content.Header, res *Result, err error) {
+	if err != nil || string(m) != string(orig) {
+		if _, now, perr := parse(append([]byte(nil), m...)); perr == nil && now != nil {
+			h = now
+		}
+	}
+	for _, s := range h.Slots {
+		if !s.Empty() {
+			res.Slots[s.KeyID]++
+		}
+	}
+}
+
+func afterWrite(opts Options) {
+	if opts.AfterWrite != nil {
+		opts.AfterWrite()
+	}
+}
+
+// Byte offsets of the key slots in a header (docs/format.md).
+const (
+	firstSlot = 24
+	slotSize  = 128
+)
+
+func slotOffset(i int) int { return firstSlot + i*slotSize }
 
 // parse recognises a file header or directory record.
 func parse(b []byte) (*kind, *content.Header, error) {

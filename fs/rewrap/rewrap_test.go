@@ -5,6 +5,7 @@ package rewrap_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -73,6 +74,7 @@ func TestRunRewrapsOnlySlots(t *testing.T) {
 	pt := filepath.Join(dir, "torn")
 	write(t, pt, torn, nil)
 
+	old := ring.Primary().ID
 	k, err := ring.AddKey()
 	require.NoError(t, err)
 	require.NoError(t, ring.SetPrimary(k.ID))
@@ -82,12 +84,20 @@ func TestRunRewrapsOnlySlots(t *testing.T) {
 	assert.Equal(t, 2, res.Headers)
 	assert.Equal(t, 2, res.Rewrapped)
 	assert.Equal(t, map[uint32]int{k.ID: 2}, res.ByKey)
+	assert.Equal(t, 2, res.Wiped)
+	assert.Equal(t, map[uint32]int{k.ID: 2}, res.Slots)
 	assert.Empty(t, res.Failed)
 
 	after, err := os.ReadFile(p)
 	require.NoError(t, err)
-	assert.Equal(t, before[:24+128], after[:24+128], "magic, file ID and the old slot unchanged")
+	assert.Equal(t, before[:24], after[:24], "magic and file ID unchanged")
+	assert.Equal(t, make([]byte, 128), after[24:24+128], "the old slot is wiped")
 	assert.Equal(t, before[content.HeaderSize:], after[content.HeaderSize:], "content unchanged")
+	for _, f := range []string{p, pt} {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		assert.NotContains(t, slotKeyIDs(b), old, "%s: no slot names the old key", f)
+	}
 	for _, f := range []string{p, pt} {
 		id, got := unwrapCurrent(t, ring, f)
 		assert.Equal(t, k.ID, id)
@@ -99,9 +109,112 @@ func TestRunRewrapsOnlySlots(t *testing.T) {
 		Target: k.ID})
 	require.NoError(t, err)
 	assert.Equal(t, 0, res.Rewrapped)
+	assert.Equal(t, 0, res.Wiped)
 	tally, err := rewrap.Tally(dir)
 	require.NoError(t, err)
 	assert.Equal(t, map[uint32]int{k.ID: 2}, tally)
+}
+
+// slotKeyIDs returns the key IDs of the non-empty slots of header b, read
+// at the offsets of docs/format.md (slot 0 at 24, slot 1 at 152).
+func slotKeyIDs(b []byte) []uint32 {
+	var out []uint32
+	for _, off := range []int{24, 152} {
+		if id := binary.BigEndian.Uint32(b[off:]); id != 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// TestRunWipesStaleSlot: a header whose working slot is already on the
+// target key but whose other slot still holds the old key (a run killed
+// between the slot write and the wipe) gets the old slot wiped by the next
+// run; a second slot on the target key itself is left alone.
+func TestRunWipesStaleSlot(t *testing.T) {
+	ring, err := keys.NewRing()
+	require.NoError(t, err)
+	old := ring.Primary().ID
+	dek := bytes.Repeat([]byte{5}, 32)
+	dir := t.TempDir()
+	stale := header(t, ring, content.FileID{1}, dek)
+	k, err := ring.AddKey()
+	require.NoError(t, err)
+	require.NoError(t, ring.SetPrimary(k.ID))
+	keyID, wrapped, err := ring.Wrap(dek, func(id uint32) []byte {
+		return content.SlotAD(vol, content.FileID{1}, id, 2)
+	})
+	require.NoError(t, err)
+	stale.Slots[1] = content.Slot{KeyID: keyID, Generation: 2, Wrapped: wrapped}
+	ps := filepath.Join(dir, "stale")
+	write(t, ps, stale, []byte("blocks"))
+
+	both := header(t, ring, content.FileID{2}, dek) // slot 0 on k now
+	keyID, wrapped, err = ring.Wrap(dek, func(id uint32) []byte {
+		return content.SlotAD(vol, content.FileID{2}, id, 2)
+	})
+	require.NoError(t, err)
+	both.Slots[1] = content.Slot{KeyID: keyID, Generation: 2, Wrapped: wrapped}
+	pb := filepath.Join(dir, "both")
+	beforeBoth := write(t, pb, both, nil)
+
+	writes := 0
+	res, err := rewrap.Run(context.Background(), dir, rewrap.Options{VolumeID: vol, Keys: ring,
+		Target: k.ID, AfterWrite: func() { writes++ }})
+	require.NoError(t, err)
+	assert.Equal(t, 0, res.Rewrapped)
+	assert.Equal(t, 1, res.Wiped)
+	assert.Equal(t, 1, writes, "AfterWrite is called for a wipe")
+	assert.Equal(t, map[uint32]int{k.ID: 3}, res.Slots)
+
+	b, err := os.ReadFile(ps)
+	require.NoError(t, err)
+	assert.Equal(t, []uint32{k.ID}, slotKeyIDs(b))
+	assert.Equal(t, make([]byte, 128), b[24:24+128])
+	assert.Equal(t, "blocks", string(b[content.HeaderSize:]))
+	id, got := unwrapCurrent(t, ring, ps)
+	assert.Equal(t, k.ID, id)
+	assert.Equal(t, dek, got)
+	b, err = os.ReadFile(pb)
+	require.NoError(t, err)
+	assert.Equal(t, beforeBoth, b, "two slots on the target key are left alone")
+
+	// The old key no longer unwraps anything here: a ring holding only it
+	// (an old copy of the config) finds no slot to try.
+	assert.NotContains(t, slotKeyIDs(b), old)
+}
+
+// TestRunKilledBetweenWriteAndWipe: at the moment of the slot write (before
+// the wipe), the file's header has both slots and each unwraps; after the
+// wipe, only the new one.
+func TestRunKilledBetweenWriteAndWipe(t *testing.T) {
+	ring, err := keys.NewRing()
+	require.NoError(t, err)
+	old := ring.Primary().ID
+	dek := bytes.Repeat([]byte{3}, 32)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	write(t, p, header(t, ring, content.FileID{4}, dek), nil)
+	k, err := ring.AddKey()
+	require.NoError(t, err)
+	require.NoError(t, ring.SetPrimary(k.ID))
+
+	var seen [][]uint32
+	res, err := rewrap.Run(context.Background(), dir, rewrap.Options{VolumeID: vol, Keys: ring,
+		Target: k.ID, AfterWrite: func() {
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			h, err := content.ParseHeader(b[:content.HeaderSize])
+			require.NoError(t, err, "the header parses at every write")
+			seen = append(seen, slotKeyIDs(b))
+			_, got := unwrapCurrent(t, ring, p)
+			assert.Equal(t, dek, got)
+			assert.NotEmpty(t, h.Order())
+		}})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Rewrapped)
+	assert.Equal(t, 1, res.Wiped)
+	assert.Equal(t, [][]uint32{{old, k.ID}, {k.ID}}, seen, "new slot first, then the wipe")
 }
 
 func TestRunReportsUnreadableHeader(t *testing.T) {
