@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
@@ -110,6 +111,9 @@ func auditLogFlag(flag, path, backing string) (string, error) {
 		return "", withHints(usageErrorf("%s %s is inside the backing directory", flag, path),
 			"keep the audit log apart from the data it audits, on another disk or host if you can")
 	}
+	if err := checkNotSpecial(flag, abs); err != nil {
+		return "", err
+	}
 	return abs, nil
 }
 
@@ -128,8 +132,13 @@ func checkAuditWritable(path string, isDefault bool) error {
 				"pass --audit-log FILE to keep the audit log elsewhere")
 		}
 	}
+	if err := checkNotSpecial("audit log", path); err != nil {
+		return err
+	}
 	if _, err := os.Stat(path); err == nil {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		// Not blocking: a named pipe put there since the check above
+		// fails the regular-file check of the audit log's open instead.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return withHints(fmt.Errorf("audit log %s is not writable: %w", path, err),
 				"pass --audit-log FILE to keep the audit log elsewhere")

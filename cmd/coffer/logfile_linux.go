@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // checkLogFile resolves --log-file, if given, and refuses one that cannot
@@ -32,6 +34,11 @@ func (o *mountOptions) checkLogFile() error {
 				"choose a log file outside the backing directory and the mount point")
 		}
 	}
+	if real != os.DevNull {
+		if err := checkNotSpecial("--log-file", real); err != nil {
+			return err
+		}
+	}
 	if err := checkLogContent(real); err != nil {
 		return err
 	}
@@ -44,8 +51,8 @@ const cliPrefix = "coffer: "
 
 // checkLogContent refuses an existing file that is not empty and does not
 // start like a JSON-lines log, so that a typo (as root, naming a system
-// file) does not append log lines to it. /dev/null and other non-regular
-// files that a service may log to are left alone.
+// file) does not append log lines to it. /dev/null, which a service may log
+// to, is left alone; checkLogFile refuses other non-regular files.
 func checkLogContent(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -110,12 +117,28 @@ func isWithin(path, dir string) bool {
 
 // openLogFile opens path for appending, creating the file (0600) but never
 // its directory.
+// A named pipe put there since checkLogFile is refused, not waited for.
 func openLogFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_APPEND|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open log file: %w", err)
 	}
-	return f, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("failed to open log file: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG && path != os.DevNull {
+		unix.Close(fd)
+		return nil, withHints(fmt.Errorf("log file %s is not a regular file", path),
+			"choose a regular file, or a new path in an existing directory")
+	}
+	// Blocking again, so that writes wait rather than fail.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_APPEND); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("failed to open log file: %w", err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // makeDefaultLogDir creates the directory of the default log file, 0700.
