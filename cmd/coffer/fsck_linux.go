@@ -179,7 +179,10 @@ func printReport(w io.Writer, r *check.Report, repair bool) error {
 		default:
 			where = fmt.Sprintf("%s (%s)", p.Path, p.Backing)
 		}
-		if p.Block >= 0 {
+		switch {
+		case p.Block >= 0 && p.LastBlock > p.Block:
+			where += fmt.Sprintf(": blocks %d to %d", p.Block, p.LastBlock)
+		case p.Block >= 0:
 			where += fmt.Sprintf(": block %d", p.Block)
 		}
 		state := "repair: " + p.Repair

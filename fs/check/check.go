@@ -91,9 +91,13 @@ type Problem struct {
 	// root); empty if a name on the way does not decrypt.
 	Path string `json:"path"`
 	// Block is the block number, or -1 for the file as a whole.
-	Block  int64  `json:"block"`
-	Kind   string `json:"kind"`
-	Detail string `json:"detail"`
+	Block int64 `json:"block"`
+	// LastBlock is the last block of a run of consecutive blocks with the
+	// same problem, reported as one (from Block to LastBlock, both
+	// included); 0 and left out for a single block or the whole file.
+	LastBlock int64  `json:"last_block,omitempty"`
+	Kind      string `json:"kind"`
+	Detail    string `json:"detail"`
 	// Repair says what Options.Repair does about it: RepairRestore,
 	// RepairRollback, RepairTruncate, RepairRemove or RepairNone.
 	Repair string `json:"repair"`
@@ -206,11 +210,32 @@ func (c *checker) abs(rel string) string {
 	return c.paths.Path(rel)
 }
 
-// add records a problem of file rel.
+// add records a problem of file rel. A block problem that nothing repairs,
+// right after the same problem of the block before, extends that problem
+// to a run of blocks, so that a large damaged or sparse file makes one
+// problem, not one per block.
 func (c *checker) add(rel string, block int64, kind, repair, format string, args ...any) *Problem {
+	detail := fmt.Sprintf(format, args...)
+	if n := len(c.report.Problems); n > 0 && block > 0 && repair == RepairNone {
+		last := &c.report.Problems[n-1]
+		end := max(last.Block, last.LastBlock)
+		if last.Backing == rel && last.Kind == kind && last.Repair == repair &&
+			last.Detail == detail && last.Block >= 0 && end == block-1 {
+			last.LastBlock = block
+			return last
+		}
+	}
 	c.report.Problems = append(c.report.Problems, Problem{Backing: rel, Path: c.plainPath(rel),
-		Block: block, Kind: kind, Detail: fmt.Sprintf(format, args...), Repair: repair})
+		Block: block, Kind: kind, Detail: detail, Repair: repair})
 	return &c.report.Problems[len(c.report.Problems)-1]
+}
+
+// addRun records the same problem of blocks first to last of file rel.
+func (c *checker) addRun(rel string, first, last int64, kind, detail string) {
+	p := c.add(rel, first, kind, RepairNone, "%s", detail)
+	if last > first {
+		p.LastBlock = last
+	}
 }
 
 // addAt records a problem of the whole of backing entry rel, whose path in

@@ -407,3 +407,66 @@ func blockedOn(locks, ino string) bool {
 	}
 	return false
 }
+
+// TestSparseFile checks a backing file grown with holes (truncate -s 8G):
+// the holes are reported as one run of lost blocks, without reading them,
+// in memory that does not grow with the file's apparent size.
+func TestSparseFile(t *testing.T) {
+	v := newVolume(t)
+	f := v.newFile(t, plain(1, 3*bs))
+	v.write(t, "f", f.data)
+	const size = 8 << 30
+	require.NoError(t, os.Truncate(filepath.Join(v.dir, "f"), size))
+	plainSize, torn, err := content.PlainSize(size)
+	require.NoError(t, err)
+	n := (plainSize + bs - 1) / bs
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r := v.run(t, false)
+	runtime.ReadMemStats(&after)
+
+	assert.Equal(t, n, r.Blocks)
+	got := problemsOf(r, "f")
+	require.Len(t, got, 2, "%+v", got)
+	assert.Equal(t, int64(3), got[0].Block, "the first block of the hole")
+	assert.Equal(t, n-2, got[0].LastBlock, "the run ends before the last block")
+	assert.Equal(t, KindBlock, got[0].Kind)
+	assert.Equal(t, RepairNone, got[0].Repair)
+	assert.Equal(t, zerosDetail, r.Problems[0].Detail)
+	assert.Equal(t, n-1, got[1].Block, "the last block, which a repair cuts off")
+	assert.Zero(t, got[1].LastBlock)
+	wantKind := KindBlock
+	if torn {
+		wantKind = KindTornTail
+	}
+	assert.Equal(t, wantKind, got[1].Kind)
+	assert.Equal(t, RepairTruncate, got[1].Repair)
+	// Reading the 8 GiB of zeros in chunks allocates at least that much.
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20),
+		"allocated while checking a sparse file")
+
+	r = v.run(t, true)
+	require.Len(t, r.Problems, 2)
+	assert.True(t, r.Problems[1].Repaired)
+	fi, err := os.Stat(filepath.Join(v.dir, "f"))
+	require.NoError(t, err)
+	assert.Equal(t, content.BlockOffset(uint64(n-1)), fi.Size(), "the repair cut the last block only")
+}
+
+// TestBlockRuns checks that consecutive lost blocks make one problem, and
+// that a run ends at a block that is sound or damaged in another way.
+func TestBlockRuns(t *testing.T) {
+	v := newVolume(t)
+	f := v.newFile(t, plain(1, 8*bs))
+	for _, b := range []int64{1, 2, 3, 5} {
+		f.data[content.BlockOffset(uint64(b))+50] ^= 0x80
+	}
+	v.write(t, "f", f.data)
+	got := problemsOf(v.run(t, false), "f")
+	require.Len(t, got, 2, "%+v", got)
+	assert.Equal(t, int64(1), got[0].Block)
+	assert.Equal(t, int64(3), got[0].LastBlock)
+	assert.Equal(t, int64(5), got[1].Block)
+	assert.Zero(t, got[1].LastBlock)
+}

@@ -58,15 +58,61 @@ func (f *file) check() error {
 	f.loadUndo()
 
 	n := (plain + bs - 1) / bs
-	for first := int64(0); first < n; first += chunkBlocks {
-		if err := f.blocks(first, min(first+chunkBlocks, n), n, torn); err != nil {
+	for first := int64(0); first < n; {
+		if k := f.holeBlocks(first, n); k > 0 {
+			// A hole reads as zeros, which never authenticate: the
+			// mount never leaves one, so each such block is lost.
+			f.addRun(f.rel, first, first+k-1, KindBlock, zerosDetail)
+			f.report.Blocks += k
+			first += k
+			continue
+		}
+		end := min(first+chunkBlocks, n, f.dataEnd(first))
+		if err := f.blocks(first, end, n, torn); err != nil {
 			return err
 		}
+		first = end
 	}
 	if torn {
 		return f.tornTail(n)
 	}
 	return nil
+}
+
+// holeBlocks returns how many blocks from first on lie wholly in a hole of
+// the backing file (SEEK_DATA), so that they are reported without being
+// read. The last block (n-1), which a repair may cut or roll back, and
+// blocks an undo record holds a pre-image of are left to the full check.
+func (f *file) holeBlocks(first, n int64) int64 {
+	off := content.BlockOffset(uint64(first))
+	data, err := unix.Seek(f.fd, off, unix.SEEK_DATA)
+	if err == unix.ENXIO { // no data after off
+		data = f.size
+	} else if err != nil || data <= off {
+		return 0
+	}
+	k := min((data-off)/cbs, n-1-first)
+	for _, u := range f.undos {
+		if int64(u.First) >= first && int64(u.First) < first+k {
+			k = int64(u.First) - first
+		}
+		if int64(u.First) < first && u.PreImage(uint64(first)) != nil {
+			return 0
+		}
+	}
+	return max(k, 0)
+}
+
+// dataEnd returns the block after the last one that starts before the next
+// hole from block first on, so that a read stops at the hole; at least
+// first+1.
+func (f *file) dataEnd(first int64) int64 {
+	off := content.BlockOffset(uint64(first))
+	hole, err := unix.Seek(f.fd, off, unix.SEEK_HOLE)
+	if err != nil || hole <= off {
+		return first + 1
+	}
+	return first + (hole-off+cbs-1)/cbs
 }
 
 // header parses the header and unwraps the data key, reporting whether
@@ -186,8 +232,28 @@ func (f *file) bad(b int64, cur []byte, last bool) error {
 	if last {
 		return f.cutLast(b, KindBlock, "fails authentication")
 	}
+	if allZero(cur) {
+		f.add(f.rel, b, KindBlock, RepairNone, "%s", zerosDetail)
+		return nil
+	}
 	f.add(f.rel, b, KindBlock, RepairNone, "fails authentication; its content is lost")
 	return nil
+}
+
+// zerosDetail describes a block that reads as zeros, as a hole in the
+// backing file does (truncate -s, a file system's repair): the mount never
+// leaves one.
+const zerosDetail = "fails authentication: it reads as zeros (a hole in the backing file); " +
+	"its content is lost"
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // tornTail reports the torn last block b.
