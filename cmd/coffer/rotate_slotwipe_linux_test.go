@@ -9,9 +9,11 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/keys"
 )
 
@@ -112,4 +114,41 @@ func testRotateLocksOutRemovedMaster(t *testing.T, names string) {
 	b, err := os.ReadFile(filepath.Join(f.mnt, "link"))
 	require.NoError(t, err)
 	assert.Equal(t, secret, string(b))
+}
+
+// TestRotateWipeRollsMountForward: a mount still on the old ring (another
+// host's, which has not looked at the config yet) meets headers and
+// directory records whose only slot is on the new ring key, the old slot
+// wiped. It must roll forward to the new ring (through the carried copy
+// under the old key, which stays until the purge) and read them, not fail
+// with EIO. The rotation is held just before the purge (COFFER_TEST_PAUSE).
+func TestRotateWipeRollsMountForward(t *testing.T) {
+	t.Parallel()
+	f := newMountFixture(t)
+	f.init(t)
+	cfg, ring := unlockFixture(t, f.backing)
+	follower := keys.NewFollower(f.backing, ring, zerolog.Nop()) // no Watch: no ack
+	mnt2 := filepath.Join(f.dir, "mnt2")
+	require.NoError(t, os.Mkdir(mnt2, 0o700))
+	srv, err := cofferfs.Mount(f.backing, mnt2, cofferfs.Options{VolumeID: cfg.VolumeID,
+		Keys: follower, EncryptNames: cfg.EncryptedNames()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Unmount() })
+
+	// Written through the other mount: never opened through mnt2.
+	requireOK(t, f.mount(t))
+	tr := tree{mnt: f.mnt, ref: filepath.Join(f.dir, "ref")}
+	tr.populate(t, 12)
+	old := primaryOf(t, f.backing)
+
+	p := startPausedRotate(t, f.fixture, "purge")
+	next := primaryOf(t, f.backing)
+	require.NotEqual(t, old, next)
+	assert.Zero(t, slotKeys(t, f.backing)[old], "every old slot is wiped before the purge")
+	require.False(t, ring.Has(next), "mnt2 is still on the old ring")
+
+	tree{mnt: mnt2, ref: tr.ref}.check(t)
+	assert.True(t, ring.Has(next), "mnt2 rolled forward on meeting the new key")
+	requireOK(t, p.resume(t))
+	tr.check(t)
 }
