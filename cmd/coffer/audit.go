@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sort"
 	"strconv"
@@ -527,7 +528,16 @@ func changeAuditSettings(ctx context.Context, a *app, backing string, vol keys.V
 				"choose a new or empty file, or a log this volume wrote before")
 		}
 	}
-	if err := recordSettings(ctx, a, backing, vol, detail); err != nil {
+	// An old log that is gone is not created again just to record that the
+	// volume leaves it: it may have been inside a mount of the volume, and
+	// would appear, in the clear, in the bare mount point.
+	var err1 error
+	if _, serr := os.Lstat(oldPath); moved && errors.Is(serr, fs.ErrNotExist) {
+		err1 = fmt.Errorf("%s does not exist, and is not created", oldPath)
+	} else {
+		err1 = recordSettings(ctx, a, backing, vol, detail)
+	}
+	if err := err1; err != nil {
 		if !moved {
 			return err
 		}

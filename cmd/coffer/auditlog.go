@@ -111,6 +111,14 @@ func auditLogFlag(flag, path, backing string) (string, error) {
 		return "", withHints(usageErrorf("%s %s is inside the backing directory", flag, path),
 			"keep the audit log apart from the data it audits, on another disk or host if you can")
 	}
+	// In a mount of the volume itself, the log would exist only while the
+	// volume is mounted, and a mount cannot write its log through itself.
+	for _, mp := range volumeMounts(backing) {
+		if in, err := pathWithin(mp, abs); err == nil && in {
+			return "", withHints(usageErrorf("%s %s is inside %s, a mount of this volume", flag, path, mp),
+				"keep the audit log outside the volume's mounts, on another disk or host if you can")
+		}
+	}
 	if err := checkNotSpecial(flag, abs); err != nil {
 		return "", err
 	}
