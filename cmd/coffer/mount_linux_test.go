@@ -579,3 +579,19 @@ func countMounts(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// TestRemountRightAfterUnmount mounts and unmounts one volume on one mount
+// point again and again with no pause: "coffer unmount" returns when the
+// mount table drops the mount, a moment before the old mount process exits
+// and lets go of its lock on the mount point, and the next mount must wait
+// for that instead of reporting another mount in progress.
+func TestRemountRightAfterUnmount(t *testing.T) {
+	t.Parallel()
+	f := newMountFixture(t)
+	f.init(t)
+	for i := 0; i < 8; i++ {
+		requireOK(t, cliProcess(t, "mount", f.backing, f.mnt, "--log-file", f.log))
+		requireOK(t, cliProcess(t, "unmount", f.mnt))
+	}
+	assert.Equal(t, 0, countMounts(t, f.mnt))
+}

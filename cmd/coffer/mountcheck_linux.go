@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -144,7 +145,19 @@ func lockMountPoint(dir string) (*os.File, error) {
 		return nil, nil
 	}
 	f := os.NewFile(uintptr(fd), dir)
-	err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+	// The holder may be a mount process on its way out: "coffer unmount"
+	// returns once the mount table no longer lists the mount, a moment
+	// before that process exits and drops the lock. So a held lock is
+	// retried for up to lockWait; one held longer belongs to a mount in
+	// progress.
+	deadline := time.Now().Add(lockWait)
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if errors.Is(err, unix.EWOULDBLOCK) {
 		f.Close()
 		return nil, withHints(fmt.Errorf("mount point %s is being mounted by another coffer process", dir),
