@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -290,7 +291,16 @@ func (o auditShowOptions) filter(now time.Time) (recordFilter, error) {
 	if len(o.events) > 0 {
 		f.events = map[audit.EventType]bool{}
 		for _, e := range o.events {
-			f.events[audit.EventType(strings.TrimSpace(e))] = true
+			t := audit.EventType(strings.TrimSpace(e))
+			if !slices.Contains(audit.EventTypes, t) {
+				names := make([]string, len(audit.EventTypes))
+				for i, k := range audit.EventTypes {
+					names[i] = string(k)
+				}
+				return f, withHints(usageErrorf("unknown event %q for --event", e),
+					"events: "+strings.Join(names, ", "))
+			}
+			f.events[t] = true
 		}
 	}
 	return f, nil

@@ -81,7 +81,8 @@ func parseDays(s string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
 	if err != nil || n < 1 || n > keys.MaxPolicyDays {
 		return 0, withHints(usageErrorf("invalid --max-key-age %q", s),
-			fmt.Sprintf("give a number of days from 1 to %d, such as 90d, or off", keys.MaxPolicyDays))
+			fmt.Sprintf("give a number of days from 1 to %d, such as 90d, or off (or 0) for no maximum",
+				keys.MaxPolicyDays))
 	}
 	return n, nil
 }

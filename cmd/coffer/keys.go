@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -115,6 +116,9 @@ func parseMasterURI(uri string) (masterkey.Ref, error) {
 	switch {
 	case err == nil:
 		return ref, nil
+	case errors.Is(err, masterkey.ErrUnknownScheme) && strings.Contains(err.Error(), "supported:"):
+		// The error lists the schemes already.
+		return ref, withHints(asUsage(err), "a key file path must be absolute: file:///ABSOLUTE/PATH")
 	case errors.Is(err, masterkey.ErrMalformed) || errors.Is(err, masterkey.ErrUnknownScheme):
 		return ref, withHints(asUsage(err),
 			"master key URIs: "+masterkey.Supported()+" (a key file path must be absolute)")

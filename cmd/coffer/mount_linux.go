@@ -25,6 +25,7 @@ type mountOptions struct {
 	mountPoint     string
 	foreground     bool
 	options        []string // -o values, parsed into the fields below
+	valueOption    bool     // a key=value -o option was given (applyOptionFlags)
 	master         string   // master key ID or URI to use, "" for any
 	passphraseFile string
 	logFile        string
@@ -244,8 +245,13 @@ func (o *mountOptions) parse() error {
 		case "shared":
 			o.shared = true
 		default:
-			return withHints(usageErrorf("unknown mount option %q", opt),
-				"known options: ro, rw, allow_other, debug, noexec, shared; run 'coffer mount --help' for the rest")
+			hints := []string{"known options: ro, rw, allow_other, debug, exec, noexec, shared, and " +
+				"key=value forms of flags such as master=ID; run 'coffer mount --help' for the rest"}
+			if o.valueOption {
+				hints = append([]string{"an option value cannot hold a comma (-o splits at every comma): " +
+					"give the master key by its ID (master=ID, see coffer master list) or use --master"}, hints...)
+			}
+			return withHints(usageErrorf("unknown mount option %q", opt), hints...)
 		}
 	}
 	if o.recoveryKey != "" && o.passphraseFile != "" {

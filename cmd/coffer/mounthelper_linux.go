@@ -12,6 +12,7 @@ import (
 // usage error.
 func applyOptionFlags(cmd *cobra.Command, o *mountOptions) error {
 	var keep []string
+	seen := map[string]string{}
 	for _, opt := range o.options {
 		opt = strings.TrimSpace(opt)
 		key, value, isKV := strings.Cut(opt, "=")
@@ -28,9 +29,16 @@ func applyOptionFlags(cmd *cobra.Command, o *mountOptions) error {
 			return withHints(usageErrorf("mount option %s= is not supported by this coffer", key),
 				"run 'coffer mount --help' for the options")
 		}
-		if f.Changed && f.Value.String() != value {
+		prev, again := seen[key]
+		if again && prev != value {
+			return withHints(usageErrorf("mount option %s= given twice, as %q and %q", key, prev, value),
+				"give it once")
+		}
+		if !again && f.Changed && f.Value.String() != value {
 			return usageErrorf("mount option %s= and flag --%s disagree", key, key)
 		}
+		seen[key] = value
+		o.valueOption = true
 		if err := cmd.Flags().Set(key, value); err != nil {
 			return usageErrorf("invalid mount option %s=: %v", key, err)
 		}

@@ -168,7 +168,15 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 		case len(args) > len(names):
 			err = usageErrorf("unexpected argument %q", args[len(names)])
 		default:
-			return nil
+			for i, arg := range args {
+				if arg == "" {
+					err = usageErrorf("empty argument %s", names[i])
+					break
+				}
+			}
+			if err == nil {
+				return nil
+			}
 		}
 		return withHints(err, fmt.Sprintf("usage: %s", cmd.UseLine()))
 	}

@@ -40,6 +40,13 @@ const (
 	EventCheckpoint       EventType = "checkpoint"      // written by Close
 )
 
+// EventTypes lists every event type, in the order of the constants.
+var EventTypes = []EventType{EventInit, EventMount, EventUnmount, EventUnlock, EventIntegrity,
+	EventIntegrityDropped, EventMasterAdded, EventMasterRemoved, EventMasterReplaced,
+	EventRotationStarted, EventRotationProgress, EventRotationFinished, EventKeyRetired,
+	EventKeyPurged, EventReencrypt, EventRecoveryUsed, EventBackupExported, EventConfigRestored,
+	EventAuditConfig, EventCheckpoint}
+
 // Unkeyed reports whether records of type t may lack a MAC: they are
 // written by commands that do not unlock the ring (a failed unlock, and
 // commands that need no key: backup, restore, audit config).
