@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"golang.org/x/term"
@@ -34,6 +35,12 @@ func readPassphraseFile(path string) (*keys.Secret, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to inspect passphrase file: %w", err)
 	}
+	if m := fi.Mode(); m&(fs.ModeDevice|fs.ModeCharDevice) != 0 || m.IsDir() {
+		// /dev/zero or /dev/urandom would be read up to the size limit;
+		// a pipe (<(command)) or a FIFO is fine.
+		return nil, withHints(fmt.Errorf("passphrase file %s is %s, not a file or a pipe", path,
+			fileKind(m)), "give a file holding the passphrase (mode 0600), or a pipe such as <(command)")
+	}
 	if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
 		return nil, withHints(
 			fmt.Errorf("passphrase file %s is accessible to group or others (mode %04o)", path, fi.Mode().Perm()),
@@ -49,10 +56,10 @@ func readPassphrase(r io.Reader) (*keys.Secret, error) {
 	defer clear(buf)
 	n, err := io.ReadFull(r, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("failed to read passphrase: %w", err)
+		return nil, err
 	}
 	if n > maxPassphraseFile {
-		return nil, fmt.Errorf("failed to read passphrase: longer than %d bytes", maxPassphraseFile)
+		return nil, fmt.Errorf("longer than %d bytes", maxPassphraseFile)
 	}
 	p := bytes.TrimSuffix(buf[:n], []byte("\n"))
 	p = bytes.TrimSuffix(p, []byte("\r"))
@@ -94,7 +101,7 @@ func promptOnce(a *app, in *os.File, prompt string) (*keys.Secret, error) {
 	b, err := term.ReadPassword(int(in.Fd()))
 	fmt.Fprintln(out)
 	if err != nil {
-		return nil, fmt.Errorf("failed to read passphrase: %w", err)
+		return nil, fmt.Errorf("failed to read from the terminal: %w", err)
 	}
 	return checkPassphrase(keys.SecretFromBytes(b))
 }

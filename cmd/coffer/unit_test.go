@@ -111,6 +111,23 @@ func TestReadPassphraseFileModes(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
 
+// TestPassphraseFileDevice checks that a device is refused as a passphrase
+// file, and that an over-long passphrase says "failed to read passphrase"
+// once.
+func TestPassphraseFileDevice(t *testing.T) {
+	t.Parallel()
+	_, err := readPassphraseFile(os.DevNull)
+	assert.EqualError(t, err, "passphrase file /dev/null is a character device, not a file or a pipe")
+	assert.Contains(t, hintsOf(err), "give a file holding the passphrase (mode 0600), or a pipe such as <(command)")
+
+	f := newFixture(t)
+	pass := filepath.Join(f.dir, "long")
+	require.NoError(t, os.WriteFile(pass, []byte(strings.Repeat("x", maxPassphraseFile+1)), 0o600))
+	r := cli(t, "init", f.backing, "--master", "passphrase:", "--passphrase-file", pass)
+	assertFailure(t, r, exitFailure, "failed to read passphrase: longer than")
+	assert.Equal(t, 1, strings.Count(r.stderr, "failed to read passphrase"), r.stderr)
+}
+
 func TestPromptNeedsTerminal(t *testing.T) {
 	t.Parallel()
 	a := &app{stdin: strings.NewReader("typed\n"), stderr: &bytes.Buffer{}}
