@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/cofferfs/coffer/keys/keyfile"
@@ -55,8 +56,20 @@ type hinter interface {
 }
 
 // hintsOf collects the hints along err's chain: those of every hintError,
-// outermost first, then that of the first error with a Hint method.
+// outermost first, then that of the first error with a Hint method. A hint
+// given twice along the chain is kept once.
 func hintsOf(err error) []string {
+	var out []string
+	for _, h := range chainHints(err) {
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// chainHints is hintsOf with repeats.
+func chainHints(err error) []string {
 	var hints []string
 	for e := err; e != nil; {
 		var he *hintError

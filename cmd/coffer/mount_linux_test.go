@@ -331,7 +331,7 @@ func TestMountMasterURIErrors(t *testing.T) {
 		want, hint   string
 	}{
 		{"malformed", "file:relative/key", exitUsage, "malformed", "hint: master key URIs:"},
-		{"unknown scheme", "foo:bar", exitUsage, `unknown`, "hint: master key URIs:"},
+		{"unknown scheme", "foo:bar", exitUsage, `unknown`, "(supported: file:///ABSOLUTE/PATH, passphrase:,"},
 		{"not supported yet", "dpapi:machine", exitFailure, "not supported", ""},
 		{"tpm2 not enrolled", "tpm2:", exitFailure, "volume has no master key tpm2:", "hint: its master keys:"},
 		{"unknown key file", "file:///nonexistent/key", exitFailure, "volume has no master key", "hint: its master keys:"},

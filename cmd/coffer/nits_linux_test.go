@@ -3,10 +3,13 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestErrorWording checks the wording of usage errors the breaker found
@@ -55,4 +58,26 @@ func TestErrorWording(t *testing.T) {
 	r := cli(t, "init", f.backing, "--master", "gopher://x")
 	assertFailure(t, r, exitUsage, "unknown master key scheme")
 	assert.Equal(t, 1, strings.Count(r.stderr, "passphrase:,"), r.stderr)
+}
+
+// TestRecoveryKeyModeHint checks that a recovery key file open to others
+// gets its chmod hint once, and no hint about choosing another master key.
+func TestRecoveryKeyModeHint(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.init(t)
+	rk := filepath.Join(f.dir, "recovery.txt")
+	requireOK(t, cli(t, "recovery", "new", f.backing, "--out", rk))
+	require.NoError(t, os.Chmod(rk, 0o644))
+	other := filepath.Join(f.dir, "other.key")
+	requireOK(t, cli(t, "keys", "create", "file://"+other))
+	for _, args := range [][]string{
+		{"fsck", f.backing, "--recovery-key", rk},
+		{"master", "add", f.backing, "file://" + other, "--recovery-key", rk},
+	} {
+		r := cli(t, args...)
+		assertFailure(t, r, exitFailure, "is accessible to group or others (mode 0644)")
+		assert.Equal(t, 1, strings.Count(r.stderr, "hint: chmod 600 "+rk), r.stderr)
+		assert.NotContains(t, r.stderr, "--with ID", args[0])
+	}
 }

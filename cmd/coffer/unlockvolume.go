@@ -77,7 +77,8 @@ func adminUnlockError(backing string, err error) error {
 	if errors.Is(err, recovery.ErrTypo) {
 		hints = append(hints, "check that group against the printed key and type it again")
 	}
-	if errors.Is(err, keys.ErrWrongKey) {
+	var fix hinter // a key file's own fix (chmod 600 of a recovery key file) says it all
+	if errors.Is(err, keys.ErrWrongKey) && !errors.As(err, &fix) {
 		hints = append(hints, "an existing master key must unlock the volume first: choose one "+
 			"with --with ID ('coffer master list "+backing+"' lists them)")
 	}
