@@ -158,6 +158,12 @@ type Ack struct {
 	// mount point without touching the mount. Empty in records written
 	// before it was added.
 	MountPoint string `json:"mount_point,omitempty"`
+	// BootID and StartTime identify the process across PID reuse (after a
+	// reboot, say): the kernel's boot ID and the process's start time, as
+	// ProcessStart returns them. Empty in records written before they were
+	// added, or where /proc does not tell.
+	BootID    string `json:"boot_id,omitempty"`
+	StartTime uint64 `json:"start_time,omitempty"`
 
 	Name string `json:"-"` // file name in MountsName
 }
@@ -179,6 +185,9 @@ func (f *Follower) Watch(interval time.Duration) (stop func()) {
 	host, _ := os.Hostname()
 	f.mu.Lock()
 	f.ack = Ack{Version: 1, Host: host, PID: os.Getpid(), MountPoint: f.mountPoint}
+	if boot, start, ok := ProcessStart(os.Getpid()); ok {
+		f.ack.BootID, f.ack.StartTime = boot, start
+	}
 	f.ackName = fmt.Sprintf("%s-%d.json", sanitize(host), os.Getpid())
 	f.writeAck()
 	f.mu.Unlock()

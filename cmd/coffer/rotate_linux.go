@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -486,8 +485,11 @@ func (r *rotation) waitMounts() error {
 			if a.Generation >= gen {
 				continue
 			}
-			if a.Host == host && syscall.Kill(a.PID, 0) == syscall.ESRCH {
-				_ = keys.RemoveAck(r.opts.backing, a.Name) // left by a mount that died
+			if why := staleAck(a, r.opts.backing, host); why != "" {
+				// Left by a mount that died, or its PID reused.
+				_ = keys.RemoveAck(r.opts.backing, a.Name)
+				fmt.Fprintf(r.a.stderr, "coffer: warning: ignored and removed the stale mount "+
+					"record %s: %s\n", a.Name, why)
 				continue
 			}
 			behind = append(behind, fmt.Sprintf("%s pid %d (generation %d)", a.Host, a.PID,

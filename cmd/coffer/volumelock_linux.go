@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -116,8 +115,11 @@ func lockOffline(backing, what string) (*os.File, error) {
 	host, _ := os.Hostname()
 	var live []string
 	for _, a := range acks {
-		if a.Host == host && syscall.Kill(a.PID, 0) == syscall.ESRCH {
-			_ = keys.RemoveAck(backing, a.Name) // left by a mount that died
+		if why := staleAck(a, backing, host); why != "" {
+			// Left by a mount that died, or its PID reused.
+			_ = keys.RemoveAck(backing, a.Name)
+			fmt.Fprintf(os.Stderr, "coffer: warning: ignored and removed the stale mount record %s: %s\n",
+				a.Name, why)
 			continue
 		}
 		live = append(live, fmt.Sprintf("%s pid %d", a.Host, a.PID))
