@@ -113,19 +113,37 @@ func runPath(ctx context.Context, a *app, verb string, opts pathOptions) error {
 	return nil
 }
 
-// backingRelative returns p relative to the backing directory: p is either
-// relative to it already or an absolute path inside it.
+// backingRelative returns p relative to the backing directory. An absolute
+// p must lie inside it. A relative p is taken relative to the current
+// directory when that lands inside the backing directory (so that what
+// "path encrypt" prints for a relative BACKING decrypts), else relative to
+// the backing directory.
 func backingRelative(backing, p string) (string, error) {
-	if !filepath.IsAbs(p) {
-		return filepath.Clean(p), nil
-	}
 	base, err := filepath.Abs(backing)
 	if err != nil {
 		return "", err
 	}
-	rel, err := filepath.Rel(base, filepath.Clean(p))
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+	if !filepath.IsAbs(p) {
+		if abs, err := filepath.Abs(p); err == nil {
+			if rel, ok := relInside(base, abs); ok && rel != "." {
+				return rel, nil
+			}
+		}
+		return filepath.Clean(p), nil
+	}
+	rel, ok := relInside(base, filepath.Clean(p))
+	if !ok {
 		return "", usageErrorf("%s is not inside the backing directory %s", p, backing)
 	}
 	return rel, nil
+}
+
+// relInside returns p relative to base, both absolute and clean, if p is
+// base or lies under it.
+func relInside(base, p string) (string, bool) {
+	rel, err := filepath.Rel(base, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", false
+	}
+	return rel, true
 }

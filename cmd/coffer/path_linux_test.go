@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -89,4 +91,42 @@ func TestPlaintextNamesVolume(t *testing.T) {
 	r = cli(t, "path", "decrypt", f.backing, "dir/app.config")
 	requireOK(t, r)
 	assert.Equal(t, "/dir/app.config\n", r.stdout)
+}
+
+// TestPathRoundTripRelativeBacking runs path encrypt and decrypt with a
+// relative BACKING from the directory above it, as a person would: what
+// encrypt prints (relative to the current directory) decrypts. The
+// commands run as processes, each in that directory.
+func TestPathRoundTripRelativeBacking(t *testing.T) {
+	t.Parallel()
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, f.mount(t))
+	require.NoError(t, os.MkdirAll(filepath.Join(f.mnt, "etc"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(f.mnt, "etc", "db.conf"), []byte("x"), 0o600))
+
+	run := func(args ...string) result {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Dir = f.dir
+		cmd.Env = append(os.Environ(), mainEnv+"=1")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		_ = cmd.Run()
+		return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+	}
+	rel := filepath.Base(f.backing)
+	r := run("path", "encrypt", rel, "/etc/db.conf")
+	requireOK(t, r)
+	enc := strings.TrimSuffix(r.stdout, "\n")
+	require.True(t, strings.HasPrefix(enc, rel+"/"), enc)
+	_, err := os.Stat(filepath.Join(f.dir, enc))
+	require.NoError(t, err, "the printed path names the backing file from the current directory")
+
+	r = run("path", "decrypt", rel, "--", enc)
+	requireOK(t, r)
+	assert.Equal(t, "/etc/db.conf\n", r.stdout)
+	// Relative to BACKING still works.
+	r = run("path", "decrypt", rel, "--", strings.TrimPrefix(enc, rel+"/"))
+	requireOK(t, r)
+	assert.Equal(t, "/etc/db.conf\n", r.stdout)
 }
