@@ -25,14 +25,37 @@ var sensitiveParams = map[string]bool{
 // "REDACTED": the password of its user info and the values of parameters
 // such as pin-value or password, whether they follow '?', '&' or ';'. Use it
 // whenever a master-key URI goes into a log line or an error message.
+//
+// The two redactions can read a malformed URI differently: in "//:&pin=@h"
+// the parameter value "@h" is also the end of a user info whose password is
+// "&pin=". Both orders are tried, and when they disagree the whole URI after
+// its scheme is redacted, so that neither reading's secret gets through.
 func RedactURI(uri string) string {
+	a := redactParams(redactUserInfo(uri))
+	b := redactUserInfo(redactParams(uri))
+	if a == b {
+		return a
+	}
+	if u, err := url.Parse(uri); err == nil && u.Scheme != "" {
+		return u.Scheme + ":REDACTED"
+	}
+	return "REDACTED"
+}
+
+// redactUserInfo replaces the password of uri's user info, if it has one.
+func redactUserInfo(uri string) string {
 	if u, err := url.Parse(uri); err == nil && u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-			uri = u.String()
+			return u.String()
 		}
 	}
+	return uri
+}
 
+// redactParams redacts the value of every sensitive "name=value" part of
+// uri, parts being separated by '?', '&' or ';'.
+func redactParams(uri string) string {
 	var b strings.Builder
 	start := 0
 	for i := 0; i <= len(uri); i++ {

@@ -29,6 +29,13 @@ func TestRedactURI(t *testing.T) {
 			want: "pkcs11:token=t;pin%2Dvalue=REDACTED"},
 		{name: "upper-case name", uri: "x:?PASSWORD=abc", want: "x:?PASSWORD=REDACTED"},
 		{name: "empty", uri: "", want: ""},
+		// Read as a URL, "&pin=" is a password and "000" the host; read as
+		// parameters, "@000" is the value of pin. Neither may get through.
+		{name: "ambiguous, no scheme", uri: "//:&pin=@000", want: "REDACTED"},
+		{name: "ambiguous, password holds a parameter", uri: "hcvault://bob:p&pin=x@host/k",
+			want: "hcvault:REDACTED"},
+		{name: "password and query secret", uri: "hcvault://bob:pw@host/k?token=t&secret=s",
+			want: "hcvault://bob:REDACTED@host/k?token=t&secret=REDACTED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
