@@ -39,7 +39,7 @@ func readPassphraseFile(path string) (*keys.Secret, error) {
 		// /dev/zero or /dev/urandom would be read up to the size limit;
 		// a pipe (<(command)) or a FIFO is fine.
 		return nil, withHints(fmt.Errorf("passphrase file %s is %s, not a file or a pipe", path,
-			fileKind(m)), "give a file holding the passphrase (mode 0600), or a pipe such as <(command)")
+			keys.FileKind(m)), "give a file holding the passphrase (mode 0600), or a pipe such as <(command)")
 	}
 	if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
 		return nil, withHints(

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/cofferfs/coffer/keys"
 )
 
 // checkNotSpecial refuses a path that exists and is not a regular file: a
@@ -23,26 +25,6 @@ func checkNotSpecial(flag, path string) error {
 	if fi.Mode().IsRegular() {
 		return nil
 	}
-	return withHints(fmt.Errorf("%s %s is %s, not a regular file", flag, path, fileKind(fi.Mode())),
+	return withHints(fmt.Errorf("%s %s is %s, not a regular file", flag, path, keys.FileKind(fi.Mode())),
 		"choose a regular file, or a new path in an existing directory")
-}
-
-// fileKind names the type of a file mode for an error message.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m.IsDir():
-		return "a directory"
-	default:
-		return "a special file"
-	}
 }
