@@ -126,8 +126,29 @@ func assertNoPlaintext(t testing.TB, dir string, markers ...string) {
 	}
 	stdout, stderr, err := tryRun("", nil, "grep", append(args, dir)...)
 	code := exitCode(err)
+	if code == 2 && onlyVanished(stderr) {
+		// A file listed and then removed before grep opened it (an undo
+		// record the mount removes when the kernel releases a handle,
+		// after close has returned) is not at rest.
+		code = 1
+		if strings.TrimSpace(stdout) != "" {
+			code = 0
+		}
+	}
 	require.Contains(t, []int{0, 1}, code, "grep failed: %v: %s", err, stderr)
 	assert.Equal(t, 1, code, "plaintext found in the backing directory, in:\n%s", truncate(stdout))
+}
+
+// onlyVanished reports whether every line of grep's stderr says a file it
+// listed no longer exists.
+func onlyVanished(stderr string) bool {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for _, l := range lines {
+		if !strings.HasSuffix(l, ": No such file or directory") {
+			return false
+		}
+	}
+	return len(lines) > 0 && lines[0] != ""
 }
 
 // exitCode returns the exit status of a command error (0 for nil, -1 if the
