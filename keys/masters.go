@@ -260,13 +260,27 @@ func masterIDs(c *Config) string {
 	return b.String()
 }
 
+// ReplaceOptions are the options of ReplaceMaster.
+type ReplaceOptions struct {
+	// Logger receives an Info event for the replacement; the zero value
+	// discards it.
+	Logger zerolog.Logger
+	// Check, when not nil, is called under the config lock with the config
+	// as it is before the change, the entry to replace and the kind of the
+	// new master key; an error refuses the replacement and nothing is
+	// written. It carries policies of the caller that a concurrent change
+	// of the config could otherwise slip past, such as keeping a master key
+	// that unlocks without a person.
+	Check func(c *Config, old MasterEntry, kind string) error
+}
+
 // ReplaceMaster enrolls m in place of master key old in the config of
 // backing, in one atomic config write: the new master key's sealed copy is
 // made and checked first, then the config gains it and loses old together,
 // so that at every moment exactly one of them is enrolled besides the
 // others. ring is the volume's ring as unlocked. No file is touched.
 func ReplaceMaster(ctx context.Context, backing string, ring *Ring, old string, m Enrollment,
-	opts AddOptions) (MasterEntry, error) {
+	opts ReplaceOptions) (MasterEntry, error) {
 	if err := checkEnrollment(m); err != nil {
 		return MasterEntry{}, err
 	}
@@ -309,6 +323,11 @@ func ReplaceMaster(ctx context.Context, backing string, ring *Ring, old string, 
 		i := slices.IndexFunc(c.Masters, func(e MasterEntry) bool { return e.ID == old })
 		if c.VolumeID != cfg.VolumeID || i < 0 {
 			return fmt.Errorf("%w: master key %s or the volume changed", ErrConfigChanged, old)
+		}
+		if opts.Check != nil {
+			if err := opts.Check(c, c.Masters[i], m.Kind); err != nil {
+				return err
+			}
 		}
 		t := *c
 		t.Masters = slices.Delete(slices.Clone(c.Masters), i, i+1)

@@ -3,6 +3,7 @@ package keys_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"testing"
 
@@ -178,7 +179,7 @@ func TestReplaceMaster(t *testing.T) {
 	oldID := v.cfg.Masters[0].ID
 	uri := newKeyFile(t)
 	added, err := keys.ReplaceMaster(context.Background(), v.backing, v.ring, oldID,
-		enroll(t, uri, masterkey.Options{}), keys.AddOptions{})
+		enroll(t, uri, masterkey.Options{}), keys.ReplaceOptions{})
 	require.NoError(t, err)
 	cfg, err := keys.ReadConfig(v.backing)
 	require.NoError(t, err)
@@ -190,8 +191,42 @@ func TestReplaceMaster(t *testing.T) {
 	assert.Equal(t, v.ring.Primary().ID, r.Primary().ID)
 
 	_, err = keys.ReplaceMaster(context.Background(), v.backing, v.ring, "deadbeef",
-		enroll(t, newKeyFile(t), masterkey.Options{}), keys.AddOptions{})
+		enroll(t, newKeyFile(t), masterkey.Options{}), keys.ReplaceOptions{})
 	assert.ErrorIs(t, err, keys.ErrNoMaster)
+}
+
+// TestReplaceMasterCheckSeesLockedConfig removes a master key after the
+// caller read the config and before it replaces another: the Check of
+// ReplaceMaster sees the config as it is under the lock, without the removed
+// key, and its refusal leaves the config byte for byte as it was.
+func TestReplaceMasterCheckSeesLockedConfig(t *testing.T) {
+	v := newVolume(t)
+	second := v.add(t, newKeyFile(t))
+	stale, err := keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+	require.Len(t, stale.Masters, 2)
+	_, err = keys.RemoveMaster(v.backing, second.ID, keys.RemoveOptions{})
+	require.NoError(t, err)
+	before := configBytes(t, v.backing)
+
+	refused := errors.New("refused by the caller's policy")
+	var seen []string
+	var seenOld keys.MasterEntry
+	var seenKind string
+	_, err = keys.ReplaceMaster(context.Background(), v.backing, v.ring, v.cfg.Masters[0].ID,
+		enroll(t, newKeyFile(t), masterkey.Options{}), keys.ReplaceOptions{
+			Check: func(c *keys.Config, old keys.MasterEntry, kind string) error {
+				for _, m := range c.Masters {
+					seen = append(seen, m.ID)
+				}
+				seenOld, seenKind = old, kind
+				return refused
+			}})
+	require.ErrorIs(t, err, refused)
+	assert.Equal(t, []string{v.cfg.Masters[0].ID}, seen, "the check saw a stale config")
+	assert.Equal(t, v.cfg.Masters[0].ID, seenOld.ID)
+	assert.Equal(t, "file", seenKind)
+	assert.Equal(t, before, configBytes(t, v.backing))
 }
 
 // TestCommitRingRefusesMasterAddedMeanwhile adds a master key between
@@ -263,7 +298,7 @@ func TestAddMasterRefusedDuringRotation(t *testing.T) {
 		enroll(t, newKeyFile(t), masterkey.Options{}), keys.AddOptions{})
 	assert.ErrorIs(t, err, keys.ErrRotationRunning)
 	_, err = keys.ReplaceMaster(context.Background(), v.backing, v.ring, v.cfg.Masters[0].ID,
-		enroll(t, newKeyFile(t), masterkey.Options{}), keys.AddOptions{})
+		enroll(t, newKeyFile(t), masterkey.Options{}), keys.ReplaceOptions{})
 	assert.ErrorIs(t, err, keys.ErrRotationRunning)
 	assert.Equal(t, before, configBytes(t, v.backing))
 	_, err = keys.LockRotation(v.backing)

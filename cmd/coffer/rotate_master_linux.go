@@ -57,7 +57,13 @@ func runReplaceMaster(ctx context.Context, a *app, cfg *keys.Config, opts rotate
 		return fmt.Errorf("failed to enroll master key %s: %w", ref, err)
 	}
 	defer wipeMasters([]keys.Enrollment{e})
-	added, err := keys.ReplaceMaster(ctx, opts.backing, ring, old, e, keys.AddOptions{Logger: a.log})
+	// Checked again under the config lock: a master remove running
+	// meanwhile may have taken the other unattended key away.
+	recheck := func(c *keys.Config, o keys.MasterEntry, kind string) error {
+		return checkReplaceUnattended(c, o.ID, kind, opts.backing, uri)
+	}
+	added, err := keys.ReplaceMaster(ctx, opts.backing, ring, old, e,
+		keys.ReplaceOptions{Logger: a.log, Check: recheck})
 	recordAudit(ctx, a, alog, audit.Event{Type: audit.EventMasterReplaced, Master: added.ID,
 		Err: err, Detail: map[string]string{"old": old, "kind": e.Kind}})
 	if err != nil {
