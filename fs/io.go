@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -79,6 +80,19 @@ func (h *handle) cipher() (*content.Cipher, error) {
 	}
 	c, err := h.fs.openHeader(hdr, h.path)
 	var ie *integrityError
+	if errors.As(err, &ie) && h.mayRereadHeader() {
+		// A rotation writes the new key slot and wipes the old one in
+		// place, under a write lock on the header in the lock space of
+		// shared mounts (fs/rewrap), and a read that met both slots
+		// while they changed finds neither whole. Read once more under a
+		// read lock of the header, which waits for that writer.
+		if hook := headerRereadHook.Load(); hook != nil {
+			(*hook)()
+		}
+		if again, lerr := h.readHeaderLocked(); lerr == nil {
+			c, err = h.fs.openHeader(again, h.path)
+		}
+	}
 	if errors.As(err, &ie) {
 		ie.file = h.node
 	}
@@ -88,6 +102,34 @@ func (h *handle) cipher() (*content.Cipher, error) {
 	h.ino.cipher.Store(c)
 	return c, nil
 }
+
+// mayRereadHeader reports whether readHeaderLocked can wait for the header
+// lock: not when this mount holds a write lock that covers the header (no
+// rotation can be writing it then, and the wait would be on ourselves).
+// The caller holds ino.mu.
+func (h *handle) mayRereadHeader() bool {
+	l := h.ino.wlock
+	return l == nil || !l.covers(0, content.HeaderSize)
+}
+
+// readHeaderLocked reads the header while holding a read lock on it in the
+// lock space of shared mounts, through a descriptor of its own.
+func (h *handle) readHeaderLocked() ([]byte, error) {
+	l, err := h.lockRange(0, content.HeaderSize, false)
+	if err != nil {
+		return nil, err
+	}
+	defer l.unlock()
+	hdr := make([]byte, content.HeaderSize)
+	if err := preadFull(h.fd, hdr, 0); err != nil {
+		return nil, err
+	}
+	return hdr, nil
+}
+
+// headerRereadHook, set by tests only, runs when a header failed, before it
+// is read again under the header lock.
+var headerRereadHook atomic.Pointer[func()]
 
 // current reports whether the cached cipher c is still the file's. Only in
 // shared mode can the file start over (with a new key) behind the mount.
