@@ -312,7 +312,15 @@ func (n *node) encGetattr(out *fuse.AttrOut) syscall.Errno {
 	if err != nil {
 		return n.fs.errno(err)
 	}
-	return encGetattrAt(p, out)
+	st, _, err := lstatx(p)
+	if err != nil {
+		return gofs.ToErrno(err)
+	}
+	if !n.sameInode(&st) {
+		return syscall.ESTALE
+	}
+	encAttr(&st, &out.Attr)
+	return 0
 }
 
 // encGetattrAt reports the attributes of the backing entry p.
@@ -652,13 +660,9 @@ func (n *node) encSymlink(ctx context.Context, target, name string,
 
 // encReadlink decrypts the target of a symbolic link.
 func (n *node) encReadlink() ([]byte, syscall.Errno) {
-	rel, err := n.rel()
-	if err != nil {
-		return nil, n.fs.errno(err)
-	}
-	fd, writable, err := n.fs.openBacking(rel, syscall.O_RDONLY, 0, 0)
-	if err != nil {
-		return nil, gofs.ToErrno(err)
+	fd, writable, errno := n.openSelf(syscall.O_RDONLY)
+	if errno != 0 {
+		return nil, errno
 	}
 	h, err := n.fs.newHandle(n, fd, writable)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/cofferfs/coffer/fs/names"
 )
@@ -110,13 +111,43 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 		return h.Getattr(ctx, out)
 	}
 	if n.fs.encrypted() {
-		return n.encGetattr(out)
+		return n.stale(n.encGetattr(out))
 	}
-	if errno := n.LoopbackNode.Getattr(ctx, nil, out); errno != 0 {
-		return errno
+	p, err := n.abs()
+	if err != nil {
+		return n.stale(n.fs.errno(err))
 	}
+	st, _, err := lstatx(p)
+	if err != nil {
+		return n.stale(gofs.ToErrno(err))
+	}
+	if !n.sameInode(&st) {
+		return syscall.ESTALE
+	}
+	out.FromStat(&st)
 	fixAttr(&out.Attr)
 	return 0
+}
+
+// stale turns ENOENT from a request on a node by its path into ESTALE. The
+// kernel sends requests for a node it looked up, but go-fuse serves them
+// concurrently with a rename or unlink of the node, whose backing syscall
+// may be done and the node tree not yet updated: the path built from the
+// tree then names nothing. ESTALE makes the kernel look the name up again
+// and retry (stat, chmod, readlink and the xattr calls do), as openSelf
+// does for opens. The root has no such window.
+func (n *node) stale(errno syscall.Errno) syscall.Errno {
+	if errno == syscall.ENOENT && !n.IsRoot() {
+		return syscall.ESTALE
+	}
+	return errno
+}
+
+// sameInode reports whether st, a stat of the node's backing path, is of
+// the node's inode: in the window stale describes, a rename onto the old
+// name makes the path name another file.
+func (n *node) sameInode(st *syscall.Stat_t) bool {
+	return n.IsRoot() || n.fs.stable(st, 0).Ino == n.StableAttr().Ino
 }
 
 // Statx reports plaintext sizes.
@@ -126,10 +157,14 @@ func (n *node) Statx(ctx context.Context, f gofs.FileHandle, flags, mask uint32,
 		return h.Statx(ctx, flags, mask, out)
 	}
 	if n.fs.encrypted() {
-		return n.encStatx(out)
+		return n.stale(n.encStatx(out))
 	}
 	if errno := n.LoopbackNode.Statx(ctx, nil, flags, mask, out); errno != 0 {
-		return errno
+		return n.stale(errno)
+	}
+	st := syscall.Stat_t{Dev: unix.Mkdev(out.DevMajor, out.DevMinor), Ino: out.Ino}
+	if !n.sameInode(&st) {
+		return syscall.ESTALE
 	}
 	fixStatx(&out.Statx)
 	return 0
@@ -166,10 +201,10 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		}
 	}
 	if n.fs.encrypted() {
-		return n.encSetattr(in, out)
+		return n.stale(n.encSetattr(in, out))
 	}
 	if errno := n.LoopbackNode.Setattr(ctx, nil, in, out); errno != 0 {
-		return errno
+		return n.stale(errno)
 	}
 	fixAttr(&out.Attr)
 	return 0
@@ -370,7 +405,8 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if n.fs.encrypted() {
 		return n.encReadlink()
 	}
-	return n.LoopbackNode.Readlink(ctx)
+	target, errno := n.LoopbackNode.Readlink(ctx)
+	return target, n.stale(errno)
 }
 
 // Statfs reports the backing file system's numbers; with encrypted names,

@@ -12,7 +12,9 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestOpenRacesRenameAndUnlink opens an existing name with O_CREAT while
@@ -131,4 +133,97 @@ func TestOpenStaleNode(t *testing.T) {
 			require.Equal(t, fuse.Status(syscall.ESTALE), st, "open of the stale node: %v", st)
 		})
 	}
+}
+
+// TestPathOpsStaleNode sends, through go-fuse's request API, the requests
+// that work on a node by its path (stat, chmod, readlink, the xattr calls)
+// for a node whose backing entry was removed after its lookup, with the
+// node tree not told: the moment of a rename or unlink in flight. Each must
+// answer ESTALE, so that the kernel looks the name up again, not fail with
+// ENOENT. A stat of a node whose name another file took meanwhile must
+// answer ESTALE too, not report that file.
+func TestPathOpsStaleNode(t *testing.T) {
+	ops := []struct {
+		name      string
+		renamedOK bool // checks the inode, so a renamed-over node is stale too
+		do        func(raw fuse.RawFileSystem, id uint64) fuse.Status
+	}{
+		{"getattr", true, func(raw fuse.RawFileSystem, id uint64) fuse.Status {
+			return raw.GetAttr(nil, &fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: id}}, &fuse.AttrOut{})
+		}},
+		{"statx", true, func(raw fuse.RawFileSystem, id uint64) fuse.Status {
+			in := &fuse.StatxIn{InHeader: fuse.InHeader{NodeId: id}, SxMask: unix.STATX_BASIC_STATS}
+			return raw.Statx(nil, in, &fuse.StatxOut{})
+		}},
+		{"chmod", false, func(raw fuse.RawFileSystem, id uint64) fuse.Status {
+			in := &fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{
+				InHeader: fuse.InHeader{NodeId: id}, Valid: fuse.FATTR_MODE, Mode: 0o640}}
+			return raw.SetAttr(nil, in, &fuse.AttrOut{})
+		}},
+		{"getxattr", false, func(raw fuse.RawFileSystem, id uint64) fuse.Status {
+			_, st := raw.GetXAttr(nil, &fuse.InHeader{NodeId: id}, "user.x", make([]byte, 64))
+			return st
+		}},
+		{"listxattr", false, func(raw fuse.RawFileSystem, id uint64) fuse.Status {
+			_, st := raw.ListXAttr(nil, &fuse.InHeader{NodeId: id}, make([]byte, 256))
+			return st
+		}},
+	}
+	changes := []struct {
+		name   string
+		change func(backing string) error
+	}{
+		{"renamed-over", func(b string) error {
+			return os.Rename(filepath.Join(b, "b"), filepath.Join(b, "a"))
+		}},
+		{"removed", func(b string) error { return os.Remove(filepath.Join(b, "a")) }},
+	}
+	for _, op := range ops {
+		for _, tc := range changes {
+			if tc.name == "renamed-over" && !op.renamedOK {
+				continue
+			}
+			t.Run(op.name+"/"+tc.name, func(t *testing.T) {
+				v := newTestVolume(t)
+				for _, n := range []string{"a", "b"} {
+					require.NoError(t, os.WriteFile(filepath.Join(v.backing, n), nil, 0o600))
+					require.NoError(t, unix.Setxattr(filepath.Join(v.backing, n), "user.x", []byte(n), 0))
+				}
+				raw, id := lookupRaw(t, v, "a")
+				require.NoError(t, tc.change(v.backing))
+				require.Equal(t, fuse.Status(syscall.ESTALE), op.do(raw, id), "%s of the stale node", op.name)
+			})
+		}
+	}
+
+	t.Run("readlink/removed", func(t *testing.T) {
+		v := newTestVolume(t)
+		require.NoError(t, os.Symlink("target", filepath.Join(v.backing, "a")))
+		raw, id := lookupRaw(t, v, "a")
+		require.NoError(t, os.Remove(filepath.Join(v.backing, "a")))
+		_, st := raw.Readlink(nil, &fuse.InHeader{NodeId: id})
+		require.Equal(t, fuse.Status(syscall.ESTALE), st)
+	})
+
+	t.Run("root", func(t *testing.T) {
+		v := newTestVolume(t)
+		root, err := NewRoot(v.backing, v.opts)
+		require.NoError(t, err)
+		raw := gofs.NewNodeFS(root, &gofs.Options{})
+		var out fuse.AttrOut
+		require.Equal(t, fuse.OK, raw.GetAttr(nil, &fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID}}, &out))
+		assert.Equal(t, uint32(syscall.S_IFDIR), out.Mode&syscall.S_IFMT)
+	})
+}
+
+// lookupRaw builds the request API of a file system on v and looks name up
+// in its root, returning the node ID.
+func lookupRaw(t *testing.T, v *testVolume, name string) (fuse.RawFileSystem, uint64) {
+	t.Helper()
+	root, err := NewRoot(v.backing, v.opts)
+	require.NoError(t, err)
+	raw := gofs.NewNodeFS(root, &gofs.Options{})
+	var entry fuse.EntryOut
+	require.Equal(t, fuse.OK, raw.Lookup(nil, &fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID}, name, &entry))
+	return raw, entry.NodeId
 }

@@ -78,7 +78,8 @@ func getxattr(p, name string) ([]byte, error) {
 // Getxattr reads an attribute; user attributes are decrypted.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if !n.fs.encrypted() {
-		return n.LoopbackNode.Getxattr(ctx, attr, dest)
+		sz, errno := n.LoopbackNode.Getxattr(ctx, attr, dest)
+		return sz, n.stale(errno)
 	}
 	p, bn, k, err := n.xattrTarget(attr)
 	if err == syscall.ERANGE || err == syscall.EPERM {
@@ -89,7 +90,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	}
 	v, err := getxattr(p, bn)
 	if err != nil {
-		return 0, gofs.ToErrno(err)
+		return 0, n.stale(gofs.ToErrno(err))
 	}
 	if k != nil {
 		v, err = k.OpenValue(bn, v)
@@ -111,7 +112,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 // Setxattr writes an attribute; user attributes are encrypted.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
 	if !n.fs.encrypted() {
-		return n.LoopbackNode.Setxattr(ctx, attr, data, flags)
+		return n.stale(n.LoopbackNode.Setxattr(ctx, attr, data, flags))
 	}
 	p, bn, k, err := n.xattrTarget(attr)
 	if err != nil {
@@ -120,13 +121,13 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if k != nil {
 		data = k.SealValue(bn, data)
 	}
-	return gofs.ToErrno(unix.Lsetxattr(p, bn, data, int(flags)))
+	return n.stale(gofs.ToErrno(unix.Lsetxattr(p, bn, data, int(flags))))
 }
 
 // Removexattr removes an attribute.
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if !n.fs.encrypted() {
-		return n.LoopbackNode.Removexattr(ctx, attr)
+		return n.stale(n.LoopbackNode.Removexattr(ctx, attr))
 	}
 	p, bn, _, err := n.xattrTarget(attr)
 	if err == syscall.ERANGE || err == syscall.EPERM {
@@ -135,14 +136,15 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if err != nil {
 		return n.fs.errno(err)
 	}
-	return gofs.ToErrno(unix.Lremovexattr(p, bn))
+	return n.stale(gofs.ToErrno(unix.Lremovexattr(p, bn)))
 }
 
 // Listxattr lists attributes; user attribute names are decrypted, and names
 // that do not decrypt are left out with a warning.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	if !n.fs.encrypted() {
-		return n.LoopbackNode.Listxattr(ctx, dest)
+		sz, errno := n.LoopbackNode.Listxattr(ctx, dest)
+		return sz, n.stale(errno)
 	}
 	p, err := n.abs()
 	if err != nil {
@@ -150,7 +152,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	raw, err := listxattr(p)
 	if err != nil {
-		return 0, gofs.ToErrno(err)
+		return 0, n.stale(gofs.ToErrno(err))
 	}
 	var out []byte
 	for _, name := range bytes.Split(raw, []byte{0}) {
