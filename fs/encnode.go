@@ -660,9 +660,13 @@ func (n *node) encSymlink(ctx context.Context, target, name string,
 
 // encReadlink decrypts the target of a symbolic link.
 func (n *node) encReadlink() ([]byte, syscall.Errno) {
-	fd, writable, errno := n.openSelf(syscall.O_RDONLY)
-	if errno != 0 {
-		return nil, errno
+	rel, err := n.rel()
+	if err != nil {
+		return nil, n.stale(n.fs.errno(err))
+	}
+	fd, writable, err := n.fs.openBacking(rel, syscall.O_RDONLY, 0, 0)
+	if err != nil {
+		return nil, n.stale(gofs.ToErrno(err))
 	}
 	h, err := n.fs.newHandle(n, fd, writable)
 	if err != nil {
@@ -672,6 +676,9 @@ func (n *node) encReadlink() ([]byte, syscall.Errno) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(h.fd, &st); err != nil {
 		return nil, gofs.ToErrno(err)
+	}
+	if !n.sameInode(&st) {
+		return nil, syscall.ESTALE
 	}
 	if !isLinkFile(&st) {
 		return nil, syscall.EINVAL

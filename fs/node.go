@@ -135,9 +135,12 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 // may be done and the node tree not yet updated: the path built from the
 // tree then names nothing. ESTALE makes the kernel look the name up again
 // and retry (stat, chmod, readlink and the xattr calls do), as openSelf
-// does for opens. The root has no such window.
+// does for opens. The root has no such window. In shared mode another
+// mount's unlink is the likelier cause, and ENOENT its answer: the kernel
+// retries once only, and a second unlink by another mount during that retry
+// would show the program ESTALE.
 func (n *node) stale(errno syscall.Errno) syscall.Errno {
-	if errno == syscall.ENOENT && !n.IsRoot() {
+	if errno == syscall.ENOENT && !n.IsRoot() && !n.fs.opts.Shared {
 		return syscall.ESTALE
 	}
 	return errno
@@ -145,9 +148,14 @@ func (n *node) stale(errno syscall.Errno) syscall.Errno {
 
 // sameInode reports whether st, a stat of the node's backing path, is of
 // the node's inode: in the window stale describes, a rename onto the old
-// name makes the path name another file.
+// name makes the path name another file. In shared mode other processes
+// replace entries at any moment and the kernel looks every name up again
+// before each use (entry timeout 0), so what the name holds now is the
+// answer, as on NFS; a check there would turn a replacement by another
+// mount into ESTALE for the program whenever the kernel's one retry meets
+// a second one.
 func (n *node) sameInode(st *syscall.Stat_t) bool {
-	return n.IsRoot() || n.fs.stable(st, 0).Ino == n.StableAttr().Ino
+	return n.IsRoot() || n.fs.opts.Shared || n.fs.stable(st, 0).Ino == n.StableAttr().Ino
 }
 
 // Statx reports plaintext sizes.
