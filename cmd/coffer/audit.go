@@ -484,12 +484,30 @@ func runAuditConfig(ctx context.Context, a *app, opts auditConfigOptions) error 
 	if err != nil {
 		return err
 	}
-	if next != old {
-		if err := changeAuditSettings(ctx, a, opts.backing, cfg.VolumeID, old, next); err != nil {
+	// --log naming the configured log again starts it again when it is not
+	// used (renamed away by log rotation, say).
+	_, notUsed, err := audit.Where(opts.backing, cfg.VolumeID, volumeMounts(opts.backing))
+	if err != nil {
+		return err
+	}
+	if next != old || opts.log != "" && notUsed != nil {
+		chosen := ""
+		if opts.log != "" {
+			chosen = next.Log
+		}
+		err := changeAuditSettings(ctx, a, opts.backing, cfg.VolumeID, old, next, chosen)
+		if err != nil {
 			return err
 		}
 	}
-	return printAuditSettings(a.stdout, next, cfg.VolumeID)
+	where, notUsed, err := audit.Where(opts.backing, cfg.VolumeID, volumeMounts(opts.backing))
+	if err != nil {
+		return err
+	}
+	if notUsed != nil {
+		warnLogNotUsed(a, opts.backing, next.Log, notUsed)
+	}
+	return printAuditSettings(a.stdout, next, where, notUsed != nil)
 }
 
 // apply returns the settings the flags ask for.
@@ -512,20 +530,25 @@ func (o auditConfigOptions) apply(s audit.Settings) (audit.Settings, error) {
 
 // changeAuditSettings records the change in the old log, saves the new
 // settings, and records it again in the new log. A new log starts a new
-// head anchor.
+// head anchor. chosen is the log --log named, or empty.
 func changeAuditSettings(ctx context.Context, a *app, backing string, vol keys.VolumeID,
-	old, next audit.Settings) error {
-	oldPath, err := old.Path(vol)
+	old, next audit.Settings, chosen string) error {
+	oldPath, _, err := audit.Where(backing, vol, volumeMounts(backing))
 	if err != nil {
 		return err
 	}
-	newPath, err := next.Path(vol)
-	if err != nil {
-		return err
+	// A log named in the settings is taken up only when the user names it
+	// now (chosen): a change of the syslog copy alone keeps the log in use.
+	newPath := oldPath
+	if next.Log != old.Log || chosen != "" {
+		if newPath, err = next.Path(vol); err != nil {
+			return err
+		}
 	}
 	detail := map[string]string{"log": newPath, "previous_log": oldPath,
 		"syslog": strconv.FormatBool(next.Syslog)}
-	moved := oldPath != newPath
+	// A configured log that is not used is left too, for the default log.
+	moved := oldPath != newPath || old.Log != next.Log
 	if moved {
 		// Everything that can be checked is checked before anything
 		// changes: a refused log leaves the settings, the anchor and
@@ -542,10 +565,12 @@ func changeAuditSettings(ctx context.Context, a *app, backing string, vol keys.V
 	// volume leaves it: it may have been inside a mount of the volume, and
 	// would appear, in the clear, in the bare mount point.
 	var err1 error
-	if _, serr := os.Lstat(oldPath); moved && errors.Is(serr, fs.ErrNotExist) {
+	if _, serr := os.Lstat(oldPath); oldPath == newPath {
+		// The record in the new log below is in the same file.
+	} else if moved && errors.Is(serr, fs.ErrNotExist) {
 		err1 = fmt.Errorf("%s does not exist, and is not created", oldPath)
 	} else {
-		err1 = recordSettings(ctx, a, backing, vol, detail)
+		err1 = recordSettings(ctx, a, backing, vol, detail, "")
 	}
 	if err := err1; err != nil {
 		if !moved {
@@ -567,7 +592,9 @@ func changeAuditSettings(ctx context.Context, a *app, backing string, vol keys.V
 		_ = audit.WriteSettings(backing, old)
 		return fmt.Errorf("failed to reset the audit head anchor: %w", err)
 	}
-	if err := recordSettings(ctx, a, backing, vol, detail); err != nil {
+	// The new log's first record is this one: later commands use a
+	// configured log only when it starts with a record of this volume.
+	if err := recordSettings(ctx, a, backing, vol, detail, chosen); err != nil {
 		if rerr := audit.WriteSettings(backing, old); rerr != nil {
 			return fmt.Errorf("failed to record the change in the new audit log (%w), and "+
 				"failed to restore the old settings: %w", err, rerr)
@@ -578,10 +605,11 @@ func changeAuditSettings(ctx context.Context, a *app, backing string, vol keys.V
 	return nil
 }
 
-// recordSettings writes an audit-config record to the volume's current log.
+// recordSettings writes an audit-config record to the volume's current log;
+// chosen, if not empty, is the log the user just named (audit.Options).
 func recordSettings(ctx context.Context, a *app, backing string, vol keys.VolumeID,
-	detail map[string]string) error {
-	l, err := openAudit(a, backing, vol)
+	detail map[string]string, chosen string) error {
+	l, err := openAuditOpts(a, backing, vol, audit.Options{Chosen: chosen})
 	if err != nil {
 		return err
 	}
@@ -592,13 +620,14 @@ func recordSettings(ctx context.Context, a *app, backing string, vol keys.Volume
 	return err
 }
 
-func printAuditSettings(w io.Writer, s audit.Settings, vol keys.VolumeID) error {
-	path, err := s.Path(vol)
-	if err != nil {
-		return err
-	}
+// printAuditSettings prints settings s, with path the log in use;
+// notUsed says that the configured log is not used.
+func printAuditSettings(w io.Writer, s audit.Settings, path string, notUsed bool) error {
 	where := path
-	if s.Log == "" {
+	switch {
+	case notUsed:
+		where += " (default; configured " + s.Log + " not used)"
+	case s.Log == "":
 		where += " (default)"
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -19,8 +19,18 @@ import (
 // openAudit opens the audit log of volume vol in backing, as the volume's
 // audit settings say. Commands that use a key record their events in it:
 // SetKeys once the ring is unlocked, recordAudit per event, Close at the
-// end (which writes the closing checkpoint).
-func openAudit(a *app, backing string, vol keys.VolumeID) (*audit.Log, error) {
+// end (which writes the closing checkpoint). A configured log is not used
+// inside the volume's mounts or the folders in exclude (a mount point about
+// to be mounted), nor when it is not a log this user started for the
+// volume: the command then warns and writes to the default log.
+func openAudit(a *app, backing string, vol keys.VolumeID, exclude ...string) (*audit.Log, error) {
+	return openAuditOpts(a, backing, vol, audit.Options{Exclude: exclude})
+}
+
+// openAuditOpts is openAudit with opts, whose Logger, AnchorMismatch and
+// NotUsed it sets.
+func openAuditOpts(a *app, backing string, vol keys.VolumeID, opts audit.Options) (*audit.Log,
+	error) {
 	var once sync.Once
 	mismatch := func(path string, logSeq, anchorSeq uint64) {
 		once.Do(func() {
@@ -30,8 +40,10 @@ func openAudit(a *app, backing string, vol keys.VolumeID) (*audit.Log, error) {
 				"audit verify\n", path, logSeq, anchorSeq, backing, shellQuote(backing))
 		})
 	}
-	l, err := audit.OpenVolume(backing, vol, audit.Options{Logger: a.log,
-		AnchorMismatch: mismatch})
+	opts.Logger, opts.AnchorMismatch = a.log, mismatch
+	opts.Exclude = volumeMounts(backing, opts.Exclude...)
+	opts.NotUsed = func(path string, why error) { warnLogNotUsed(a, backing, path, why) }
+	l, err := audit.OpenVolume(backing, vol, opts)
 	if err == nil {
 		// Opening works on any file; appending checks whose log it is.
 		// Checked now, so that no key is used without its record.
@@ -179,13 +191,29 @@ func absPath(path string) string {
 	return path
 }
 
-// auditLogPath returns where the volume vol in backing keeps its audit log.
-func auditLogPath(backing string, vol keys.VolumeID) (string, error) {
-	s, err := audit.ReadSettings(backing)
+// auditLogPath returns the audit log that commands on the volume vol in
+// backing write to (see openAudit), warning when the configured one is not
+// used.
+func auditLogPath(a *app, backing string, vol keys.VolumeID, exclude ...string) (string, error) {
+	path, notUsed, err := audit.Where(backing, vol, volumeMounts(backing, exclude...))
 	if err != nil {
 		return "", err
 	}
-	return s.Path(vol)
+	if notUsed != nil {
+		s, _ := audit.ReadSettings(backing)
+		warnLogNotUsed(a, backing, s.Log, notUsed)
+	}
+	return path, nil
+}
+
+// warnLogNotUsed says, in one line, that the configured audit log at path
+// is not used and why.
+func warnLogNotUsed(a *app, backing, path string, why error) {
+	reason := strings.TrimPrefix(why.Error(), audit.ErrLogNotUsed.Error()+": ")
+	fmt.Fprintf(a.stderr, "coffer: warning: not using the audit log %s named in %s: %s; "+
+		"writing to the default log instead (if you set that log up, start it again with "+
+		"coffer audit config %s --log FILE)\n", path, audit.SettingsPath(backing), reason,
+		shellQuote(backing))
 }
 
 // resolveLogPath returns path with symbolic links in its folder resolved.

@@ -164,7 +164,11 @@ func (o *initOptions) checkAudit() error {
 	if err := checkAuditWritable(path, false); err != nil {
 		return err
 	}
-	return checkAuditFree(path)
+	if err := checkAuditFree(path); err != nil {
+		return err
+	}
+	// An empty file must be this user's: later commands use only such a log.
+	return audit.CheckLog(path, keys.VolumeID{})
 }
 
 // checkAuditFree refuses an audit log that already holds records: each log
@@ -198,7 +202,10 @@ func (o initOptions) startAudit(ctx context.Context, a *app, cfg *keys.Config,
 			return err
 		}
 	}
-	l, err := audit.OpenVolume(o.backing, cfg.VolumeID, audit.Options{Logger: a.log, Keys: ring})
+	// The log named by --audit-log is started here, with the init record
+	// as its first: later commands use a configured log only then.
+	l, err := audit.OpenVolume(o.backing, cfg.VolumeID, audit.Options{Logger: a.log, Keys: ring,
+		Chosen: o.auditLog})
 	if err != nil {
 		return err
 	}

@@ -175,6 +175,12 @@ func runMount(ctx context.Context, a *app, opts mountOptions) error {
 	if err := opts.checkPlaces(a, cfg); err != nil {
 		return err
 	}
+	if !opts.foreground {
+		// The detached process logs elsewhere: say it on the terminal.
+		if _, err := auditLogPath(a, opts.backing, cfg.VolumeID, opts.mountPoint); err != nil {
+			return err
+		}
+	}
 	secret, err := mountPassphrase(a, opts, cfg)
 	if err != nil {
 		return err

@@ -56,7 +56,7 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		secret.Wipe()
 		return err
 	}
-	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
+	alog, err := openAudit(a, opts.backing, cfg.VolumeID, opts.mountPoint)
 	if err != nil {
 		secret.Wipe()
 		return err
@@ -329,9 +329,11 @@ func serveUntilUnmounted(a *app, srv *fuse.Server, sigs <-chan os.Signal) {
 	}
 }
 
-// checkAuditOutside refuses an audit log under the mount point.
+// checkAuditOutside refuses an audit log under the mount point. A
+// configured log there is not used (openAudit warns); the default log may
+// still be there, through COFFER_AUDIT_DIR or a home folder.
 func checkAuditOutside(opts mountOptions, vol keys.VolumeID) error {
-	path, err := auditLogPath(opts.backing, vol)
+	path, _, err := audit.Where(opts.backing, vol, volumeMounts(opts.backing, opts.mountPoint))
 	if err != nil {
 		return err
 	}

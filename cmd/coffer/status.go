@@ -104,7 +104,7 @@ func runStatus(_ context.Context, a *app, opts statusOptions) error {
 	for _, s := range stopped {
 		st.NotAnswering = append(st.NotAnswering, s.dir)
 	}
-	st.AuditLog, err = auditLogPath(opts.backing, cfg.VolumeID)
+	st.AuditLog, err = auditLogPath(a, opts.backing, cfg.VolumeID)
 	if err != nil {
 		a.log.Warn().Err(err).Msg("failed to find the audit log")
 	}

@@ -19,7 +19,8 @@ var ErrNotAuditLog = errors.New("not an audit log of this volume")
 
 // CheckLog checks that path can take the audit records of volume vol
 // without harming anything: it does not exist yet, or it is an empty
-// regular file, or a regular file whose first and last records are of vol.
+// regular file, or a regular file whose first and last records are of vol;
+// an existing file must be owned by the effective user.
 // It never creates or changes path. Commands run it before they change
 // where the log is or act on keys, so that a typo cannot append JSON to an
 // unrelated file and a log of another volume is refused up front.
@@ -32,6 +33,11 @@ func CheckLog(path string, vol keys.VolumeID) error {
 		return fmt.Errorf("failed to inspect audit log %s: %w", path, err)
 	case !fi.Mode().IsRegular():
 		return fmt.Errorf("%w: %s is %s", ErrNotAuditLog, path, keys.FileKind(fi.Mode()))
+	}
+	if err := checkOwner(fi); err != nil {
+		return fmt.Errorf("audit log %s is not usable: %w", path, err)
+	}
+	switch {
 	case fi.Size() == 0:
 		return nil
 	}

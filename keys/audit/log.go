@@ -50,6 +50,19 @@ type Options struct {
 	// directory share it. Commands use it to say so in one plain line.
 	AnchorMismatch func(path string, logSeq, anchorSeq uint64)
 
+	// Exclude lists folders besides the backing directory in which
+	// OpenVolume does not use a configured log (the volume's mount points).
+	Exclude []string
+	// Chosen is a log path that the command's user named just now (init
+	// --audit-log, audit config --log). When the settings name it,
+	// OpenVolume opens it like the default log: created if missing, and
+	// it may be empty. Other configured logs must pass openConfigured.
+	Chosen string
+	// NotUsed, if not nil, is called when OpenVolume does not use the
+	// configured log at path and writes to the default log instead; why
+	// wraps ErrLogNotUsed. Nil logs a warning.
+	NotUsed func(path string, why error)
+
 	now        func() time.Time // for tests
 	ownsSyslog bool             // Close closes Syslog
 }
@@ -96,10 +109,15 @@ func Open(path string, vol keys.VolumeID, opts Options) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("failed to open audit log: %s is not a regular file", path)
 	}
+	return newLog(f, path, vol, opts), nil
+}
+
+// newLog wraps the open log file f.
+func newLog(f *os.File, path string, vol keys.VolumeID, opts Options) *Log {
 	if opts.now == nil {
 		opts.now = time.Now
 	}
-	return &Log{path: path, vol: vol, opts: opts, who: whoAmI(), f: f, keys: opts.Keys}, nil
+	return &Log{path: path, vol: vol, opts: opts, who: whoAmI(), f: f, keys: opts.Keys}
 }
 
 // Path returns the log's file name.

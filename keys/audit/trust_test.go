@@ -1,0 +1,67 @@
+package audit
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestOpenVolumeConfiguredLog checks which configured logs OpenVolume uses:
+// the one it was told was just chosen (created), then that same log as a
+// started log; not an empty one, and not one under an excluded folder, for
+// which NotUsed hears why and the default log takes the record.
+func TestOpenVolumeConfiguredLog(t *testing.T) {
+	t.Setenv(DirEnv, t.TempDir())
+	v := newTestVolume(t)
+	def, err := DefaultPath(v.vol)
+	require.NoError(t, err)
+	require.NoError(t, WriteSettings(v.backing, Settings{Log: v.log}))
+
+	var why []error
+	open := func(opts Options) *Log {
+		t.Helper()
+		opts.NotUsed = func(path string, err error) {
+			assert.Equal(t, v.log, path)
+			why = append(why, err)
+		}
+		l, err := OpenVolume(v.backing, v.vol, opts)
+		require.NoError(t, err)
+		require.NoError(t, l.Record(context.Background(), Event{Type: EventBackupExported}))
+		require.NoError(t, l.Close())
+		return l
+	}
+
+	// Not yet started: not used, and not created.
+	assert.Equal(t, def, open(Options{}).Path())
+	require.Len(t, why, 1)
+	assert.ErrorIs(t, why[0], ErrLogNotUsed)
+	assert.NoFileExists(t, v.log)
+
+	// Chosen: created, with a first record of the volume; then used.
+	assert.Equal(t, v.log, open(Options{Chosen: v.log}).Path())
+	assert.Equal(t, v.log, open(Options{}).Path())
+	require.Len(t, why, 1)
+
+	// Under an excluded folder: not used.
+	assert.Equal(t, def, open(Options{Exclude: []string{filepath.Dir(v.log)}}).Path())
+	require.Len(t, why, 2)
+	assert.ErrorContains(t, why[1], "it lies inside "+filepath.Dir(v.log))
+
+	// Emptied (copytruncate): not used, left empty.
+	require.NoError(t, os.Truncate(v.log, 0))
+	assert.Equal(t, def, open(Options{}).Path())
+	require.Len(t, why, 3)
+	assert.ErrorContains(t, why[2], "it is empty")
+	fi, err := os.Stat(v.log)
+	require.NoError(t, err)
+	assert.Zero(t, fi.Size())
+
+	path, notUsed, err := Where(v.backing, v.vol, nil)
+	require.NoError(t, err)
+	assert.Equal(t, def, path)
+	assert.ErrorIs(t, notUsed, ErrLogNotUsed)
+}
