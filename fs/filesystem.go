@@ -135,8 +135,14 @@ func (f *filesystem) newHandle(n pather, fd int, writable bool) (*handle, error)
 		_ = unix.Close(fd)
 		return nil, err
 	}
-	in := f.inodes.acquire(inodeKey{dev: st.Dev, ino: st.Ino})
-	return &handle{fs: f, node: n, ino: in, fd: fd, writable: writable, direct: f.opts.Shared}, nil
+	return f.newHandleKey(n, fd, writable, inodeKey{dev: st.Dev, ino: st.Ino}), nil
+}
+
+// newHandleKey is newHandle for a caller that has stat'ed fd already: k is
+// its backing inode.
+func (f *filesystem) newHandleKey(n pather, fd int, writable bool, k inodeKey) *handle {
+	in := f.inodes.acquire(k)
+	return &handle{fs: f, node: n, ino: in, fd: fd, writable: writable, direct: f.opts.Shared}
 }
 
 // openFlags are the FUSE open flags of a new handle: direct I/O in shared

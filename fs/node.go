@@ -243,14 +243,11 @@ func (n *node) truncate(size uint64) error {
 // Open opens the backing file and returns a handle that encrypts and
 // decrypts.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	fd, writable, errno := n.openSelf(int(flags))
+	fd, writable, key, errno := n.openSelf(int(flags))
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	h, err := n.fs.newHandle(n, fd, writable)
-	if err != nil {
-		return nil, 0, n.fs.errno(err)
-	}
+	h := n.fs.newHandleKey(n, fd, writable, key)
 	h.direct = h.direct || flags&syscall.O_DIRECT != 0
 	h.append = flags&syscall.O_APPEND != 0
 	if flags&syscall.O_TRUNC != 0 {
@@ -270,37 +267,38 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 // out of the tree), or another file (the one a rename just moved onto the
 // old name). Each of these answers ESTALE: the kernel then walks the path
 // again with a fresh LOOKUP and opens what the name is now, or creates it
-// with O_CREAT, as a local file system would.
-func (n *node) openSelf(flags int) (int, bool, syscall.Errno) {
+// with O_CREAT, as a local file system would. It also returns the backing
+// inode, from the one fstat that both checks need.
+func (n *node) openSelf(flags int) (int, bool, inodeKey, syscall.Errno) {
 	if !n.IsRoot() {
 		if _, parent := n.Parent(); parent == nil {
-			return -1, false, syscall.ESTALE
+			return -1, false, inodeKey{}, syscall.ESTALE
 		}
 	}
 	rel, err := n.rel()
 	if errors.Is(err, syscall.ENOENT) {
-		return -1, false, syscall.ESTALE
+		return -1, false, inodeKey{}, syscall.ESTALE
 	}
 	if err != nil {
-		return -1, false, n.fs.errno(err)
+		return -1, false, inodeKey{}, n.fs.errno(err)
 	}
 	fd, writable, err := n.fs.openBacking(rel, flags, 0, 0)
 	if errors.Is(err, syscall.ENOENT) {
-		return -1, false, syscall.ESTALE
+		return -1, false, inodeKey{}, syscall.ESTALE
 	}
 	if err != nil {
-		return -1, false, n.fs.errno(err)
+		return -1, false, inodeKey{}, n.fs.errno(err)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		_ = syscall.Close(fd)
-		return -1, false, gofs.ToErrno(err)
+		return -1, false, inodeKey{}, gofs.ToErrno(err)
 	}
 	if !n.IsRoot() && n.fs.stable(&st, 0).Ino != n.StableAttr().Ino {
 		_ = syscall.Close(fd)
-		return -1, false, syscall.ESTALE
+		return -1, false, inodeKey{}, syscall.ESTALE
 	}
-	return fd, writable, 0
+	return fd, writable, inodeKey{dev: st.Dev, ino: st.Ino}, 0
 }
 
 // Create creates and opens a file. The backing file starts empty; its header
