@@ -68,15 +68,24 @@ func (h *handle) cipher() (*content.Cipher, error) {
 	if c := h.ino.cipher.Load(); c != nil && h.current(c) {
 		return c, nil
 	}
+	return h.loadCipher(nil)
+}
+
+// loadCipher unwraps the file's key from the header hdr, or, if hdr is nil,
+// from the header it reads, unless another request loaded it meanwhile. The
+// caller holds ino.mu.
+func (h *handle) loadCipher(hdr []byte) (*content.Cipher, error) {
 	h.ino.loadMu.Lock()
 	defer h.ino.loadMu.Unlock()
 	if c := h.ino.cipher.Load(); c != nil && h.current(c) {
 		return c, nil
 	}
 
-	hdr := make([]byte, content.HeaderSize)
-	if err := preadFull(h.fd, hdr, 0); err != nil {
-		return nil, h.readError(err, headerBlock)
+	if hdr == nil {
+		hdr = make([]byte, content.HeaderSize)
+		if err := preadFull(h.fd, hdr, 0); err != nil {
+			return nil, h.readError(err, headerBlock)
+		}
 	}
 	c, err := h.fs.openHeader(hdr, h.path)
 	var ie *integrityError
@@ -164,7 +173,7 @@ func (h *handle) readAt(dest []byte, off int64) (int, error) {
 	}
 	defer l.unlock()
 
-	ahead, cipherSize, known := h.readAhead(dest, off)
+	ahead, sealed, cipherSize, known := h.readAhead(dest, off)
 	if ahead != nil {
 		defer putBuf(ahead)
 		if !known {
@@ -193,57 +202,56 @@ func (h *handle) readAt(dest []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var sealed []byte
-	if known {
-		sealed = *ahead
-	}
 	return h.decrypt(c, dest, off, min(off+int64(len(dest)), sz.plain), sz, sealed)
 }
 
 // readAhead reads whole blocks at a block-aligned off into dest without
 // asking the backing file's size first, the usual case (the kernel reads
 // pages; O_DIRECT reads of aligned blocks): it issues the one pread of the
-// sealed blocks. If that returns every block and they all authenticate, no
-// size can change the answer: it returns the buffer and known false, and
-// dest holds the plaintext. If the file ends inside the range (a read
-// returns no more bytes, after some), its size is known: it returns the
-// bytes read and the backing size, known true, for the full way to go on
-// without a stat or a second read of the data. Otherwise (the key not loaded
-// yet, shared mode, a block that fails, an error) it returns nil, and the
-// full way reads again, reporting or repairing what failed. The caller
-// holds ino.mu and returns the buffer with putBuf.
-func (h *handle) readAhead(dest []byte, off int64) (ahead *[]byte, cipherSize int64, known bool) {
-	c := h.ino.cipher.Load()
-	if c == nil || h.fs.opts.Shared || off%bs != 0 || len(dest) == 0 || len(dest)%bs != 0 {
-		return nil, 0, false
+// sealed blocks, from the header on if the file's key is not loaded yet
+// (the first read of a file starts at 0), and loads the key from the header
+// it read. If that returns every block and they all authenticate, no size
+// can change the answer: it returns the buffer and known false, and dest
+// holds the plaintext. If the file ends inside the range (a read returns no
+// more bytes, after some), its size is known: it returns sealed, the bytes
+// read from the first block on, and the backing size, known true, for the
+// full way to go on without a stat or a second read of the data. Otherwise
+// (a read from a block past 0 with the key not loaded, shared mode, a
+// header or block that fails, an error) it returns nil, and the full way
+// reads again, reporting or repairing what failed. The caller holds ino.mu
+// and returns buf with putBuf.
+func (h *handle) readAhead(dest []byte, off int64) (buf *[]byte, sealed []byte, cipherSize int64, known bool) {
+	if h.fs.opts.Shared || off%bs != 0 || len(dest) == 0 || len(dest)%bs != 0 {
+		return nil, nil, 0, false
 	}
 	first, nblocks := off/bs, len(dest)/bs
 	start := content.BlockOffset(uint64(first))
-	cb := getBuf(nblocks * cbs)
-	// Read to the end of the range or of the file: only a read of no bytes
-	// says where the file ends.
-	n := 0
-	for n < len(*cb) {
-		m, err := unix.Pread(h.fd, (*cb)[n:], start+int64(n))
-		if err != nil {
-			putBuf(cb)
-			return nil, 0, false
+	from := start
+	c := h.ino.cipher.Load()
+	if c == nil {
+		if first != 0 {
+			return nil, nil, 0, false
 		}
-		if m == 0 {
-			break
-		}
-		n += m
+		from = 0
 	}
-	switch {
-	case n == 0: // the file may end before off
+	cb := getBuf(int(start-from) + nblocks*cbs)
+	n, err := preadToEnd(h.fd, *cb, from)
+	if err != nil || n == 0 || from+int64(n) < start { // the file may end before off
 		putBuf(cb)
-		return nil, 0, false
-	case n < len(*cb):
-		*cb = (*cb)[:n]
-		return cb, start + int64(n), true
+		return nil, nil, 0, false
 	}
-	sealed := *cb
-	err := forBlocks(nblocks, func(lo, hi int) error {
+	if c == nil {
+		if c, err = h.loadCipher((*cb)[:content.HeaderSize]); err != nil {
+			putBuf(cb)
+			return nil, nil, 0, false
+		}
+	}
+	sealed = (*cb)[start-from : n]
+	if n < len(*cb) {
+		return cb, sealed, from + int64(n), true
+	}
+
+	err = forBlocks(nblocks, func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			s := sealed[i*cbs : (i+1)*cbs]
 			if _, err := c.Open(dest[i*bs:i*bs], s, uint64(first)+uint64(i)); err != nil {
@@ -254,9 +262,26 @@ func (h *handle) readAhead(dest []byte, off int64) (ahead *[]byte, cipherSize in
 	})
 	if err != nil {
 		putBuf(cb)
-		return nil, 0, false
+		return nil, nil, 0, false
 	}
-	return cb, 0, false
+	return cb, nil, 0, false
+}
+
+// preadToEnd reads into b from off until b is full or a read returns no
+// bytes, the only sure sign of the end of the file, and returns the count.
+func preadToEnd(fd int, b []byte, off int64) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Pread(fd, b[n:], off+int64(n))
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
 }
 
 // errShrunk reports a read past the end of a file that got shorter behind

@@ -5,6 +5,7 @@ package fs
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -354,4 +355,66 @@ func TestWarmReadsStillCheck(t *testing.T) {
 	n, err = h.readAt(got[:2*bs], 0)
 	require.NoError(t, err)
 	assert.Equal(t, want[:bs+1000], got[:n])
+}
+
+// TestColdReadsStillCheck makes the first read of files through a handle
+// whose key is not loaded yet, the read that takes the header and the
+// blocks with one pread: it is served that way, reads what was written
+// whatever the file's size against the range, and a damaged header or
+// block, or a cut file, still fails with EIO.
+func TestColdReadsStillCheck(t *testing.T) {
+	v := newTestVolume(t)
+	writer := newFilesystem(v.backing, v.opts)
+	tests := []struct {
+		name   string
+		size   int
+		reqLen int
+		damage func(b []byte) []byte
+	}{
+		{name: "one block", size: bs, reqLen: bs},
+		{name: "ends inside the range", size: bs + 1000, reqLen: 2 * bs},
+		{name: "one byte in the last block", size: 3*bs + 1, reqLen: 4 * bs},
+		{name: "range inside the file", size: 5 * bs, reqLen: 2 * bs},
+		{name: "parallel blocks", size: 40 * bs, reqLen: 32 * bs},
+		{name: "tampered header", size: bs + 10, reqLen: 2 * bs,
+			damage: func(b []byte) []byte { b[100] ^= 1; return b }},
+		{name: "tampered block", size: 3 * bs, reqLen: 4 * bs,
+			damage: func(b []byte) []byte { b[blockAt(1)+7] ^= 1; return b }},
+		{name: "cut inside a block", size: 3 * bs, reqLen: 4 * bs,
+			damage: func(b []byte) []byte { return b[:blockAt(2)+50] }},
+		{name: "header only", size: bs, reqLen: bs,
+			damage: func(b []byte) []byte { return b[:content.HeaderSize] }},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("f%d", i)
+			want := pattern(i, tc.size)
+			w := openTestHandle(t, writer, name)
+			_, err := w.writeAt(want, 0)
+			require.NoError(t, err)
+			w.release()
+			if tc.damage != nil {
+				path := filepath.Join(v.backing, name)
+				require.NoError(t, os.WriteFile(path, tc.damage(readBacking(t, path)), 0o600))
+			}
+
+			// A filesystem of its own: no key loaded, no size known.
+			f := newFilesystem(v.backing, v.opts)
+			h := openTestHandle(t, f, name)
+			got := make([]byte, tc.reqLen)
+			n, err := h.readAt(got, 0)
+			if tc.damage != nil {
+				assert.Equal(t, syscall.EIO, f.errno(err), "damaged file")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, want[:min(tc.size, tc.reqLen)], got[:n])
+
+			cold := openTestHandle(t, newFilesystem(v.backing, v.opts), name)
+			buf, _, _, _ := cold.readAhead(got, 0)
+			require.NotNil(t, buf, "a cold whole-block read at 0 takes the one pread")
+			putBuf(buf)
+			assert.NotNil(t, cold.ino.cipher.Load(), "key loaded from the header read")
+		})
+	}
 }
