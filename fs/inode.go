@@ -41,6 +41,12 @@ type inode struct {
 	// past the end of the file is only expected right after such a change.
 	size atomic.Int64
 
+	// changed is set before the first change of the file's data through
+	// this mount since the inode got its first handle: only then can the
+	// backing file hold written data whose errors a close reports. See
+	// handle.Flush.
+	changed atomic.Bool
+
 	// undoFD is the open undo record of the file undoID, or -1; see
 	// undo.go. undoMade is set once a write through this mount saved a
 	// record, undoKeep once an operation failed after it may have: the

@@ -600,10 +600,14 @@ func (h *handle) open(c *content.Cipher, dst, sealed []byte, b int64) ([]byte, e
 }
 
 // checkWritable refuses changes through a handle whose backing file is open
-// read-only.
+// read-only. Every change of the file's data starts with it, so it also
+// marks the inode changed (see Flush).
 func (h *handle) checkWritable() error {
 	switch {
 	case h.writable:
+		if !h.ino.changed.Load() {
+			h.ino.changed.Store(true)
+		}
 		return nil
 	case h.fs.opts.ReadOnly:
 		return syscall.EROFS

@@ -294,3 +294,29 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// TestFlushReportsOnlyAfterChanges checks that Flush closes a duplicate of
+// the backing descriptor, which reports the backing file system's write
+// errors, once a handle of the inode changed the file, and only then: an
+// invalid descriptor shows whether it tried.
+func TestFlushReportsOnlyAfterChanges(t *testing.T) {
+	f := newTestFilesystem(t)
+	h := openTestHandle(t, f, "f")
+	other := openTestHandle(t, f, "f")
+	require.Same(t, h.ino, other.ino)
+
+	flush := func(h *handle) syscall.Errno {
+		fd := h.fd
+		h.fd = 1 << 20 // no such descriptor
+		defer func() { h.fd = fd }()
+		return h.Flush(t.Context())
+	}
+	assert.Equal(t, syscall.Errno(0), flush(h), "nothing written: nothing to report")
+	assert.Equal(t, syscall.Errno(0), flush(other))
+
+	_, err := h.writeAt([]byte("x"), 0)
+	require.NoError(t, err)
+	assert.Equal(t, syscall.EBADF, flush(h), "written: the descriptor is closed")
+	assert.Equal(t, syscall.EBADF, flush(other), "written through another handle of the inode")
+	assert.Equal(t, syscall.Errno(0), h.Flush(t.Context()))
+}
