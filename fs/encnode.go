@@ -7,7 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -74,7 +74,9 @@ func (n *node) rel() (string, error) {
 		}
 		return p, nil
 	}
-	var parts []string
+	var parts [16]string // from the node up; deeper paths grow it
+	rev := parts[:0]
+	size := 0
 	cur := n.EmbeddedInode()
 	for !cur.IsRoot() {
 		name, parent := cur.Parent()
@@ -93,11 +95,21 @@ func (n *node) rel() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		parts = append(parts, backing)
+		rev = append(rev, backing)
+		size += len(backing) + 1
 		cur = parent
 	}
-	slices.Reverse(parts)
-	return filepath.Join(parts...), nil
+	// Backing names are never empty, ".", ".." or hold a slash: joined
+	// as they are, they make a clean path without filepath.Join's pass.
+	var b strings.Builder
+	b.Grow(size)
+	for i := len(rev) - 1; i >= 0; i-- {
+		b.WriteString(rev[i])
+		if i > 0 {
+			b.WriteByte('/')
+		}
+	}
+	return b.String(), nil
 }
 
 // nameMemo is a node's last encrypted name: the backing form of plain
@@ -136,7 +148,7 @@ func (n *node) abs() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(n.fs.backing, rel), nil
+	return joinRel(n.fs.backing, rel), nil
 }
 
 // child is the backing form of a name in the directory n.
@@ -169,8 +181,8 @@ func (n *node) child(name string) (child, error) {
 	if err != nil {
 		return child{}, err
 	}
-	return child{key: k, name: nm, dir: filepath.Join(n.fs.backing, rel),
-		rel: filepath.Join(rel, nm.Backing)}, nil
+	return child{key: k, name: nm, dir: joinRel(n.fs.backing, rel),
+		rel: joinRel(rel, nm.Backing)}, nil
 }
 
 // addSidecar writes the sidecar of c if it has a long name. The returned

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -107,7 +108,7 @@ func (f *filesystem) openBacking(rel string, flags, extra int,
 // openat opens rel below the backing directory without following symlinks,
 // so a symlink planted in the backing directory cannot redirect an open.
 func (f *filesystem) openat(rel string, flags int, mode uint32) (int, error) {
-	p := filepath.Join(f.backing, rel)
+	p := joinRel(f.backing, rel)
 	// openat2 refuses a mode without O_CREAT, and file type bits, which
 	// FUSE CREATE requests carry.
 	if flags&unix.O_CREAT == 0 {
@@ -124,6 +125,38 @@ func (f *filesystem) openat(rel string, flags int, mode uint32) (int, error) {
 			return unix.Open(p, flags|unix.O_NOFOLLOW, mode)
 		}
 		return fd, err
+	}
+}
+
+// joinRel is filepath.Join(dir, rel) for a clean dir. A clean rel, as the
+// mount builds them, is appended as it is: filepath.Join would join and
+// clean it again on every open.
+func joinRel(dir, rel string) string {
+	switch {
+	case rel == "" || dir == "" || !cleanRel(rel):
+		return filepath.Join(dir, rel)
+	case dir[len(dir)-1] == '/':
+		return dir + rel
+	}
+	return dir + "/" + rel
+}
+
+// cleanRel reports whether rel is a relative path that filepath.Clean leaves
+// as it is: no empty, "." or ".." element, no leading or trailing slash.
+func cleanRel(rel string) bool {
+	for {
+		i := strings.IndexByte(rel, '/')
+		elem := rel
+		if i >= 0 {
+			elem = rel[:i]
+		}
+		if elem == "" || elem == "." || elem == ".." {
+			return false
+		}
+		if i < 0 {
+			return true
+		}
+		rel = rel[i+1:]
 	}
 }
 

@@ -320,3 +320,28 @@ func TestFlushReportsOnlyAfterChanges(t *testing.T) {
 	assert.Equal(t, syscall.EBADF, flush(other), "written through another handle of the inode")
 	assert.Equal(t, syscall.Errno(0), h.Flush(t.Context()))
 }
+
+func TestJoinRel(t *testing.T) {
+	tests := []struct {
+		name, dir, rel string
+	}{
+		{name: "root", dir: "/b", rel: ""},
+		{name: "one", dir: "/b", rel: "x"},
+		{name: "deep", dir: "/b/c", rel: "x/y/z"},
+		{name: "slash dir", dir: "/", rel: "x/y"},
+		{name: "trailing slash", dir: "/b", rel: "x/"},
+		{name: "double slash", dir: "/b", rel: "x//y"},
+		{name: "dot", dir: "/b", rel: "./x"},
+		{name: "dot dot", dir: "/b", rel: "x/../../y"},
+		{name: "dot dot last", dir: "/b", rel: "x/.."},
+		{name: "dotted names", dir: "/b", rel: ".x/..y/z."},
+		{name: "absolute rel", dir: "/b", rel: "/x"},
+		{name: "empty dir", dir: "", rel: "x/y"},
+		{name: "relative dir", dir: "b", rel: "x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, filepath.Join(tc.dir, tc.rel), joinRel(tc.dir, tc.rel))
+		})
+	}
+}
