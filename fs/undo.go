@@ -198,6 +198,7 @@ func (h *handle) recoverBlock(c *content.Cipher, dst, cur []byte, b int64, authE
 	// block, may write it; a reader leaves the repair to the next write.
 	ev := h.fs.log.Warn().Str("backing", h.path()).Int64("block", b).Str("reason", authErr.Error())
 	if h.writable && (!h.fs.opts.Shared || h.ino.wlock != nil) {
+		h.ino.changed.Store(true) // a flush reports what the write left
 		if err := pwriteFull(h.fd, pre, at); err != nil {
 			ev = ev.AnErr("restore", err)
 		} else {

@@ -96,6 +96,7 @@ func TestUndoRecoversCutOverwrite(t *testing.T) {
 			}
 			assert.Equal(t, before[start:start+min(cbs, int64(len(before))-start)],
 				readBacking(t, path)[start:start+min(cbs, int64(len(before))-start)], "block restored in place")
+			assert.True(t, h.ino.changed.Load(), "the restore is a write whose errors a flush reports")
 			assertWarned(t, v, path, float64(tt.cutBlock))
 		})
 	}
