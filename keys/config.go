@@ -135,6 +135,9 @@ type MasterEntry struct {
 	URI    string          `json:"uri"`  // never holds a secret
 	Added  time.Time       `json:"added"`
 	Params json.RawMessage `json:"params,omitempty"`
+	// Tag authenticates the entry under the ring (see EntryTag). Entries
+	// written before tags existed lack it.
+	Tag *EntryTag `json:"tag,omitempty"`
 }
 
 // RingConfig holds the ring's public metadata and one sealed copy of the
@@ -326,6 +329,9 @@ func (m MasterEntry) validate() error {
 		return fmt.Errorf("%w: master key %s has an empty or overlong URI", ErrMalformed, m.ID)
 	case m.Params != nil && !json.Valid(m.Params):
 		return fmt.Errorf("%w: master key %s has invalid params", ErrMalformed, m.ID)
+	case m.Tag != nil && len(m.Tag.MAC) != tagSize:
+		return fmt.Errorf("%w: master key %s has a tag of %d bytes, want %d", ErrMalformed, m.ID,
+			len(m.Tag.MAC), tagSize)
 	}
 	return nil
 }

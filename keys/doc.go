@@ -49,8 +49,15 @@
 // offline at the Argon2id cost recorded in the config, roll the whole
 // directory back to an older state, or delete it.
 //
-// The config itself is not authenticated, and one attack follows from
-// that: replacing it whole with a config of the attacker's own, whose ring
+// The config is not authenticated as a whole; each master entry carries
+// a tag (EntryTag), an HMAC under a key derived from the ring over the
+// volume ID, master ID, kind, URI and params. Rotation (CommitRing) seals
+// the new ring only to master keys it opened, which proves their entries,
+// and to recovery keys, which it cannot open, only when their entry's tag
+// verifies: otherwise anyone who could write volume.json could plant a
+// recovery entry with a public key of their own and receive the next ring.
+//
+// One attack follows from the config not being authenticated: replacing it whole with a config of the attacker's own, whose ring
 // is sealed under a key file the attacker wrote somewhere the mount can
 // read. Unlock then succeeds with the attacker's ring; old files fail to
 // decrypt, but new files are wrapped under keys the attacker knows. The

@@ -112,7 +112,7 @@ func AddMaster(ctx context.Context, backing string, ring *Ring, m Enrollment,
 	if err != nil {
 		return MasterEntry{}, err
 	}
-	err = scratch.enroll(ctx, m, payload)
+	err = scratch.enroll(ctx, ring, m, payload)
 	clear(payload)
 	if err != nil {
 		return MasterEntry{}, err
@@ -306,7 +306,7 @@ func ReplaceMaster(ctx context.Context, backing string, ring *Ring, old string, 
 	if err != nil {
 		return MasterEntry{}, err
 	}
-	err = scratch.enroll(ctx, m, payload)
+	err = scratch.enroll(ctx, ring, m, payload)
 	clear(payload)
 	if err != nil {
 		return MasterEntry{}, err

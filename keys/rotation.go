@@ -92,8 +92,9 @@ type Opened struct {
 	Master Master
 	// SealOnly marks a master key that seals to a public key and cannot
 	// unseal here (a recovery key whose private half is on paper): its
-	// copy is sealed without the check that it opens, which a public key
-	// taken from the config does not need.
+	// copy is sealed without the check that it opens. Nothing but its
+	// entry's tag then shows that a holder of the ring chose that public
+	// key, so the tag must verify (VerifySealOnly, CommitRing).
 	SealOnly bool
 }
 
@@ -120,6 +121,11 @@ func (e *MasterError) Unwrap() error { return e.Err }
 // returns a *MasterError and wipes what it opened. sealOnly, if not nil,
 // says whether an unseal error means a master key that only seals (see
 // Opened.SealOnly); at least one master key must unseal.
+//
+// A master key that only seals is not authenticated by opening it: its
+// entry is whatever volume.json says. Before sealing anything to the
+// master keys OpenMasters returns, the caller checks them with
+// VerifySealOnly (CommitRing does so again under the config lock).
 func OpenMasters(ctx context.Context, cfg *Config, open OpenFunc, skip map[string]bool,
 	sealOnly func(error) bool) (*Ring, []Opened, error) {
 	var ring *Ring
@@ -173,6 +179,24 @@ func (c *Config) openMaster(ctx context.Context, m MasterEntry, open OpenFunc,
 	return ring, master, nil
 }
 
+// VerifySealOnly checks the tag (EntryTag) of every master key in opened
+// that only seals, with ring, the ring OpenMasters returned: the ring is
+// sealed to such a master key without anything else proving that its entry
+// (the public key it seals to) was written by a holder of the ring. It
+// returns the *EntryError of the first one whose tag is missing or does
+// not verify (matching ErrUntrustedMaster).
+func VerifySealOnly(vol VolumeID, ring *Ring, opened []Opened) error {
+	for _, o := range opened {
+		if !o.SealOnly {
+			continue
+		}
+		if err := ring.VerifyEntry(vol, o.Entry); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // WipeMasters wipes the key material of opened master keys.
 func WipeMasters(opened []Opened) {
 	for _, o := range opened {
@@ -188,6 +212,14 @@ func WipeMasters(opened []Opened) {
 // still at generation base (else ErrConfigChanged). It returns the config
 // as written.
 //
+// A master key that only seals must have an entry whose tag verifies with
+// ring, both before sealing and under the config lock (else an *EntryError
+// matching ErrUntrustedMaster, nothing written); the entry of every opened
+// master key must still be the one opened (else ErrConfigChanged). Each of
+// them is tagged again under ring's primary key, as is a skipped master
+// key whose tag verifies, so that no tag is left under a key a later purge
+// removes.
+//
 // Only the master keys in skipped keep their older sealed copy, which rolls
 // forward through the carried copies until the keys it holds are purged.
 // Under the config lock, CommitRing refuses (ErrConfigChanged, nothing
@@ -201,13 +233,18 @@ func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
 	if err != nil {
 		return nil, err
 	}
+	byID := make(map[string]Opened, len(opened))
 	sealed := make(map[string][]byte, len(opened))
 	for _, o := range opened {
+		if err := checkOpenedEntry(cfg, ring, o); err != nil {
+			return nil, err
+		}
 		s, err := sealChecked(ctx, ring, cfg.VolumeID, o)
 		if err != nil {
 			return nil, err
 		}
 		sealed[o.Entry.ID] = s
+		byID[o.Entry.ID] = o
 	}
 	carry, err := ring.sealCarry(cfg.VolumeID)
 	if err != nil {
@@ -223,6 +260,9 @@ func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
 		for _, m := range c.Masters {
 			switch {
 			case sealed[m.ID] != nil:
+				if err := checkOpenedEntry(c, ring, byID[m.ID]); err != nil {
+					return err
+				}
 				kept++
 			case !skipped[m.ID]:
 				return fmt.Errorf("%w: master key %s was added after the master keys were "+
@@ -234,6 +274,9 @@ func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
 			return fmt.Errorf("%w: every master key that was opened has been removed "+
 				"meanwhile; run the command again", ErrConfigChanged)
 		}
+		if err := c.retag(ring, sealed); err != nil {
+			return err
+		}
 		for id, s := range sealed {
 			if _, ok := c.Master(id); ok {
 				c.Ring.Sealed[id] = s
@@ -244,6 +287,44 @@ func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
 		c.Ring.Carry = carry
 		return nil
 	})
+}
+
+// checkOpenedEntry checks that c's entry of the opened master key o, if c
+// still has one, is the entry that was opened, and, for a master key that
+// only seals, that its tag verifies with ring. The entry read now is
+// checked, not o's copy: a commit before this one (the same rotation's) may
+// have tagged it again under a key that o's copy predates.
+func checkOpenedEntry(c *Config, ring *Ring, o Opened) error {
+	e, ok := c.Master(o.Entry.ID)
+	if !ok {
+		return nil // removed meanwhile: nothing is sealed to it
+	}
+	if !sameEntry(e, o.Entry) {
+		return fmt.Errorf("%w: the entry of master key %s changed after it was opened; run "+
+			"the command again", ErrConfigChanged, e.ID)
+	}
+	if o.SealOnly {
+		return ring.VerifyEntry(c.VolumeID, e)
+	}
+	return nil
+}
+
+// retag tags, under ring's primary key, every entry of c that is in sealed
+// (opened, so authenticated) and every other entry whose tag verifies with
+// ring. Entries without a valid tag that are not sealed to keep what they
+// have.
+func (c *Config) retag(ring *Ring, sealed map[string][]byte) error {
+	for i, m := range c.Masters {
+		if sealed[m.ID] == nil && (m.Tag == nil || ring.VerifyEntry(c.VolumeID, m) != nil) {
+			continue
+		}
+		t, err := ring.TagEntry(c.VolumeID, m)
+		if err != nil {
+			return err
+		}
+		c.Masters[i].Tag = t
+	}
+	return nil
 }
 
 // sealChecked seals ring to the opened master o and checks the copy.

@@ -151,16 +151,17 @@ func newVolume(ctx context.Context, masters []Enrollment, names string) (*Config
 	}
 	defer clear(payload)
 	for _, m := range masters {
-		if err := cfg.enroll(ctx, m, payload); err != nil {
+		if err := cfg.enroll(ctx, ring, m, payload); err != nil {
 			return nil, nil, err
 		}
 	}
 	return cfg, ring, nil
 }
 
-// enroll adds master m to cfg with a fresh ID and its sealed ring copy,
-// checking that the copy unseals.
-func (c *Config) enroll(ctx context.Context, m Enrollment, payload []byte) error {
+// enroll adds master m to cfg with a fresh ID, its sealed ring copy
+// (checking that the copy unseals) and its tag under ring, whose payload is
+// payload.
+func (c *Config) enroll(ctx context.Context, ring *Ring, m Enrollment, payload []byte) error {
 	id, err := c.newMasterID()
 	if err != nil {
 		return err
@@ -182,8 +183,11 @@ func (c *Config) enroll(ctx context.Context, m Enrollment, payload []byte) error
 			"differs", RedactURI(m.URI))
 	}
 
-	c.Masters = append(c.Masters, MasterEntry{ID: id, Kind: m.Kind, URI: m.URI,
-		Added: now(), Params: m.Params})
+	e := MasterEntry{ID: id, Kind: m.Kind, URI: m.URI, Added: now(), Params: m.Params}
+	if e.Tag, err = ring.TagEntry(c.VolumeID, e); err != nil {
+		return err
+	}
+	c.Masters = append(c.Masters, e)
 	c.Ring.Sealed[id] = sealed
 	return nil
 }

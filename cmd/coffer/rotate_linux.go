@@ -148,6 +148,11 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 		return openMastersError(opts.backing, err)
 	}
 	defer keys.WipeMasters(opened)
+	// A recovery key is sealed to without being opened: its entry must be
+	// one a holder of the ring wrote, checked before anything is written.
+	if err := keys.VerifySealOnly(cfg.VolumeID, ring, opened); err != nil {
+		return untrustedMaster(ctx, a, nil, opts.backing, cfg.VolumeID, ring, true, err)
+	}
 	testPause("opened")
 	total := 0
 	if opts.reencrypt {
@@ -384,6 +389,10 @@ func (r *rotation) commit() error {
 	cfg, err := keys.CommitRing(r.ctx, r.opts.backing, r.cfg.Ring.Generation, r.ring, r.opened,
 		r.skip)
 	if err != nil {
+		if errors.Is(err, keys.ErrUntrustedMaster) {
+			return untrustedMaster(r.ctx, r.a, r.alog, r.opts.backing, r.cfg.VolumeID, r.ring,
+				false, err)
+		}
 		if errors.Is(err, keys.ErrConfigChanged) {
 			return withHints(fmt.Errorf("failed to write the new ring: %w", err),
 				"another command changed the volume meanwhile: run coffer rotate again")

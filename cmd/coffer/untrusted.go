@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/audit"
+)
+
+// untrustedMaster turns a refusal to seal the ring to a master key whose
+// entry is not authenticated (keys.ErrUntrustedMaster: a recovery entry
+// without a valid tag) into the command's error with hints, and records it
+// in the audit log l as an integrity failure. l may be nil: the log of
+// backing is then opened for the record, keyed with ring. untouched says
+// that the command has written nothing yet. Other errors are returned as
+// they are.
+func untrustedMaster(ctx context.Context, a *app, l *audit.Log, backing string, vol keys.VolumeID,
+	ring *keys.Ring, untouched bool, err error) error {
+	var ee *keys.EntryError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	if l == nil {
+		var oerr error
+		if l, oerr = openAudit(a, backing, vol); oerr != nil {
+			a.log.Error().Err(oerr).Msg("failed to record the refused master key in the audit log")
+		} else {
+			defer closeAudit(a, l)
+			l.SetKeys(ring)
+		}
+	}
+	recordAudit(ctx, a, l, audit.Event{Type: audit.EventIntegrity, Master: ee.Master.ID, Err: err,
+		Detail: map[string]string{"kind": ee.Master.Kind, "file": keys.ConfigName}})
+
+	b, id := shellQuote(backing), ee.Master.ID
+	what := "refused to seal the ring to a master key that no key holder wrote"
+	if untouched {
+		what += ", nothing was changed"
+	}
+	return withHints(fmt.Errorf("%s: %w", what, err),
+		"if "+id+" is a recovery key you made (with a coffer older than entry tags), replace it: "+
+			"coffer recovery new "+b+", then coffer master remove "+b+" "+id,
+		"if you did not add it, someone who can write "+b+" edited volume.json: remove it "+
+			"(coffer master remove "+b+" "+id+") and check who can write there")
+}

@@ -1,0 +1,169 @@
+package keys
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// TagPurpose is the Ring.DeriveKey purpose of the key that tags master
+// entries (see EntryTag).
+const TagPurpose = "coffer-master-entry-tag-v1"
+
+// tagSize is the size of EntryTag.MAC: a full HMAC-SHA256.
+const tagSize = sha256.Size
+
+// ErrUntrustedMaster reports a master entry that a command would seal the
+// ring to without opening it (a recovery key's public half), but whose tag
+// is missing or does not verify: nothing shows that a holder of the ring
+// wrote it, and sealing the ring to it could hand the ring to whoever
+// edited volume.json. The error is an *EntryError naming the entry.
+var ErrUntrustedMaster = errors.New("master key entry is not authenticated")
+
+// EntryTag authenticates a master entry: an HMAC-SHA256, under the key
+// derived from ring key Key with TagPurpose, of the entry's canonical
+// encoding (entryMessage). Only a holder of the ring can make one, so a
+// tagged entry was written by someone who could already open the volume.
+//
+// Every entry that Init, AddMaster, ReplaceMaster or CommitRing writes or
+// seals to carries one; it is checked where the ring is sealed to an entry
+// that was not opened first (Opened.SealOnly), since opening a master key
+// and unsealing its copy of the ring already proves the entry is one a
+// ring holder made.
+type EntryTag struct {
+	Key uint32 `json:"key"` // the ring key the MAC key is derived from
+	MAC []byte `json:"mac"` // 32 bytes, base64 in JSON
+}
+
+// EntryError reports a master entry refused by the tag check. It matches
+// ErrUntrustedMaster.
+type EntryError struct {
+	Master MasterEntry
+	// Missing is true when the entry has no tag at all (written by a
+	// coffer older than tags, or not by coffer).
+	Missing bool
+	// Err says why a tag did not verify; nil when Missing.
+	Err error
+}
+
+// Error names the entry and what is wrong with its tag.
+func (e *EntryError) Error() string {
+	if e.Missing {
+		return fmt.Sprintf("master key %s (%s) has no tag in volume.json: %v", e.Master.ID,
+			e.Master.Kind, ErrUntrustedMaster)
+	}
+	return fmt.Sprintf("master key %s (%s) has a tag that does not verify (%v): %v",
+		e.Master.ID, e.Master.Kind, e.Err, ErrUntrustedMaster)
+}
+
+// Unwrap returns ErrUntrustedMaster and the cause.
+func (e *EntryError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrUntrustedMaster}
+	}
+	return []error{ErrUntrustedMaster, e.Err}
+}
+
+// TagEntry returns the tag of master entry m of volume vol under r's
+// primary key.
+func (r *Ring) TagEntry(vol VolumeID, m MasterEntry) (*EntryTag, error) {
+	id := r.Primary().ID
+	mac, err := r.entryMAC(id, vol, m)
+	if err != nil {
+		return nil, fmt.Errorf("failed to tag master key %s: %w", m.ID, err)
+	}
+	return &EntryTag{Key: id, MAC: mac}, nil
+}
+
+// VerifyEntry checks the tag of master entry m of volume vol with r. It
+// returns an *EntryError (matching ErrUntrustedMaster) when m has no tag,
+// when its tag is under a ring key r lacks (purged, or another volume's),
+// or when the MAC does not match: the entry, or the tag, was not written by
+// a holder of this ring for this volume, master ID, kind, URI and params.
+func (r *Ring) VerifyEntry(vol VolumeID, m MasterEntry) error {
+	if m.Tag == nil {
+		return &EntryError{Master: m, Missing: true}
+	}
+	if !r.Has(m.Tag.Key) {
+		return &EntryError{Master: m,
+			Err: fmt.Errorf("ring key %d is not in the ring", m.Tag.Key)}
+	}
+	want, err := r.entryMAC(m.Tag.Key, vol, m)
+	if err != nil {
+		return err
+	}
+	if !hmac.Equal(want, m.Tag.MAC) {
+		return &EntryError{Master: m, Err: errors.New("MAC mismatch")}
+	}
+	return nil
+}
+
+// entryMAC returns the HMAC-SHA256 of m's canonical encoding under the tag
+// key derived from ring key id.
+func (r *Ring) entryMAC(id uint32, vol VolumeID, m MasterEntry) ([]byte, error) {
+	key, err := r.DeriveKey(id, TagPurpose)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	msg, err := entryMessage(vol, m)
+	if err != nil {
+		return nil, err
+	}
+	h := hmac.New(sha256.New, key)
+	h.Write(msg)
+	return h.Sum(nil), nil
+}
+
+// entryMessage returns the bytes an entry's tag covers:
+//
+//	"coffer-master-entry-tag-v1" 0x00
+//	volume ID                    16 bytes
+//	master ID, kind, URI, params each as uint32 big-endian length || bytes
+//
+// params is the entry's params JSON compacted and HTML-escaped, the form
+// encoding/json writes, so that the tag survives a write and read of the
+// config (which re-indents it); absent params are empty. The added time is
+// not covered: it does not change what the ring is sealed to.
+func entryMessage(vol VolumeID, m MasterEntry) ([]byte, error) {
+	params, err := canonicalParams(m.Params)
+	if err != nil {
+		return nil, fmt.Errorf("%w: master key %s has invalid params: %v", ErrMalformed, m.ID, err)
+	}
+	b := append([]byte(TagPurpose), 0)
+	b = append(b, vol[:]...)
+	for _, f := range [][]byte{[]byte(m.ID), []byte(m.Kind), []byte(m.URI), params} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return b, nil
+}
+
+// canonicalParams returns raw compacted and HTML-escaped.
+func canonicalParams(raw json.RawMessage) ([]byte, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var c bytes.Buffer
+	if err := json.Compact(&c, raw); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	json.HTMLEscape(&out, c.Bytes())
+	return out.Bytes(), nil
+}
+
+// sameEntry reports whether a and b record the same master key: ID, kind,
+// URI and params (compared in canonical form).
+func sameEntry(a, b MasterEntry) bool {
+	if a.ID != b.ID || a.Kind != b.Kind || a.URI != b.URI {
+		return false
+	}
+	pa, errA := canonicalParams(a.Params)
+	pb, errB := canonicalParams(b.Params)
+	return errA == nil && errB == nil && bytes.Equal(pa, pb)
+}
