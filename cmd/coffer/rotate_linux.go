@@ -50,7 +50,9 @@ changes, unless --skip-master names it: it then keeps its copy of the old
 ring, which still opens the volume (rolling forward to the new ring) until
 the old keys are purged. With a skipped master key the old keys are kept,
 retired, so that it keeps working; --purge purges them anyway and cuts it
-off. Run rotate again when it is reachable.
+off. Run rotate again when it is reachable. A recovery key is sealed to the
+public key in its entry, unopened; rotate refuses (nothing changed) an entry
+whose tag does not prove that a holder of the ring wrote it.
 
 A running mount, here or on another host sharing the backing directory,
 follows the rotation by itself. Interrupted (a crash, kill -9, a full disk),
