@@ -40,8 +40,10 @@ func untrustedMaster(ctx context.Context, a *app, l *audit.Log, backing string, 
 		what += ", nothing was changed"
 	}
 	return withHints(fmt.Errorf("%s: %w", what, err),
-		"if "+id+" is a recovery key you made (with a coffer older than entry tags), replace it: "+
-			"coffer recovery new "+b+", then coffer master remove "+b+" "+id,
+		"if "+id+" is a recovery key you made (with a coffer older than entry tags): rotate "+
+			"with it at hand, which proves the entry by opening it (coffer rotate "+b+
+			" --recovery-key FILE), or replace it: coffer recovery new "+b+
+			", then coffer master remove "+b+" "+id,
 		"if you did not add it, someone who can write "+b+" edited volume.json: remove it "+
 			"(coffer master remove "+b+" "+id+") and check who can write there")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
+	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
 // editConfig rewrites the volume.json of backing through change, as
@@ -132,6 +134,7 @@ func TestRotateRefusesUntaggedRecoveryKey(t *testing.T) {
 	assertFailure(t, r, exitFailure, "master key "+old+" (recovery) has no tag in volume.json")
 	assert.Contains(t, r.stderr, "coffer recovery new "+f.backing+", then coffer master remove "+
 		f.backing+" "+old)
+	assert.Contains(t, r.stderr, "coffer rotate "+f.backing+" --recovery-key FILE")
 	assert.Equal(t, before, backingState(t, f.backing), "nothing written")
 
 	// The way out the hint gives.
@@ -144,5 +147,33 @@ func TestRotateRefusesUntaggedRecoveryKey(t *testing.T) {
 	for _, m := range cfg.Masters {
 		require.NotNil(t, m.Tag, "master key %s", m.ID)
 		assert.Equal(t, primaryOf(t, f.backing), m.Tag.Key)
+	}
+}
+
+// TestRotateWithOldRecoveryKeyAtHand checks the other way out for a
+// recovery entry without a tag: rotate with the recovery key given opens
+// the entry, which proves it, and tags it; later rotations need no key.
+func TestRotateWithOldRecoveryKeyAtHand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.init(t)
+	rk := filepath.Join(f.dir, "old.txt")
+	requireOK(t, cli(t, "recovery", "new", f.backing, "--out", rk))
+	editConfig(t, f.backing, func(c map[string]any) {
+		for _, m := range c["masters"].([]any) {
+			delete(m.(map[string]any), "tag")
+		}
+	})
+
+	requireOK(t, cli(t, "rotate", f.backing, "--recovery-key", rk))
+	requireOK(t, cli(t, "rotate", f.backing))
+	cfg, err := keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	ring, _, err := keys.Unlock(context.Background(), cfg,
+		masterkey.Opener(context.Background(), masterkey.Options{RecoveryKey: rk}),
+		keys.UnlockOptions{Kind: "recovery"})
+	require.NoError(t, err, "the recovery key still opens the volume")
+	for _, m := range cfg.Masters {
+		assert.NoError(t, ring.VerifyEntry(cfg.VolumeID, m), "master key %s", m.ID)
 	}
 }
