@@ -119,6 +119,15 @@ func TestParseConfig(t *testing.T) {
 		{name: "empty URI", data: editConfig(t, func(m map[string]any) {
 			firstMaster(m)["uri"] = ""
 		}), wantErr: ErrMalformed},
+		{name: "no tag (older coffer)", data: editConfig(t, func(m map[string]any) {
+			delete(firstMaster(m), "tag")
+		})},
+		{name: "short tag", data: editConfig(t, func(m map[string]any) {
+			firstMaster(m)["tag"] = map[string]any{"key": 1, "mac": "AAAA"}
+		}), wantErr: ErrMalformed, msg: []string{"tag of 3 bytes"}},
+		{name: "tag with unknown field", data: editConfig(t, func(m map[string]any) {
+			firstMaster(m)["tag"].(map[string]any)["extra"] = 1
+		}), wantErr: ErrMalformed},
 		{name: "duplicate master", data: editConfig(t, func(m map[string]any) {
 			m["masters"] = append(m["masters"].([]any), firstMaster(m))
 		}), wantErr: ErrMalformed},

@@ -1,0 +1,56 @@
+package keys
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	xhkdf "golang.org/x/crypto/hkdf"
+)
+
+// TestEntryTagLayout recomputes a tag from the ring key bytes as
+// docs/format.md ("Master entry tags") describes it, with an independent
+// HKDF, and a hand-built message.
+func TestEntryTagLayout(t *testing.T) {
+	r := newTestRing(t)
+	vol := VolumeID{0x01, 0x02, 0x03, 0xff}
+	m := MasterEntry{ID: "1a2b3c4d", Kind: "recovery", URI: "recovery:",
+		Params: json.RawMessage("{\n  \"suite\": \"S\",\n  \"public_key\": \"a<b\"\n}")}
+	tag, err := r.TagEntry(vol, m)
+	require.NoError(t, err)
+	assert.Equal(t, r.Primary().ID, tag.Key)
+
+	key := make([]byte, 32)
+	kdf := xhkdf.New(sha256.New, rawRingKey(t, r, tag.Key), []byte("coffer-ring-derive-v1"),
+		[]byte("coffer-master-entry-tag-v1"))
+	_, err = io.ReadFull(kdf, key)
+	require.NoError(t, err)
+	msg := []byte("coffer-master-entry-tag-v1\x00")
+	msg = append(msg, vol[:]...)
+	msg = append(msg, 0, 0, 0, 8)
+	msg = append(msg, "1a2b3c4d"...)
+	msg = append(msg, 0, 0, 0, 8)
+	msg = append(msg, "recovery"...)
+	msg = append(msg, 0, 0, 0, 9)
+	msg = append(msg, "recovery:"...)
+	params := `{"suite":"S","public_key":"a\u003cb"}`
+	msg = append(msg, 0, 0, 0, byte(len(params)))
+	msg = append(msg, params...)
+	h := hmac.New(sha256.New, key)
+	h.Write(msg)
+	assert.Equal(t, h.Sum(nil), tag.MAC)
+
+	// No params: an empty field, not "null".
+	m.Params = nil
+	tag, err = r.TagEntry(vol, m)
+	require.NoError(t, err)
+	msg = msg[:len(msg)-len(params)-4]
+	msg = append(msg, 0, 0, 0, 0)
+	h = hmac.New(sha256.New, key)
+	h.Write(msg)
+	assert.Equal(t, h.Sum(nil), tag.MAC)
+}
