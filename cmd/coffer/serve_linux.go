@@ -72,6 +72,7 @@ func serve(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	}
 	alog.SetKeys(ring)
 	recordRecoveryUse(ctx, a, alog, used)
+	warnUntrustedRecovery(a, opts.backing, cfg, ring)
 	integrity := alog.IntegrityRecorder(0)
 	follower := keys.NewFollower(opts.backing, ring, a.log)
 	srv, err := cofferfs.Mount(opts.backing, opts.mountPoint, cofferfs.Options{

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 // untrustedMaster turns a refusal to seal the ring to a master key whose
@@ -46,4 +47,20 @@ func untrustedMaster(ctx context.Context, a *app, l *audit.Log, backing string, 
 			", then coffer master remove "+b+" "+id,
 		"if you did not add it, someone who can write "+b+" edited volume.json: remove it "+
 			"(coffer master remove "+b+" "+id+") and check who can write there")
+}
+
+// warnUntrustedRecovery logs a warning for each recovery master key of cfg
+// whose entry's tag does not verify with ring, so that the mount's log says
+// ahead of time what the next coffer rotate will refuse.
+func warnUntrustedRecovery(a *app, backing string, cfg *keys.Config, ring *keys.Ring) {
+	for _, m := range cfg.Masters {
+		if m.Kind != recovery.Kind {
+			continue
+		}
+		if err := ring.VerifyEntry(cfg.VolumeID, m); err != nil {
+			a.log.Warn().Err(err).Str("backing", backing).Str("master", m.ID).
+				Msg("coffer rotate will refuse this recovery key's entry: replace it (coffer " +
+					"recovery new, then coffer master remove) or rotate once with --recovery-key")
+		}
+	}
 }

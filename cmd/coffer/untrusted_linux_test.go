@@ -177,3 +177,32 @@ func TestRotateWithOldRecoveryKeyAtHand(t *testing.T) {
 		assert.NoError(t, ring.VerifyEntry(cfg.VolumeID, m), "master key %s", m.ID)
 	}
 }
+
+// TestMountWarnsUntaggedRecoveryKey checks that a mount's log warns about a
+// recovery entry that the next rotation will refuse, and only then.
+func TestMountWarnsUntaggedRecoveryKey(t *testing.T) {
+	t.Parallel()
+	f := newMountFixture(t)
+	f.init(t)
+	requireOK(t, cli(t, "recovery", "new", f.backing, "--out", filepath.Join(f.dir, "rk.txt")))
+	id := f.masterID(t, "recovery:")
+	const warning = "coffer rotate will refuse this recovery key's entry"
+
+	requireOK(t, f.mount(t))
+	f.unmount(t)
+	b, err := os.ReadFile(f.log)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), warning)
+
+	editConfig(t, f.backing, func(c map[string]any) {
+		for _, m := range c["masters"].([]any) {
+			delete(m.(map[string]any), "tag")
+		}
+	})
+	requireOK(t, f.mount(t))
+	f.unmount(t)
+	b, err = os.ReadFile(f.log)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), warning)
+	assert.Contains(t, string(b), `"master":"`+id+`"`)
+}
