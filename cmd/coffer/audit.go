@@ -491,6 +491,9 @@ func runAuditConfig(ctx context.Context, a *app, opts auditConfigOptions) error 
 		return err
 	}
 	if next != old || opts.log != "" && notUsed != nil {
+		if err := keys.CheckReserved(opts.backing); err != nil {
+			return err
+		}
 		chosen := ""
 		if opts.log != "" {
 			chosen = next.Log

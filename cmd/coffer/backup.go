@@ -44,7 +44,7 @@ Take a new backup after every change of master keys or ring.`,
 
 // runBackup writes the backup.
 func runBackup(ctx context.Context, a *app, opts backupOptions) error {
-	current, err := readConfig(opts.backing)
+	current, err := readConfigToWrite(opts.backing)
 	if err != nil {
 		return err
 	}

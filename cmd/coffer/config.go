@@ -48,7 +48,7 @@ func runConfig(_ context.Context, a *app, opts configOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := readConfig(opts.backing); err != nil {
+	if _, err := readConfigToWrite(opts.backing); err != nil {
 		return err
 	}
 	cfg, err := keys.UpdateConfig(opts.backing, func(c *keys.Config) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferfs/coffer/fs/check"
+	"github.com/cofferfs/coffer/keys"
 )
 
 type fsckOptions struct {
@@ -94,6 +95,13 @@ func runFsck(ctx context.Context, a *app, opts fsckOptions) error {
 	if _, err := mopts.candidates(cfg); err != nil {
 		return err
 	}
+	if opts.repair {
+		// Repairs write to .coffer/undo: never through a planted link.
+		if err := keys.CheckReserved(mopts.backing); err != nil {
+			return withHints(fmt.Errorf("refusing to repair: %w", err),
+				"coffer fsck without --repair lists every such entry")
+		}
+	}
 
 	lock, err := lockVolume(mopts.backing)
 	var busy *volumeBusyError
@@ -173,7 +181,7 @@ func printReport(w io.Writer, r *check.Report, repair bool) error {
 		switch {
 		case p.Backing == ".":
 			where = "root directory (.)"
-		case p.Path == p.Backing:
+		case p.Path == p.Backing, p.Kind == check.KindReserved:
 		case p.Path == "":
 			where = fmt.Sprintf("%s (no path in the mount: a name does not decrypt)", p.Backing)
 		default:

@@ -78,7 +78,7 @@ func runMasterAdd(ctx context.Context, a *app, opts masterAddOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := readConfig(opts.backing)
+	cfg, err := readConfigToWrite(opts.backing)
 	if err != nil {
 		return err
 	}

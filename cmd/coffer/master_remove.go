@@ -65,7 +65,7 @@ is compromised, see docs/recovery.md.`,
 
 // runMasterRemove removes one master key.
 func runMasterRemove(ctx context.Context, a *app, opts masterRemoveOptions) error {
-	cfg, err := readConfig(opts.backing)
+	cfg, err := readConfigToWrite(opts.backing)
 	if err != nil {
 		return err
 	}

@@ -293,7 +293,7 @@ func (o *mountOptions) parse() error {
 // readable and supported, the mount point can take a mount, allow_other is
 // permitted, and --master names a master key of the volume.
 func checkMount(opts mountOptions) (*keys.Config, error) {
-	cfg, err := readConfig(opts.backing)
+	cfg, err := readConfigToWrite(opts.backing)
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,7 @@ func newPathSubcommand(a *app, verb, arg, short, example string) *cobra.Command 
 func runPath(ctx context.Context, a *app, verb string, opts pathOptions) error {
 	mopts := mountOptions{backing: opts.backing, master: opts.master,
 		passphraseFile: opts.passphraseFile, masterFlags: opts.masterFlags}
-	cfg, err := readConfig(opts.backing)
+	cfg, err := readConfigToWrite(opts.backing)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ the private half.`,
 // recovery master never exists without its key having been saved) and moved
 // to its name after the change, so a file under that name always unlocks.
 func runRecoveryNew(ctx context.Context, a *app, opts recoveryNewOptions) error {
-	cfg, err := readConfig(opts.backing)
+	cfg, err := readConfigToWrite(opts.backing)
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,9 @@ func runRestore(ctx context.Context, a *app, opts restoreOptions) error {
 		return err
 	}
 	defer lock.Close()
+	if err := keys.CheckReserved(opts.backing); err != nil {
+		return err
+	}
 	res, err := keys.Restore(opts.backing, backup, keys.RestoreOptions{Force: opts.force, Logger: a.log})
 	recordRestore(ctx, a, opts, backup, res, err)
 	switch {

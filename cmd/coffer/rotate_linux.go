@@ -106,7 +106,7 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 	if opts.reencrypt && opts.replace != "" {
 		return usageErrorf("--reencrypt and --master cannot be combined")
 	}
-	cfg, err := readConfig(opts.backing)
+	cfg, err := readConfigToWrite(opts.backing)
 	if err != nil {
 		return err
 	}

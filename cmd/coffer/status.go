@@ -228,6 +228,20 @@ func readConfig(backing string) (*keys.Config, error) {
 	return nil, err
 }
 
+// readConfigToWrite is readConfig for commands that write to the .coffer
+// folder or mount the volume: it also refuses a .coffer folder whose fixed
+// entries are symbolic links or of the wrong kind (keys.CheckReserved).
+func readConfigToWrite(backing string) (*keys.Config, error) {
+	cfg, err := readConfig(backing)
+	if err != nil {
+		return nil, err
+	}
+	if err := keys.CheckReserved(backing); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // hasConfigDir reports whether backing has a .coffer entry.
 func hasConfigDir(backing string) bool {
 	_, err := os.Lstat(filepath.Join(backing, keys.DirName))

@@ -24,6 +24,7 @@ import (
 	cofferfs "github.com/cofferfs/coffer/fs"
 	"github.com/cofferfs/coffer/fs/content"
 	"github.com/cofferfs/coffer/fs/deeppath"
+	"github.com/cofferfs/coffer/keys"
 )
 
 // Options configures a check.
@@ -59,6 +60,10 @@ const (
 	KindName      = "name"             // an entry name does not decrypt under its directory's key
 	KindSidecar   = "sidecar"          // a long name's sidecar is missing or damaged, or has no long name
 	KindTemporary = "temporary"        // a temporary name left by a crash
+
+	// KindReserved is an entry of the .coffer folder that is a symbolic
+	// link, or of another kind than coffer makes there.
+	KindReserved = "reserved"
 )
 
 // Repairs, what --repair does (or did) about a problem.
@@ -163,6 +168,7 @@ func Run(backing string, opts Options) (*Report, error) {
 	if err := c.staleUndo(); err != nil {
 		return nil, err
 	}
+	c.reserved()
 	return c.report, nil
 }
 
@@ -288,24 +294,30 @@ func (c *checker) file(rel string) error {
 }
 
 // staleUndo lists, and with Repair removes, the undo records of files
-// that were not found.
+// that were not found. It never follows a link: .coffer or .coffer/undo
+// replaced by one is reported by reserved, and its entries are not ours.
 func (c *checker) staleUndo() error {
-	dir := filepath.Join(c.backing, cofferfs.ReservedName, content.UndoDir)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	dfd, err := openNoFollowDir(c.backing, cofferfs.ReservedName, content.UndoDir)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("failed to list undo records: %w", err)
 	}
+	d := os.NewFile(uintptr(dfd), "undo")
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("failed to list undo records: %w", err)
+	}
 	for _, e := range entries {
-		if c.ids[content.UndoFileName(e.Name())] {
-			continue
+		if c.ids[content.UndoFileName(e.Name())] || !e.Type().IsRegular() {
+			continue // a non-regular entry is reported by reserved
 		}
 		c.report.StaleUndo = append(c.report.StaleUndo,
 			filepath.Join(cofferfs.ReservedName, content.UndoDir, e.Name()))
 		if c.opts.Repair {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			if err := unix.Unlinkat(dfd, e.Name(), 0); err != nil {
 				return fmt.Errorf("failed to remove stale undo record: %w", err)
 			}
 		}
@@ -313,4 +325,36 @@ func (c *checker) staleUndo() error {
 	c.report.Pruned = c.opts.Repair && len(c.report.StaleUndo) > 0
 	slices.Sort(c.report.StaleUndo)
 	return nil
+}
+
+// openNoFollowDir opens the folder base/names..., following no link after
+// base.
+func openNoFollowDir(base string, names ...string) (int, error) {
+	fd, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	for _, name := range names {
+		next, err := unix.Openat(fd, name,
+			unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// reserved reports the entries of the .coffer folder that are symbolic
+// links or of another kind than coffer makes there (a link planted as an
+// undo record made every overwrite of its file fail, unreported).
+func (c *checker) reserved() {
+	for _, p := range keys.ReservedProblems(c.backing) {
+		rel, err := filepath.Rel(c.backing, p.Path)
+		if err != nil {
+			rel = p.Path
+		}
+		c.addAt(rel, "", KindReserved, RepairNone, "%s, not %s: %s", p.Is, p.Want, p.Advice())
+	}
 }
