@@ -24,6 +24,10 @@ func applyOptionFlags(cmd *cobra.Command, o *mountOptions) error {
 			continue
 		}
 
+		if value == "" {
+			return withHints(usageErrorf("empty value for mount option %s=", key),
+				"give it a value, or leave the option out")
+		}
 		f := cmd.Flags().Lookup(key)
 		if f == nil {
 			return withHints(usageErrorf("mount option %s= is not supported by this coffer", key),

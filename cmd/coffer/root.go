@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cofferfs/coffer/keys/masterkey"
 )
@@ -70,7 +71,10 @@ func newRootCommand(a *app) *cobra.Command {
 			}
 			log, err := newLogger(a.stderr, a.logLevel, a.logFormat)
 			a.log = log
-			return err
+			if err != nil {
+				return err
+			}
+			return refuseEmptyFlags(cmd)
 		},
 		SuggestionsMinimumDistance: 2,
 	}
@@ -155,6 +159,21 @@ func humanNumberError(err error) error {
 		what = "out of range"
 	}
 	return errors.New(strings.Replace(msg, m[0], what, 1))
+}
+
+// refuseEmptyFlags refuses a string flag given an empty value, which the
+// commands would take as "not given": a unit's --master ${KEY} with KEY
+// unset must not mean "try every master key" (docs/cli.md: an empty
+// argument is a usage error).
+func refuseEmptyFlags(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if err == nil && f.Value.Type() == "string" && f.Value.String() == "" {
+			err = withHints(usageErrorf("empty value for --%s", f.Name),
+				"give it a value, or leave the flag out")
+		}
+	})
+	return err
 }
 
 // exactArgs is a cobra.PositionalArgs that wants one argument per name and
