@@ -147,6 +147,9 @@ type RestoreResult struct {
 	Unchanged bool
 	// Damaged is where a config that could not be read was moved, or "".
 	Damaged string
+	// Replaced is where a copy of the valid config that was replaced was
+	// kept (volume.json.replaced-UNIXTIME, mode 0600), or "".
+	Replaced string
 }
 
 // Restore writes the config of backup into backing, recreating .coffer if
@@ -156,7 +159,9 @@ type RestoreResult struct {
 // current config's, or equal but with other master keys or sealed copies
 // (ErrRollback): restoring it would drop ring keys that newer files need,
 // or bring back master keys removed since. A current config that cannot
-// be parsed is moved aside to volume.json.damaged-UNIXTIME, not deleted.
+// be parsed is moved aside to volume.json.damaged-UNIXTIME, not deleted; a
+// valid one is copied to volume.json.replaced-UNIXTIME first: it may hold
+// the only copy of ring keys that newer files need.
 func Restore(backing string, backup *Config, opts RestoreOptions) (RestoreResult, error) {
 	if err := backup.Validate(); err != nil {
 		return RestoreResult{}, fmt.Errorf("failed to restore: %w", err)
@@ -187,6 +192,11 @@ func Restore(backing string, backup *Config, opts RestoreOptions) (RestoreResult
 			return RestoreResult{}, fmt.Errorf("failed to move damaged config aside: %w", err)
 		}
 	}
+	if res.Previous != nil {
+		if res.Replaced, err = keepReplaced(backing); err != nil {
+			return RestoreResult{}, err
+		}
+	}
 	if err := WriteConfig(backing, backup); err != nil {
 		return RestoreResult{}, err
 	}
@@ -196,6 +206,41 @@ func Restore(backing string, backup *Config, opts RestoreOptions) (RestoreResult
 	opts.Logger.Info().Str("backing", backing).Stringer("volume", backup.VolumeID).
 		Uint64("generation", backup.Ring.Generation).Msg("volume config restored")
 	return res, nil
+}
+
+// keepReplaced copies the current config of backing to a new file
+// volume.json.replaced-UNIXTIME (mode 0600, synced) and returns its path.
+func keepReplaced(backing string) (string, error) {
+	b, err := os.ReadFile(ConfigPath(backing))
+	if err != nil {
+		return "", fmt.Errorf("failed to keep a copy of the replaced config: %w", err)
+	}
+	base := ConfigPath(backing) + ".replaced-" + strconv.FormatInt(time.Now().Unix(), 10)
+	for i := 0; ; i++ {
+		path := base
+		if i > 0 {
+			path += "." + strconv.Itoa(i)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, iofs.ErrExist) && i < 100 {
+			continue // two restores within a second
+		}
+		if err != nil {
+			return "", fmt.Errorf("failed to keep a copy of the replaced config: %w", err)
+		}
+		_, err = f.Write(b)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(path)
+			return "", fmt.Errorf("failed to keep a copy of the replaced config: %w", err)
+		}
+		return path, nil
+	}
 }
 
 // checkRestore compares the current config of backing with backup.

@@ -399,3 +399,40 @@ func TestUnlockKindAndSkipKind(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, rec.ID, used.ID)
 }
+
+// TestRestoreForceKeepsReplaced is breaker3's F7: restore --force of an
+// older backup replaced the current config, the only copy of the newer
+// ring keys, without a trace. A copy of it is kept now, mode 0600, and
+// putting it back gives the volume its newer config again.
+func TestRestoreForceKeepsReplaced(t *testing.T) {
+	v := newVolume(t)
+	backup := filepath.Join(t.TempDir(), "vol.backup")
+	_, err := keys.WriteBackup(v.backing, backup)
+	require.NoError(t, err)
+	cfg, _, err := keys.ReadBackup(backup)
+	require.NoError(t, err)
+	v.add(t, newKeyFile(t))
+	newer := configBytes(t, v.backing)
+
+	res, err := keys.Restore(v.backing, cfg, keys.RestoreOptions{Force: true})
+	require.NoError(t, err)
+	require.NotEmpty(t, res.Replaced)
+	assert.Equal(t, filepath.Join(v.backing, keys.DirName), filepath.Dir(res.Replaced))
+	assert.Contains(t, filepath.Base(res.Replaced), keys.ConfigName+".replaced-")
+	kept, err := os.ReadFile(res.Replaced)
+	require.NoError(t, err)
+	assert.Equal(t, newer, kept)
+	fi, err := os.Stat(res.Replaced)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	// A second forced restore within the same second keeps its own copy.
+	require.NoError(t, os.WriteFile(keys.ConfigPath(v.backing), kept, 0o600))
+	res2, err := keys.Restore(v.backing, cfg, keys.RestoreOptions{Force: true})
+	require.NoError(t, err)
+	require.NotEmpty(t, res2.Replaced)
+	assert.NotEqual(t, res.Replaced, res2.Replaced)
+	kept, err = os.ReadFile(res2.Replaced)
+	require.NoError(t, err)
+	assert.Equal(t, newer, kept)
+}

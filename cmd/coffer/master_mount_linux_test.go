@@ -279,6 +279,8 @@ func TestBackupRestoreRefusals(t *testing.T) {
 	r := cli(t, "restore", f.backing, backup, "--force")
 	requireOK(t, r)
 	assert.Contains(t, r.stdout, "ring generation 1, was 1")
+	assert.Contains(t, r.stdout, "the replaced config was kept as "+keys.ConfigPath(f.backing)+
+		".replaced-")
 	assert.Len(t, f.masters(t), 1)
 }
 

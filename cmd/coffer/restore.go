@@ -96,6 +96,11 @@ func runRestore(ctx context.Context, a *app, opts restoreOptions) error {
 	if res.Damaged != "" {
 		fmt.Fprintf(a.stdout, "the unreadable config was moved to %s\n", res.Damaged)
 	}
+	if res.Replaced != "" {
+		fmt.Fprintf(a.stdout, "the replaced config was kept as %s (to undo the restore: "+
+			"mv %s %s)\n", res.Replaced, shellQuote(res.Replaced),
+			shellQuote(keys.ConfigPath(opts.backing)))
+	}
 	return nil
 }
 
