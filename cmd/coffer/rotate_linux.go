@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -380,8 +381,16 @@ func (r *rotation) begin() (uint32, error) {
 	if err := r.commit(); err != nil {
 		return 0, err
 	}
+	// The master keys the new ring went to, so that a master key put back
+	// into volume.json after its removal shows in the trail.
+	sealedTo := make([]string, len(r.opened))
+	for i, o := range r.opened {
+		sealedTo[i] = o.Entry.ID
+	}
+	slices.Sort(sealedTo)
 	recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventRotationStarted,
-		RingKey: added.ID, Detail: map[string]string{"replaces": ids(retire)}})
+		RingKey: added.ID, Detail: map[string]string{"replaces": ids(retire),
+			"sealed_to": strings.Join(sealedTo, ",")}})
 	r.a.log.Info().Uint32("ring_key", added.ID).Msg("rotation started")
 	return added.ID, nil
 }

@@ -575,6 +575,7 @@ func TestRotateAuditTrail(t *testing.T) {
 	started := ofEvent(records, audit.EventRotationStarted)
 	require.Len(t, started, 1)
 	assert.EqualValues(t, next, started[0]["ring_key"])
+	assert.Equal(t, f.masterID(t, f.keyURI()), started[0]["detail"].(map[string]any)["sealed_to"])
 	for _, e := range []audit.EventType{audit.EventKeyRetired, audit.EventKeyPurged} {
 		got := ofEvent(records, e)
 		require.Len(t, got, 1, "%s", e)
