@@ -5,6 +5,7 @@ package systemdcreds
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -88,7 +89,32 @@ func withKey(uri string) (string, error) {
 // master seals with a new KEK each time and unseals through systemd-creds.
 type master struct {
 	withKey string
+	// opened is the sealing-key type (the first 16 bytes of the
+	// credential: host, TPM2 or both) of the last copy Unseal opened;
+	// nil before.
+	opened []byte
 }
+
+// ErrKeyTypeChanged reports a seal whose key type differs from that of the
+// copy the same master key opened: the URI in volume.json was edited (say
+// from systemd-creds:host+tpm2 to systemd-creds:host), which would move
+// the ring to a weaker key at the next rotation.
+var ErrKeyTypeChanged = errors.New("systemd-creds key type differs from the sealed copy's")
+
+// credType returns the sealing-key type of a credential: the ID at the
+// start of its decoded form. systemd-creds prints credentials in base64.
+func credType(cred []byte) ([]byte, error) {
+	raw := make([]byte, base64.StdEncoding.DecodedLen(len(cred)))
+	n, err := base64.StdEncoding.Decode(raw, bytes.TrimSpace(cred))
+	if err != nil || n < credTypeSize {
+		return nil, fmt.Errorf("%w: systemd-creds credential is not base64 with a header",
+			keys.ErrWrongKey)
+	}
+	return raw[:credTypeSize], nil
+}
+
+// credTypeSize is the size of the key-type ID that starts a credential.
+const credTypeSize = 16
 
 var _ keys.Master = (*master)(nil)
 
@@ -172,6 +198,18 @@ func (m *master) Seal(ctx context.Context, plaintext, associatedData []byte) ([]
 		return nil, fmt.Errorf("systemd-creds wrote a %d-byte credential, more than %d",
 			len(cred), maxCredential)
 	}
+	if m.opened != nil {
+		typ, err := credType(cred)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(typ, m.opened) {
+			return nil, fmt.Errorf("%w: the ring was sealed with another key type than "+
+				"systemd-creds:%s names now; if you meant to change it, replace the master "+
+				"key (coffer rotate --master OLD=NEWURI), else someone edited volume.json",
+				ErrKeyTypeChanged, m.withKey)
+		}
+	}
 	out := make([]byte, headerSize, headerSize+len(cred)+box.Overhead+len(plaintext))
 	out[0] = version
 	binary.BigEndian.PutUint16(out[1:], uint16(len(cred)))
@@ -196,6 +234,10 @@ func (m *master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 	if err != nil {
 		return nil, err
 	}
+	typ, err := credType(cred)
+	if err != nil {
+		return nil, err
+	}
 	kek, err := m.decrypt(ctx, name, cred)
 	if err != nil {
 		return nil, err
@@ -206,7 +248,11 @@ func (m *master) Unseal(ctx context.Context, sealed, associatedData []byte) ([]b
 		return nil, err
 	}
 	defer b.Wipe()
-	return b.Unseal(ctx, ring, associatedData)
+	plain, err := b.Unseal(ctx, ring, associatedData)
+	if err == nil {
+		m.opened = typ
+	}
+	return plain, err
 }
 
 // split returns the credential and the sealed ring of a sealed copy.

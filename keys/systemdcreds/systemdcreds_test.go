@@ -3,6 +3,7 @@
 package systemdcreds
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"os"
@@ -244,4 +245,39 @@ func TestCredentialName(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// TestSealKeepsKeyType opens a copy sealed with the host key, then seals
+// again with the same master key: fine while the URI still names the key
+// type of the copy it opened, refused once it names another (volume.json
+// edited from systemd-creds:host+tpm2 to systemd-creds:host would move the
+// ring to the weaker key at the next rotation). No TPM here, so the copy's
+// recorded type is replaced by another one to stand for a TPM-sealed copy.
+func TestSealKeepsKeyType(t *testing.T) {
+	requireSystemdCreds(t)
+	ctx := context.Background()
+	_, m := enrollHost(t)
+	sealed, err := m.Seal(ctx, []byte("ring"), ad(volumeID, "m1"))
+	require.NoError(t, err)
+
+	// The host key's type ID, as systemd's creds-util.c defines it.
+	cred, _, err := split(sealed)
+	require.NoError(t, err)
+	typ, err := credType(cred)
+	require.NoError(t, err)
+	assert.Equal(t, "5a1c6a86df9d4096b1d5a65e0862f19a", hex.EncodeToString(typ))
+
+	entry := keys.MasterEntry{ID: "m1", Kind: Scheme, URI: "systemd-creds:host"}
+	opened, err := masterkey.Open(ctx, entry, masterkey.Options{})
+	require.NoError(t, err)
+	_, err = opened.Unseal(ctx, sealed, ad(volumeID, "m1"))
+	require.NoError(t, err)
+	_, err = opened.Seal(ctx, []byte("ring2"), ad(volumeID, "m1"))
+	require.NoError(t, err, "same key type")
+
+	other := bytes.Repeat([]byte{0x0c}, credTypeSize)
+	opened.(*master).opened = other
+	_, err = opened.Seal(ctx, []byte("ring3"), ad(volumeID, "m1"))
+	require.ErrorIs(t, err, ErrKeyTypeChanged)
+	assert.NotContains(t, err.Error(), "\n")
 }
