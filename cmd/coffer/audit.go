@@ -394,9 +394,11 @@ func printRecordRow(w io.Writer, r audit.Record) {
 		by = "uid " + strconv.Itoa(r.UID)
 	}
 	by += "@" + r.Host
+	// Every string comes from the log file, which is not to be trusted
+	// with the terminal.
 	fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq,
-		r.Time.UTC().Format(time.RFC3339), r.Event, r.Outcome, dash(r.Master), dash(ringKey),
-		by, dash(recordDetail(r)))
+		r.Time.UTC().Format(time.RFC3339), printable(string(r.Event)), printable(string(r.Outcome)),
+		printable(dash(r.Master)), dash(ringKey), printable(by), printable(dash(recordDetail(r))))
 }
 
 // recordDetail sums up the path, count, details and reason of a record.
@@ -417,7 +419,7 @@ func recordDetail(r audit.Record) string {
 		parts = append(parts, k+"="+r.Detail[k])
 	}
 	if r.Reason != "" {
-		parts = append(parts, "reason: "+oneLine(r.Reason))
+		parts = append(parts, "reason: "+r.Reason)
 	}
 	return strings.Join(parts, " ")
 }
@@ -634,7 +636,7 @@ func printAuditSettings(w io.Writer, s audit.Settings, path string, notUsed bool
 		where += " (default)"
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "audit log\t%s\n", where)
+	fmt.Fprintf(tw, "audit log\t%s\n", printable(where))
 	fmt.Fprintf(tw, "syslog copy\t%s\n", map[bool]string{true: "on", false: "off"}[s.Syslog])
 	return tw.Flush()
 }

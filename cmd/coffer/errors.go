@@ -87,11 +87,12 @@ func chainHints(err error) []string {
 }
 
 // printError writes err to w as "coffer: error: ..." on one line, followed by
-// its hints.
+// its hints. Control characters left in them (from a path or URI read from
+// a file, say) are escaped (printable).
 func printError(w io.Writer, err error) {
-	fmt.Fprintf(w, "coffer: error: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(w, "coffer: error: %s\n", printable(oneLine(err.Error())))
 	for _, h := range hintsOf(err) {
-		fmt.Fprintf(w, "hint: %s\n", oneLine(h))
+		fmt.Fprintf(w, "hint: %s\n", printable(oneLine(h)))
 	}
 }
 

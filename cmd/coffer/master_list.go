@@ -79,7 +79,8 @@ func runMasterList(_ context.Context, a *app, opts masterListOptions) error {
 		if e.LastUsed != nil {
 			last = e.LastUsed.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.ID, e.Kind, e.Added.Format(time.RFC3339), last, e.URI)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(e.ID), printable(e.Kind),
+			e.Added.Format(time.RFC3339), last, printable(e.URI))
 	}
 	return tw.Flush()
 }

@@ -162,7 +162,7 @@ func newVolumeStatus(backing string, cfg *keys.Config, now time.Time) volumeStat
 func (st volumeStatus) print(w io.Writer, stopped []stoppedMount) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "volume:\t%s\n", st.VolumeID)
-	fmt.Fprintf(tw, "backing:\t%s\n", st.Backing)
+	fmt.Fprintf(tw, "backing:\t%s\n", printable(st.Backing))
 	fmt.Fprintf(tw, "config version:\t%d\n", st.ConfigVersion)
 	fmt.Fprintf(tw, "file format:\t%d\n", st.FormatVersion)
 	fmt.Fprintf(tw, "names:\t%s\n", st.Names)
@@ -172,17 +172,17 @@ func (st volumeStatus) print(w io.Writer, stopped []stoppedMount) error {
 	if len(st.MountedOn) > 0 {
 		mounted = strings.Join(st.MountedOn, ", ")
 	}
-	fmt.Fprintf(tw, "mounted on:\t%s\n", mounted)
+	fmt.Fprintf(tw, "mounted on:\t%s\n", printable(mounted))
 	for _, m := range st.StaleMounts {
-		fmt.Fprintf(tw, "stale mount:\t%s (the mount process died): fusermount3 -u %s\n", m,
-			shellQuote(m))
+		fmt.Fprintf(tw, "stale mount:\t%s (the mount process died): fusermount3 -u %s\n",
+			printable(m), shellQuote(m))
 	}
 	for _, m := range stopped {
 		fmt.Fprintf(tw, "not answering:\t%s (the mount process %d is stopped): kill -CONT %d\n",
-			m.dir, m.pid, m.pid)
+			printable(m.dir), m.pid, m.pid)
 	}
 	if st.AuditLog != "" {
-		fmt.Fprintf(tw, "audit log:\t%s\n", st.AuditLog)
+		fmt.Fprintf(tw, "audit log:\t%s\n", printable(st.AuditLog))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -192,7 +192,8 @@ func (st volumeStatus) print(w io.Writer, stopped []stoppedMount) error {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  ID\tKIND\tADDED\tURI\n")
 	for _, m := range st.Masters {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", m.ID, m.Kind, m.Added.Format(time.RFC3339), m.URI)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", printable(m.ID), printable(m.Kind),
+			m.Added.Format(time.RFC3339), printable(m.URI))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

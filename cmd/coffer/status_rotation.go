@@ -78,7 +78,8 @@ func (rs rotationStatus) print(w io.Writer, generation uint64) {
 		if m.Generation < generation {
 			note = " (behind)"
 		}
-		fmt.Fprintf(w, "  mount %s pid %d uses generation %d%s\n", m.Host, m.PID, m.Generation, note)
+		fmt.Fprintf(w, "  mount %s pid %d uses generation %d%s\n", printable(m.Host), m.PID,
+			m.Generation, note)
 	}
 	if rs.FilesByKey != nil {
 		ids := make([]string, 0, len(rs.FilesByKey))
