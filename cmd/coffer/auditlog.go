@@ -33,12 +33,7 @@ func openAuditOpts(a *app, backing string, vol keys.VolumeID, opts audit.Options
 	error) {
 	var once sync.Once
 	mismatch := func(path string, logSeq, anchorSeq uint64) {
-		once.Do(func() {
-			fmt.Fprintf(a.stderr, "coffer: warning: audit log %s ends at record %d, but this "+
-				"volume's head anchor says %d: if %s is a copy of another backing directory, "+
-				"give it its own log (coffer audit config %s --log FILE); else run coffer "+
-				"audit verify\n", path, logSeq, anchorSeq, backing, shellQuote(backing))
-		})
+		once.Do(func() { warnAnchorMismatch(a, backing, path, logSeq, anchorSeq) })
 	}
 	opts.Logger, opts.AnchorMismatch = a.log, mismatch
 	opts.Exclude = volumeMounts(backing, opts.Exclude...)
@@ -57,6 +52,31 @@ func openAuditOpts(a *app, backing string, vol keys.VolumeID, opts audit.Options
 				shellQuote(backing)+" --log FILE")
 	}
 	return l, nil
+}
+
+// warnAnchorMismatch says, in one line, that the audit log at path ends at
+// record logSeq while the volume's head anchor names anchorSeq, and what
+// may have caused it.
+func warnAnchorMismatch(a *app, backing, path string, logSeq, anchorSeq uint64) {
+	p, b := printable(path), printable(backing)
+	if logSeq > anchorSeq {
+		// The log went on past the anchor: most often an anchor that
+		// could not be written, which that command warned about.
+		fmt.Fprintf(a.stderr, "coffer: warning: audit log %s runs to record %d, past record %d "+
+			"that this volume's head anchor names: an earlier command could not update the "+
+			"anchor (it warned \"failed to update audit head anchor\": a full or read-only "+
+			"backing directory), or %s is a copy of another backing directory sharing the log "+
+			"(give it its own log: coffer audit config %s --log FILE); check with coffer audit "+
+			"verify %s --backing %s, then remove %s to accept the log\n", p, logSeq, anchorSeq, b,
+			shellQuote(backing), shellQuote(path), shellQuote(backing),
+			shellQuote(audit.AnchorPath(backing)))
+		return
+	}
+	fmt.Fprintf(a.stderr, "coffer: warning: audit log %s ends at record %d, but this volume's "+
+		"head anchor says %d: records were cut off or the log was replaced, or %s is a copy of "+
+		"another backing directory (give it its own log: coffer audit config %s --log FILE); "+
+		"run coffer audit verify %s --backing %s\n", p, logSeq, anchorSeq, b, shellQuote(backing),
+		shellQuote(path), shellQuote(backing))
 }
 
 // recordAudit writes e to l. A failure is logged, not returned: the key
@@ -212,8 +232,8 @@ func warnLogNotUsed(a *app, backing, path string, why error) {
 	reason := strings.TrimPrefix(why.Error(), audit.ErrLogNotUsed.Error()+": ")
 	fmt.Fprintf(a.stderr, "coffer: warning: not using the audit log %s named in %s: %s; "+
 		"writing to the default log instead (if you set that log up, start it again with "+
-		"coffer audit config %s --log FILE)\n", path, audit.SettingsPath(backing), reason,
-		shellQuote(backing))
+		"coffer audit config %s --log FILE)\n", printable(path),
+		printable(audit.SettingsPath(backing)), printable(reason), shellQuote(backing))
 }
 
 // resolveLogPath returns path with symbolic links in its folder resolved.

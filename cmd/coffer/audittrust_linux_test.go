@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
 )
 
@@ -192,4 +194,30 @@ func TestConfiguredAuditLogUsed(t *testing.T) {
 	assert.Equal(t, string(audit.EventAuditConfig), recs[0]["event"])
 	assert.Len(t, ofEvent(recs, audit.EventBackupExported), 1)
 	requireOK(t, cli(t, "audit", "verify", second, "--backing", f.backing, "--chain-only"))
+}
+
+// TestAnchorBehindWarning is breaker3's F8: after a command that could not
+// move the head anchor (a full backing disk) had appended its records,
+// every later command blamed a copied backing directory. The warning now
+// names the failed anchor update first, and how to accept the log.
+func TestAnchorBehindWarning(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.init(t)
+	def := auditLogOf(t, f.backing)
+	cfg, err := keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	// A writer whose anchor updates fail: no backing directory to keep one.
+	l, err := audit.Open(def, cfg.VolumeID, audit.Options{})
+	require.NoError(t, err)
+	require.NoError(t, l.Record(context.Background(), audit.Event{Type: audit.EventBackupExported}))
+	require.NoError(t, l.Close())
+
+	r := backupRecords(t, f)
+	requireOK(t, r)
+	w := warnings(r.stderr)
+	require.Len(t, w, 1, "stderr: %s", r.stderr)
+	assert.Contains(t, w[0], "past record")
+	assert.Contains(t, w[0], "an earlier command could not update the anchor")
+	assert.Contains(t, w[0], "then remove "+audit.AnchorPath(f.backing)+" to accept the log")
 }

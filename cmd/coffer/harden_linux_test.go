@@ -409,7 +409,7 @@ func TestCopiedBackingAuditWarning(t *testing.T) {
 	r := cli(t, "master", "add", f.backing, f.newKey(t, "b.key"))
 	requireOK(t, r)
 	assert.Contains(t, r.stderr, "coffer: warning: audit log ")
-	assert.Contains(t, r.stderr, "give it its own log (coffer audit config "+f.backing+" --log FILE)")
+	assert.Contains(t, r.stderr, "give it its own log: coffer audit config "+f.backing+" --log FILE")
 	assert.Equal(t, 1, strings.Count(r.stderr, "coffer: warning:"), "stderr: %s", r.stderr)
 	assert.NotContains(t, r.stderr, "{")
 }

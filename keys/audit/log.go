@@ -75,10 +75,11 @@ type Log struct {
 	opts Options
 	who  identity
 
-	mu      sync.Mutex
-	f       *os.File
-	keys    Keyring
-	written int // records this Log appended
+	mu           sync.Mutex
+	f            *os.File
+	keys         Keyring
+	written      int  // records this Log appended
+	anchorFailed bool // a head anchor update failed: warned once
 }
 
 // identity is who writes: fixed for the life of the process.
@@ -317,10 +318,18 @@ func (l *Log) loadAnchor(t tail) *Anchor {
 	return nil
 }
 
+// saveAnchor writes a, warning once per Log when that fails: the record is
+// appended all the same, so the log then runs past the anchor, and later
+// writers say so until the anchor is reset.
 func (l *Log) saveAnchor(a Anchor) {
-	if err := writeAnchor(l.opts.Backing, a); err != nil {
-		l.opts.Logger.Warn().Err(err).Msg("failed to update audit head anchor")
+	err := writeAnchor(l.opts.Backing, a)
+	if err == nil || l.anchorFailed {
+		return
 	}
+	l.anchorFailed = true
+	l.opts.Logger.Warn().Err(err).Msg("failed to update audit head anchor: the audit log now " +
+		"runs past it, and later commands warn about that until it is removed (see the audit " +
+		"verify hint they print)")
 }
 
 func (l *Log) copyToSyslog(line []byte) {

@@ -1,13 +1,18 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cofferfs/coffer/keys"
 )
 
 // TestOpenVolumeConfiguredLog checks which configured logs OpenVolume uses:
@@ -64,4 +69,21 @@ func TestOpenVolumeConfiguredLog(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, def, path)
 	assert.ErrorIs(t, notUsed, ErrLogNotUsed)
+}
+
+// TestAnchorFailureWarnedOnce checks that a Log whose head anchor cannot
+// be written (a full or read-only backing directory) still appends, and
+// warns once, saying what later commands will report.
+func TestAnchorFailureWarnedOnce(t *testing.T) {
+	v := newTestVolume(t)
+	require.NoError(t, os.RemoveAll(filepath.Join(v.backing, keys.DirName)))
+	var buf bytes.Buffer
+	l, err := Open(v.log, v.vol, Options{Backing: v.backing, Logger: zerolog.New(&buf)})
+	require.NoError(t, err)
+	for range 3 {
+		require.NoError(t, l.Record(context.Background(), Event{Type: EventBackupExported}))
+	}
+	require.NoError(t, l.Close())
+	assert.Equal(t, 1, strings.Count(buf.String(), "failed to update audit head anchor"), buf.String())
+	assert.Contains(t, buf.String(), "later commands warn")
 }
