@@ -115,9 +115,9 @@ func checkInitTarget(backing string) error {
 
 func alreadyInitialized(backing string) error {
 	if _, err := os.Stat(ConfigPath(backing)); err != nil {
-		return fmt.Errorf("%w: %s has a %s folder without %s (left by an interrupted "+
-			"init? remove it and run init again)", ErrAlreadyInitialized, backing, DirName,
-			ConfigName)
+		return fmt.Errorf("%w: %s has a %s folder without %s: another init is creating the "+
+			"volume right now, or one was interrupted (then remove the folder and run init "+
+			"again)", ErrAlreadyInitialized, backing, DirName, ConfigName)
 	}
 	return fmt.Errorf("%w: %s already holds a volume", ErrAlreadyInitialized, backing)
 }

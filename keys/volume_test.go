@@ -211,7 +211,7 @@ func TestInitRefusals(t *testing.T) {
 		{name: "a file", backing: file, msg: "not a directory"},
 		{name: "already initialised", backing: initialised, want: keys.ErrAlreadyInitialized},
 		{name: "interrupted init", backing: emptyCoffer, want: keys.ErrAlreadyInitialized,
-			msg: "interrupted init"},
+			msg: "another init is creating the volume right now, or one was interrupted"},
 		{name: "not empty", backing: notEmpty, want: keys.ErrNotEmpty, msg: "web.config"},
 		{name: "hidden file", backing: hidden, want: keys.ErrNotEmpty, msg: ".env"},
 		{name: "no masters", backing: t.TempDir(), masters: []keys.Enrollment{}},

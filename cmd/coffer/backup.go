@@ -44,6 +44,12 @@ Take a new backup after every change of master keys or ring.`,
 
 // runBackup writes the backup.
 func runBackup(ctx context.Context, a *app, opts backupOptions) error {
+	if opts.file == "-" {
+		// Not standard output: a backup is a file of mode 0600 that is
+		// never overwritten, which a pipe or terminal is not.
+		return withHints(usageErrorf("backup FILE - is not supported: coffer backup writes "+
+			"a new file, not standard output"), "give a path (./- for a file named -)")
+	}
 	current, err := readConfigToWrite(opts.backing)
 	if err != nil {
 		return err

@@ -169,7 +169,8 @@ func TestInitRefusals(t *testing.T) {
 		{"leftover .coffer folder", func(t *testing.T, f *fixture) string {
 			require.NoError(t, os.Mkdir(filepath.Join(f.backing, ".coffer"), 0o700))
 			return f.backing
-		}, "left from an interrupted init", "hint: remove it (rmdir "},
+		}, "another coffer init is creating the volume right now, or one was interrupted",
+			"hint: if no other init is running, remove it (rmdir "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

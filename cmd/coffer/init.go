@@ -19,6 +19,7 @@ import (
 	"github.com/cofferfs/coffer/keys/audit"
 	"github.com/cofferfs/coffer/keys/masterkey"
 	"github.com/cofferfs/coffer/keys/passphrase"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 type initOptions struct {
@@ -82,6 +83,9 @@ Init prints the volume ID and the ID of each master key.`,
 	f.BoolVar(&opts.plaintextNames, "plaintext-names", false,
 		"store file names, link targets and xattrs unencrypted (fixed for the volume's life)")
 	opts.masterFlags.add(f)
+	// At init the recovery key is enrolled, not used to unlock.
+	f.Lookup("recovery-key").Usage = "with --master recovery:, enrol the existing recovery key " +
+		"in this file (mode 0600), or '-' to type it or read stdin"
 	f.Uint32Var(&opts.cost.Time, "argon2-time", def.Time, "Argon2id passes for a passphrase master")
 	f.Uint32Var(&memMiB, "argon2-memory", def.MemoryKiB>>10, "Argon2id memory in MiB for a passphrase master")
 	f.Uint8Var(&opts.cost.Threads, "argon2-threads", def.Threads, "Argon2id threads for a passphrase master")
@@ -273,9 +277,10 @@ func checkInitTarget(backing string) error {
 	dir := filepath.Join(backing, keys.DirName)
 	if _, err := os.Lstat(filepath.Join(dir, keys.ConfigName)); errors.Is(err, fs.ErrNotExist) &&
 		hasConfigDir(backing) {
-		return withHints(fmt.Errorf("%s has a %s folder without %s, left from an interrupted init",
-			backing, keys.DirName, keys.ConfigName),
-			"remove it (rmdir "+shellQuote(dir)+") and run coffer init again")
+		return withHints(fmt.Errorf("%s has a %s folder without %s: another coffer init is "+
+			"creating the volume right now, or one was interrupted", backing, keys.DirName,
+			keys.ConfigName), "if no other init is running, remove it (rmdir "+shellQuote(dir)+
+			") and run coffer init again")
 	}
 	if _, err := os.Lstat(dir); err == nil {
 		return initError(backing, fmt.Errorf("%w: %s already holds a volume",
@@ -318,6 +323,13 @@ func enrollAll(ctx context.Context, a *app, opts initOptions, refs []masterkey.R
 	var out []keys.Enrollment
 	for _, ref := range refs {
 		e, err := masterkey.Enroll(ctx, ref.URI, mopts)
+		if errors.Is(err, recovery.ErrNoPrivateKey) {
+			// 'coffer recovery new' needs the volume that init makes.
+			return out, withHints(fmt.Errorf("--master %s needs --recovery-key FILE at init: "+
+				"init enrols only a recovery key that exists", ref), "to make a new one, "+
+				"init with the other master keys, then run: coffer recovery new "+
+				shellQuote(opts.backing))
+		}
 		if err != nil {
 			return out, fmt.Errorf("failed to enroll master key %q: %w", ref.String(), err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cofferfs/coffer/keys/keyfile"
 	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 func newKeysCommand(a *app) *cobra.Command {
@@ -77,6 +78,10 @@ func runKeysCreate(ctx context.Context, a *app, opts keysCreateOptions) error {
 		mopts := opts.masterFlags.options()
 		mopts.PIN = pinPrompt(a)
 		msg, err := masterkey.Create(ctx, ref.URI, mopts)
+		if errors.Is(err, masterkey.ErrNoCreate) && ref.Kind == recovery.Kind {
+			return withHints(usageErrorf("recovery keys are made for a volume, not by keys create"),
+				"make one for an existing volume: coffer recovery new BACKING")
+		}
 		if errors.Is(err, masterkey.ErrNoCreate) {
 			return withHints(usageErrorf("%s master keys need no creation step", ref.Kind),
 				"name it with --master at init: coffer init BACKING --master "+ref.String())

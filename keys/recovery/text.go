@@ -172,6 +172,11 @@ func cut(s string) []string {
 
 // checkShape checks the number of groups and their lengths.
 func checkShape(grps []string) error {
+	if len(grps) == 0 {
+		// Not a typo of one group: nothing was given at all.
+		return fmt.Errorf("recovery key is empty: want the %d groups of %d characters that "+
+			"coffer recovery new printed", groups, groupSize)
+	}
 	for g, grp := range grps {
 		if len(grp) != groupSize && g < groups {
 			return &ChecksumError{Group: g + 1, msg: fmt.Sprintf(
