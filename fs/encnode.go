@@ -151,6 +151,14 @@ func (n *node) abs() (string, error) {
 	return joinRel(n.fs.backing, rel), nil
 }
 
+// childMemo is the last name a directory encrypted for an entry: a create
+// follows the kernel's lookup of the same name, which found nothing.
+type childMemo struct {
+	key   *names.Key
+	plain string
+	name  names.Name
+}
+
 // child is the backing form of a name in the directory n.
 type child struct {
 	key  *names.Key // the parent's name key
@@ -173,9 +181,14 @@ func (n *node) child(name string) (child, error) {
 	if err != nil {
 		return child{}, err
 	}
-	nm, err := k.Encrypt(name)
-	if err != nil {
-		return child{}, syscall.EINVAL
+	var nm names.Name
+	if m := n.last.Load(); m != nil && m.key == k && m.plain == name {
+		nm = m.name
+	} else {
+		if nm, err = k.Encrypt(name); err != nil {
+			return child{}, syscall.EINVAL
+		}
+		n.last.Store(&childMemo{key: k, plain: name, name: nm})
 	}
 	rel, err := n.rel()
 	if err != nil {
@@ -806,19 +819,26 @@ func (n *node) encCreate(ctx context.Context, name string, flags, mode uint32,
 	if err != nil {
 		return nil, nil, 0, n.fs.errno(err)
 	}
-	h, errno := n.createAt(ctx, c.rel, int(flags), mode&^syscall.S_ISVTX)
+	h, nf, errno := n.createAt(ctx, c.rel, int(flags), mode&^syscall.S_ISVTX)
 	if errno != 0 {
 		undo()
 		return nil, nil, 0, errno
 	}
-	// The descriptor, not the path: no second walk of the backing path.
-	st, gen, err := fstatx(h.fd)
-	if err != nil {
-		h.release()
-		return nil, nil, 0, gofs.ToErrno(err)
+	if nf == nil {
+		// The descriptor, not the path: no second walk of the backing
+		// path.
+		st, gen, err := fstatx(h.fd)
+		if err != nil {
+			h.release()
+			return nil, nil, 0, gofs.ToErrno(err)
+		}
+		nf = &newFile{st: st, gen: gen}
 	}
-	ch := n.encEntryStat(ctx, &st, gen, out)
-	h.node = ch.Operations().(*node)
+	ch := n.encEntryStat(ctx, &nf.st, nf.gen, out)
+	cn := ch.Operations().(*node)
+	cn.name.Store(&nameMemo{key: c.key, plain: name, backing: c.name.Backing})
+	h.node = cn
+	cn.track(h)
 	return ch, h, n.fs.openFlags(), 0
 }
 
@@ -836,7 +856,7 @@ func (n *node) encStatfs(out *fuse.StatfsOut) syscall.Errno {
 
 // preserveOwnerPath is preserveOwner for a path, not following symlinks.
 func preserveOwnerPath(ctx context.Context, p string) {
-	if os.Getuid() != 0 {
+	if !daemonRoot {
 		return
 	}
 	if caller, ok := fuse.FromContext(ctx); ok {

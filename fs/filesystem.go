@@ -178,6 +178,38 @@ func (f *filesystem) newHandleKey(n pather, fd int, writable bool, k inodeKey) *
 	return &handle{fs: f, node: n, ino: in, fd: fd, writable: writable, direct: f.opts.Shared}
 }
 
+// newFile is a backing file that a create made: its attributes and the
+// generation go-fuse derives from its birth time.
+type newFile struct {
+	st  syscall.Stat_t
+	gen uint64
+}
+
+// ownNew stats the backing file the daemon just created through fd and,
+// running as root, gives it the owner of the calling process, as the
+// loopback does. The file already has that owner when the caller is the
+// daemon's user, as with tar run as root: then nothing changes, and the
+// chown is left out.
+func ownNew(ctx context.Context, fd int) (*newFile, error) {
+	st, gen, err := fstatx(fd)
+	if err != nil {
+		return nil, err
+	}
+	caller, ok := fuse.FromContext(ctx)
+	if !daemonRoot || !ok || caller.Uid == st.Uid && caller.Gid == st.Gid {
+		return &newFile{st: st, gen: gen}, nil
+	}
+	_ = unix.Fchown(fd, int(caller.Uid), int(caller.Gid))
+	if st, gen, err = fstatx(fd); err != nil {
+		return nil, err
+	}
+	return &newFile{st: st, gen: gen}, nil
+}
+
+// daemonRoot tells whether the daemon runs as root, which gives the files
+// it creates the owner of the calling process.
+var daemonRoot = os.Getuid() == 0
+
 // openFlags are the FUSE open flags of a new handle: direct I/O in shared
 // mode, where another process may change the file behind the page cache.
 func (f *filesystem) openFlags() uint32 {
@@ -190,7 +222,7 @@ func (f *filesystem) openFlags() uint32 {
 // preserveOwner gives a file created by the daemon running as root the
 // owner of the calling process, as the loopback does.
 func preserveOwner(ctx context.Context, fd int) {
-	if os.Getuid() != 0 {
+	if !daemonRoot {
 		return
 	}
 	if caller, ok := fuse.FromContext(ctx); ok {

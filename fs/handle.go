@@ -30,9 +30,10 @@ type handle struct {
 	node     pather
 	ino      *inode
 	fd       int
-	writable bool // fd is open read-write
-	direct   bool // opened with O_DIRECT: reads bypass the page cache
-	append   bool // opened with O_APPEND
+	writable bool  // fd is open read-write
+	direct   bool  // opened with O_DIRECT: reads bypass the page cache
+	append   bool  // opened with O_APPEND
+	owner    *node // the node that tracks h (see openHandles), or nil
 }
 
 var (
@@ -58,10 +59,20 @@ func (h *handle) path() string {
 	return h.node.backingPath()
 }
 
+// setFlags records the open flags that change how h reads and writes.
+func (h *handle) setFlags(flags int) {
+	h.direct = h.direct || flags&syscall.O_DIRECT != 0
+	h.append = flags&syscall.O_APPEND != 0
+}
+
 // release closes the backing file and drops the inode reference, once.
 func (h *handle) release() {
 	if h.fd < 0 {
 		return
+	}
+	if h.owner != nil {
+		h.owner.open.untrack(h)
+		h.owner = nil
 	}
 	_ = unix.Close(h.fd)
 	h.fd = -1

@@ -24,8 +24,10 @@ import (
 type node struct {
 	gofs.LoopbackNode
 	fs   *filesystem
-	keys dirKeyCache              // name key of a directory, with encrypted names
-	name atomic.Pointer[nameMemo] // its own backing name, with encrypted names
+	keys dirKeyCache               // name key of a directory, with encrypted names
+	name atomic.Pointer[nameMemo]  // its own backing name, with encrypted names
+	open openHandles               // of a regular file
+	last atomic.Pointer[childMemo] // of a directory, with encrypted names
 }
 
 var (
@@ -193,6 +195,9 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if h, ok := f.(*handle); ok {
 		return h.Setattr(ctx, in, out)
 	}
+	if errno, ok := n.setattrOpen(ctx, in, out); ok {
+		return errno
+	}
 
 	kill := killOnSetattr(ctx, in) && n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFREG
 	if size, ok := in.GetSize(); ok {
@@ -248,14 +253,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, errno
 	}
 	h := n.fs.newHandleKey(n, fd, writable, key)
-	h.direct = h.direct || flags&syscall.O_DIRECT != 0
-	h.append = flags&syscall.O_APPEND != 0
+	h.setFlags(int(flags))
 	if flags&syscall.O_TRUNC != 0 {
 		if err := h.truncate(0); err != nil {
 			h.release()
 			return nil, 0, n.fs.errno(err)
 		}
 	}
+	n.track(h)
 	return h, n.fs.openFlags(), 0
 }
 
@@ -312,7 +317,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 		return n.encCreate(ctx, name, flags, mode, out)
 	}
 
-	h, errno := n.createAt(ctx, filepath.Join(n.Path(nil), name), int(flags), mode)
+	h, _, errno := n.createAt(ctx, filepath.Join(n.Path(nil), name), int(flags), mode)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -322,33 +327,48 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32,
 		return nil, nil, 0, errno
 	}
 	h.node = ch.Operations().(*node)
+	ch.Operations().(*node).track(h)
 	return ch, h, n.fs.openFlags(), 0
 }
 
-// createAt opens the backing path rel with O_CREAT and returns its handle.
-// The owner is set only if the file is new: with O_CREAT alone, a file that
-// appeared since the kernel's lookup is opened as it is.
+// createAt opens the backing path rel with O_CREAT and returns its handle
+// and, if it made the file, the file's attributes (nil if it opened a file
+// that was there). The owner is set only if the file is new: with O_CREAT
+// alone, a file that appeared since the kernel's lookup is opened as it is.
 func (n *node) createAt(ctx context.Context, rel string, flags int,
-	mode uint32) (*handle, syscall.Errno) {
+	mode uint32) (*handle, *newFile, syscall.Errno) {
 	fd, writable, err := n.fs.openBacking(rel, flags, syscall.O_CREAT|syscall.O_EXCL, mode)
-	created := err == nil
 	if err == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
-		fd, writable, err = n.fs.openBacking(rel, flags, 0, mode)
+		h, errno := n.openExisting(rel, flags, mode)
+		return h, nil, errno
 	}
+	if err != nil {
+		return nil, nil, n.fs.errno(err)
+	}
+
+	nf, err := ownNew(ctx, fd)
+	if err != nil {
+		_ = syscall.Close(fd)
+		return nil, nil, gofs.ToErrno(err)
+	}
+	h := n.fs.newHandleKey(n, fd, writable, inodeKey{dev: nf.st.Dev, ino: nf.st.Ino})
+	h.setFlags(flags)
+	return h, nf, 0
+}
+
+// openExisting is createAt for a file that appeared since the kernel's
+// lookup.
+func (n *node) openExisting(rel string, flags int, mode uint32) (*handle, syscall.Errno) {
+	fd, writable, err := n.fs.openBacking(rel, flags, 0, mode)
 	if err != nil {
 		return nil, n.fs.errno(err)
 	}
-	if created {
-		preserveOwner(ctx, fd)
-	}
-
 	h, err := n.fs.newHandle(n, fd, writable)
 	if err != nil {
 		return nil, n.fs.errno(err)
 	}
-	h.direct = h.direct || flags&syscall.O_DIRECT != 0
-	h.append = flags&syscall.O_APPEND != 0
-	if !created && flags&syscall.O_TRUNC != 0 {
+	h.setFlags(flags)
+	if flags&syscall.O_TRUNC != 0 {
 		if err := h.truncate(0); err != nil {
 			h.release()
 			return nil, n.fs.errno(err)

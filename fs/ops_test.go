@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -208,6 +209,38 @@ func (r *recorder) utimes(name string, atime, mtime int64) {
 	_ = unix.Lstat(r.p(name), &st)
 	r.logf("utimes %s: %s atime %d mtime %d", name, errStr(err),
 		st.Atim.Nano(), st.Mtim.Nano())
+}
+
+func (r *recorder) fchmod(id string, mode uint32) {
+	err := unix.Fchmod(r.fds[id], mode)
+	var st unix.Stat_t
+	_ = unix.Fstat(r.fds[id], &st)
+	r.logf("fchmod %s %#o: %s mode %#o", id, mode, errStr(err), st.Mode)
+}
+
+func (r *recorder) fchown(id string) {
+	err := unix.Fchown(r.fds[id], os.Getuid(), os.Getgid())
+	var st unix.Stat_t
+	_ = unix.Fstat(r.fds[id], &st)
+	r.logf("fchown %s: %s mode %#o", id, errStr(err), st.Mode)
+}
+
+func (r *recorder) futimes(id string, atime, mtime int64) {
+	ts := []unix.Timespec{unix.NsecToTimespec(atime), unix.NsecToTimespec(mtime)}
+	err := unix.UtimesNanoAt(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", r.fds[id]), ts, 0)
+	var st unix.Stat_t
+	_ = unix.Fstat(r.fds[id], &st)
+	r.logf("futimes %s: %s atime %d mtime %d", id, errStr(err), st.Atim.Nano(), st.Mtim.Nano())
+}
+
+func (r *recorder) fgetxattr(id, attr string) {
+	b := make([]byte, 64)
+	n, err := unix.Fgetxattr(r.fds[id], attr, b)
+	r.logf("fgetxattr %s %s: %q %s", id, attr, b[:max(n, 0)], errStr(err))
+}
+
+func (r *recorder) fsetxattr(id, attr, value string) {
+	r.logf("fsetxattr %s %s: %s", id, attr, errStr(unix.Fsetxattr(r.fds[id], attr, []byte(value), 0)))
 }
 
 func (r *recorder) xattrs(name string) {
@@ -428,6 +461,28 @@ var opCases = []struct {
 		r.pread("f", 6000, 0)
 		r.closeFd("f")
 		r.readdir(".")
+	}},
+	{name: "attributes of an open file after unlink", run: func(r *recorder) {
+		// The kernel sends these without the file's handle.
+		r.open("f", "a", creat|rdwr, 0o644)
+		r.write("f", pattern(9, 5000))
+		r.fsetxattr("f", "user.a", "one")
+		r.fgetxattr("f", "security.capability")
+		r.unlink("a")
+		r.fchmod("f", 0o600)
+		r.fchown("f")
+		r.futimes("f", 1_000_000_000_123_456_789, 1_200_000_000_987_654_321)
+		r.fgetxattr("f", "user.a")
+		r.fgetxattr("f", "security.capability")
+		r.fstat("f")
+		r.closeFd("f")
+	}},
+	{name: "create with set-ID bits", run: func(r *recorder) {
+		r.open("f", "a", creat|rdwr, 0o6755)
+		r.fstat("f")
+		r.write("f", []byte("x"))
+		r.closeFd("f")
+		r.stat("a")
 	}},
 	{name: "hard link shares content", run: func(r *recorder) {
 		r.open("f", "a", creat|rdwr, 0o644)

@@ -39,32 +39,53 @@ func (f *filesystem) xattrKey() (*names.XattrKey, error) {
 // the key nil.
 func (n *node) xattrTarget(attr string) (string, string, *names.XattrKey, error) {
 	p, err := n.abs()
-	if err != nil || !names.Encrypted(attr) {
-		return p, attr, nil, err
-	}
-	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFLNK {
-		return "", "", nil, syscall.EPERM // Linux has no user attributes on symlinks
-	}
-	k, err := n.fs.xattrKey()
 	if err != nil {
 		return "", "", nil, err
 	}
-	bn, err := k.EncryptName(attr)
-	if err != nil {
-		return "", "", nil, syscall.ERANGE
-	}
-	return p, bn, k, nil
+	bn, k, err := n.xattrName(attr)
+	return p, bn, k, err
 }
 
-// getxattr reads a whole backing attribute value.
+// xattrName returns the backing name of attribute attr and, for a user
+// attribute, the key.
+func (n *node) xattrName(attr string) (string, *names.XattrKey, error) {
+	if !names.Encrypted(attr) {
+		return attr, nil, nil
+	}
+	if n.StableAttr().Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		return "", nil, syscall.EPERM // Linux has no user attributes on symlinks
+	}
+	k, err := n.fs.xattrKey()
+	if err != nil {
+		return "", nil, err
+	}
+	bn, err := k.EncryptName(attr)
+	if err != nil {
+		return "", nil, syscall.ERANGE
+	}
+	return bn, k, nil
+}
+
+// getxattr reads a whole backing attribute value by path.
 func getxattr(p, name string) ([]byte, error) {
+	return readXattr(func(b []byte) (int, error) { return unix.Lgetxattr(p, name, b) })
+}
+
+// fgetxattr reads a whole backing attribute value through a descriptor.
+func fgetxattr(fd int, name string) ([]byte, error) {
+	return readXattr(func(b []byte) (int, error) { return unix.Fgetxattr(fd, name, b) })
+}
+
+// readXattr reads a whole value with get, which fills b or, given nil,
+// returns the size.
+func readXattr(get func(b []byte) (int, error)) ([]byte, error) {
 	for {
-		sz, err := unix.Lgetxattr(p, name, nil)
+		sz, err := get(nil)
 		if err != nil {
 			return nil, err
 		}
 		b := make([]byte, sz)
-		sz, err = unix.Lgetxattr(p, name, b)
+		sz, err = get(b)
 		if err == unix.ERANGE {
 			continue
 		}
@@ -77,25 +98,38 @@ func getxattr(p, name string) ([]byte, error) {
 
 // Getxattr reads an attribute; user attributes are decrypted.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if !n.fs.encrypted() {
-		sz, errno := n.LoopbackNode.Getxattr(ctx, attr, dest)
-		return sz, n.stale(errno)
+	bn, k := attr, (*names.XattrKey)(nil)
+	var err error
+	if n.fs.encrypted() {
+		bn, k, err = n.xattrName(attr)
 	}
-	p, bn, k, err := n.xattrTarget(attr)
 	if err == syscall.ERANGE || err == syscall.EPERM {
 		return 0, syscall.ENODATA
 	}
 	if err != nil {
 		return 0, n.fs.errno(err)
 	}
-	v, err := getxattr(p, bn)
+	// An open file is read through its descriptor: tar asks for
+	// security.capability twice per file it writes.
+	var v []byte
+	if !n.open.with(func(h *handle) { v, err = fgetxattr(h.fd, bn) }) {
+		if !n.fs.encrypted() {
+			sz, errno := n.LoopbackNode.Getxattr(ctx, attr, dest)
+			return sz, n.stale(errno)
+		}
+		var p string
+		if p, err = n.abs(); err != nil {
+			return 0, n.fs.errno(err)
+		}
+		v, err = getxattr(p, bn)
+	}
 	if err != nil {
 		return 0, n.stale(gofs.ToErrno(err))
 	}
 	if k != nil {
 		v, err = k.OpenValue(bn, v)
 		if err != nil {
-			n.fs.log.Warn().Str("backing", p).Str("reason", err.Error()).
+			n.fs.log.Warn().Str("backing", n.backingPath()).Str("reason", err.Error()).
 				Msg("extended attribute failed integrity check, returning EIO")
 			return 0, syscall.EIO
 		}
