@@ -198,7 +198,9 @@ func (f *Follower) Watch(interval time.Duration) (stop func()) {
 		for {
 			select {
 			case <-ctx.Done():
-				_ = os.Remove(filepath.Join(f.backing, DirName, MountsName, f.ackName))
+				if mountsDirSafe(f.backing) == nil {
+					_ = os.Remove(filepath.Join(f.backing, DirName, MountsName, f.ackName))
+				}
 				return
 			case <-t.C:
 				_ = f.Refresh(true)
@@ -222,6 +224,9 @@ func (f *Follower) writeAck() {
 	a.Updated = now()
 	b, err := json.Marshal(a)
 	if err == nil {
+		err = mountsDirSafe(f.backing)
+	}
+	if err == nil {
 		dir := filepath.Join(f.backing, DirName, MountsName)
 		if err = os.MkdirAll(dir, 0o700); err == nil {
 			err = writeFileAtomic(dir, f.ackName, append(b, '\n'))
@@ -230,6 +235,21 @@ func (f *Follower) writeAck() {
 	if err != nil {
 		f.log.Warn().Err(err).Msg("failed to record the ring generation this mount uses")
 	}
+}
+
+// mountsDirSafe checks, just before a mount writes or removes its record,
+// that neither .coffer nor .coffer/mounts has become a symbolic link since
+// the mount started (which checked them too): a mount runs as root for
+// hours, and the record must not land where such a link points.
+func mountsDirSafe(backing string) error {
+	if fi, err := os.Lstat(filepath.Join(backing, DirName)); err == nil && !fi.IsDir() {
+		return &ReservedError{Path: filepath.Join(backing, DirName), Is: FileKind(fi.Mode()),
+			Want: "a directory"}
+	}
+	if err := checkReservedEntry(filepath.Join(backing, DirName, MountsName), true); err != nil {
+		return err
+	}
+	return nil
 }
 
 func sanitize(s string) string {
@@ -248,6 +268,9 @@ func sanitize(s string) string {
 // MountAcks returns the acknowledgements of the mounts of backing.
 // Unreadable ones are skipped.
 func MountAcks(backing string) ([]Ack, error) {
+	if err := mountsDirSafe(backing); err != nil {
+		return nil, fmt.Errorf("failed to list mounts: %w", err)
+	}
 	dir := filepath.Join(backing, DirName, MountsName)
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, iofs.ErrNotExist) {
@@ -258,8 +281,9 @@ func MountAcks(backing string) ([]Ack, error) {
 	}
 	var out []Ack
 	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
-			continue
+		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") ||
+			!e.Type().IsRegular() {
+			continue // a link or other planted entry is no record (fsck names it)
 		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil || len(b) > 4096 {
@@ -277,5 +301,8 @@ func MountAcks(backing string) ([]Ack, error) {
 
 // RemoveAck removes the acknowledgement file name of a mount that is gone.
 func RemoveAck(backing, name string) error {
+	if err := mountsDirSafe(backing); err != nil {
+		return err
+	}
 	return os.Remove(filepath.Join(backing, DirName, MountsName, filepath.Base(name)))
 }
