@@ -86,3 +86,23 @@ func TestCosmeticFixes(t *testing.T) {
 		assert.NotContains(t, r.stderr, "check that group")
 	})
 }
+
+// TestMasterAddSameKeyFileRefused is breaker3's F9 item: master add took
+// the enrolled key file again through a symbolic link (two masters, one
+// key). The same file under another name is refused before any unlock.
+func TestMasterAddSameKeyFileRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.init(t)
+	link := filepath.Join(f.dir, "link.key")
+	require.NoError(t, os.Symlink(f.key, link))
+	hard := filepath.Join(f.dir, "hard.key")
+	require.NoError(t, os.Link(f.key, hard))
+	before := f.config(t)
+	for _, p := range []string{link, hard, filepath.Join(f.dir, ".", "..", filepath.Base(f.dir),
+		"master.key")} {
+		r := cli(t, "master", "add", f.backing, "file://"+p)
+		assertFailure(t, r, exitFailure, "is the same file as master key")
+		assert.Equal(t, before, f.config(t))
+	}
+}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cofferfs/coffer/keys"
 	"github.com/cofferfs/coffer/keys/audit"
+	"github.com/cofferfs/coffer/keys/keyfile"
 	"github.com/cofferfs/coffer/keys/masterkey"
 	"github.com/cofferfs/coffer/keys/passphrase"
 )
@@ -83,6 +85,9 @@ func runMasterAdd(ctx context.Context, a *app, opts masterAddOptions) error {
 		return err
 	}
 	if err := checkRoom(opts.backing, cfg); err != nil {
+		return err
+	}
+	if err := checkSameKeyFile(opts.backing, cfg, ref); err != nil {
 		return err
 	}
 	if err := opts.checkPlaces(a); err != nil {
@@ -185,6 +190,34 @@ func checkRoom(backing string, cfg *keys.Config) error {
 }
 
 // addError adds advice to the errors of keys.AddMaster.
+// checkSameKeyFile refuses a key file that is already enrolled under
+// another name (a symbolic or hard link, or a path with "..") before
+// anything is unlocked: the URIs differ, but it is one key, and the
+// volume would only seem to have one more.
+func checkSameKeyFile(backing string, cfg *keys.Config, ref masterkey.Ref) error {
+	if ref.Kind != keyfile.Kind {
+		return nil
+	}
+	fi, err := os.Stat(ref.Path)
+	if err != nil {
+		return nil // enrolling reports it
+	}
+	for _, m := range cfg.Masters {
+		if m.Kind != keyfile.Kind {
+			continue
+		}
+		old, err := parseMasterURI(m.URI)
+		if err != nil {
+			continue
+		}
+		if ofi, err := os.Stat(old.Path); err == nil && os.SameFile(fi, ofi) {
+			return addError(backing, fmt.Errorf("%w: %s is the same file as master key %s (%s)",
+				keys.ErrDuplicateMaster, ref.Path, m.ID, old.Path))
+		}
+	}
+	return nil
+}
+
 func addError(backing string, err error) error {
 	switch {
 	case errors.Is(err, keys.ErrTooManyMasters):
