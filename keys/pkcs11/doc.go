@@ -17,6 +17,15 @@
 // Without a module-path the module is DefaultModule; the canonical URI
 // always names it.
 //
+// Loading a module runs its code, and the module path comes from the
+// volume config, which anyone who can write the backing directory can
+// edit. So a module is loaded only after a check in the manner of sshd's
+// StrictModes: with symbolic links resolved, a regular file that, like every
+// directory above it, is owned by root or the effective user and not
+// writable by group or others (sticky directories such as /tmp excepted),
+// and that lies outside masterkey.Options.Backing. The resolved path is
+// what is loaded. A refused module gives ErrUntrustedModule.
+//
 // The kind needs cgo (the module is loaded with dlopen). Builds without
 // cgo, and non-Unix builds, have the URI parser only and do not register
 // the kind, so masterkey reports pkcs11: URIs as not supported.

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -50,8 +49,13 @@ var modules struct {
 }
 
 // openModule loads and initialises the library at path, or returns the one
-// already loaded.
-func openModule(path string) (*module, error) {
+// already loaded. The library must pass checkModule first, with backing as
+// the volume's backing directory ("" for none): loading runs its code.
+func openModule(named, backing string) (*module, error) {
+	path, err := checkModule(named, backing)
+	if err != nil {
+		return nil, err
+	}
 	modules.Lock()
 	defer modules.Unlock()
 	if m, ok := modules.m[path]; ok {
@@ -59,17 +63,13 @@ func openModule(path string) (*module, error) {
 		return m, nil
 	}
 
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%w %s: %w (install it, or set module-path in the URI)",
-			ErrModule, path, err)
-	}
 	ctx := p11.New(path)
 	if ctx == nil {
-		return nil, fmt.Errorf("%w %s: not a loadable PKCS#11 library", ErrModule, path)
+		return nil, fmt.Errorf("%w %s: not a loadable PKCS#11 library", ErrModule, named)
 	}
 	if err := ctx.Initialize(); err != nil && !isRV(err, p11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		ctx.Destroy()
-		return nil, fmt.Errorf("%w %s: %w", ErrModule, path, err)
+		return nil, fmt.Errorf("%w %s: %w", ErrModule, named, err)
 	}
 	m := &module{path: path, ctx: ctx, refs: 1}
 	if modules.m == nil {
@@ -155,7 +155,7 @@ type session struct {
 // openSession loads the module, finds the token, opens a session (read-write
 // when rw) and logs in with the PIN from u, opts.PINFile or opts.PIN.
 func openSession(ctx context.Context, u *URI, opts masterkey.Options, rw bool) (*session, error) {
-	mod, err := openModule(u.Module)
+	mod, err := openModule(u.Module, opts.Backing)
 	if err != nil {
 		return nil, err
 	}
