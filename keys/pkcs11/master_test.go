@@ -307,6 +307,20 @@ func TestPINSources(t *testing.T) {
 	// --pin-file wins over the PIN function.
 	openTest(t, uri, masterkey.Options{PINFile: h.PINFile, PIN: ask}).Wipe()
 	assert.Len(t, asked, 1)
+
+	// A pin-source inside the backing directory is never read, even
+	// through a link, so a PIN planted there cannot lock the token.
+	backing := t.TempDir()
+	planted := filepath.Join(backing, "pin")
+	require.NoError(t, os.WriteFile(planted, []byte(testPIN), 0o600))
+	link := filepath.Join(t.TempDir(), "pin")
+	require.NoError(t, os.Symlink(planted, link))
+	for _, p := range []string{planted, link} {
+		_, err := Open(ctx, uri+"?pin-source=file:"+p, masterkey.Options{Backing: backing})
+		require.ErrorIs(t, err, ErrPINInBacking)
+		assert.Contains(t, err.Error(), p)
+	}
+	openTest(t, uri+"?pin-source=file:"+h.PINFile, masterkey.Options{Backing: backing}).Wipe()
 }
 
 func TestRefusesExtractableKey(t *testing.T) {

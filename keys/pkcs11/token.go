@@ -195,6 +195,9 @@ func startSession(ctx context.Context, mod *module, u *URI, opts masterkey.Optio
 // login logs the user in. A login that another session of this process made
 // already is fine: login state belongs to the application, not the session.
 func (s *session) login(ctx context.Context, opts masterkey.Options) error {
+	if err := checkPINSource(s.u.PINSource, opts.Backing); err != nil {
+		return err
+	}
 	pin, err := getPIN(ctx, s.u, opts)
 	if err != nil {
 		return err

@@ -148,3 +148,28 @@ func within(dir, resolved string) (bool, string, error) {
 	}
 	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../")), d, nil
 }
+
+// ErrPINInBacking reports a URI's pin-source inside the backing directory.
+// A PIN kept next to the ciphertext protects nothing, and a PIN file
+// planted there by whoever can write the backing directory, named in an
+// edited config, would spend the token's PIN retries until it locks.
+var ErrPINInBacking = errors.New("PIN file is inside the backing directory")
+
+// checkPINSource refuses a pin-source inside backing. A file that does not
+// exist is left to the read that follows.
+func checkPINSource(pinSource, backing string) error {
+	if pinSource == "" || backing == "" {
+		return nil
+	}
+	resolved, err := filepath.EvalSymlinks(pinSource)
+	if err != nil {
+		return nil
+	}
+	inside, b, err := within(backing, resolved)
+	if err != nil || inside {
+		return fmt.Errorf("%w: %s is inside %s; keep the PIN outside the backing directory "+
+			"and check the volume's config (coffer master list)", ErrPINInBacking,
+			pinSource, b)
+	}
+	return nil
+}
