@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -117,4 +118,65 @@ func TestHCVaultInHelp(t *testing.T) {
 	r := cli(t, "--help")
 	requireOK(t, r)
 	assert.Contains(t, r.stdout, "\n  hcvault://HOST[:PORT]/MOUNT/keys/NAME\n")
+}
+
+// TestHCVaultServerConfirmation edits the Vault host in volume.json, as
+// whoever can write the backing directory could, to another server the
+// client trusts: the mount fails with one line and a hint and that server
+// receives nothing, token included. Then the real server, named only by
+// the config, is refused until confirmed, and each way of confirming it
+// mounts: VAULT_ADDR, --master URI, -o master=URI (fstab) and
+// --kms-endpoint.
+func TestHCVaultServerConfirmation(t *testing.T) {
+	legit, evil := vaulttest.Start(t), vaulttest.Start(t)
+	vaulttest.SetEnv(t, legit)
+	var cas []byte
+	for _, s := range []*vaulttest.Server{legit, evil} {
+		s.CreateKey("transit", "coffer", false)
+		b, err := os.ReadFile(s.CAFile(t))
+		require.NoError(t, err)
+		cas = append(cas, b...)
+	}
+	f := newMountFixture(t)
+	caFile := filepath.Join(f.dir, "cas.pem")
+	require.NoError(t, os.WriteFile(caFile, cas, 0o600))
+	t.Setenv("VAULT_CACERT", caFile)
+	uri := "hcvault://" + legit.Host + "/transit/keys/coffer"
+	requireOK(t, cli(t, "init", f.backing, "--master", uri))
+
+	cfgPath := filepath.Join(f.backing, ".coffer", "volume.json")
+	orig, err := os.ReadFile(cfgPath)
+	require.NoError(t, err)
+	edited := bytes.ReplaceAll(orig, []byte(legit.Host), []byte(evil.Host))
+	require.NoError(t, os.WriteFile(cfgPath, edited, 0o600))
+	r := f.mount(t)
+	assertFailure(t, r, exitFailure, "Vault server not confirmed: https://"+evil.Host+
+		" is named only by the volume config")
+	assert.Contains(t, r.stderr, "hint: confirm the server outside the backing directory: "+
+		"set VAULT_ADDR=https://"+evil.Host)
+	assert.Empty(t, evil.Requests(), "the edited server must receive nothing")
+	assert.False(t, isMounted(t, f.mnt))
+	require.NoError(t, os.WriteFile(cfgPath, orig, 0o600))
+
+	t.Setenv("VAULT_ADDR", "")
+	before := len(legit.Requests())
+	assertFailure(t, f.mount(t), exitFailure, "Vault server not confirmed")
+	assert.Len(t, legit.Requests(), before)
+
+	for _, tt := range []struct {
+		name, vaultAddr string
+		args            []string
+	}{
+		{name: "VAULT_ADDR", vaultAddr: legit.Address},
+		{name: "--master URI", args: []string{"--master", uri}},
+		{name: "-o master=URI", args: []string{"-o", "master=" + uri}},
+		{name: "--kms-endpoint", args: []string{"--kms-endpoint", legit.Address}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("VAULT_ADDR", tt.vaultAddr)
+			requireOK(t, f.mount(t, tt.args...))
+			requireOK(t, cliProcess(t, "unmount", f.mnt))
+		})
+	}
+	assert.Empty(t, evil.Requests())
 }

@@ -202,6 +202,7 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 	mopts.Passphrase = pass
 	mopts.PIN = parentPIN(a, opts)
 	mopts.Backing = opts.backing
+	mopts.NamedURI = namedURI(opts.master)
 	if opts.recoveryKey == "-" {
 		mopts.Passphrase = nil
 		mopts.RecoveryKeyText = func(ctx context.Context) (*keys.Secret, error) {
@@ -209,7 +210,7 @@ func unlock(ctx context.Context, a *app, opts mountOptions, cfg *keys.Config,
 		}
 	}
 	open := masterkey.Opener(ctx, mopts)
-	uo.Failed = failed
+	uo.Failed = warnRefused(a, failed)
 	ring, used, err := keys.Unlock(ctx, cfg, open, uo)
 	if err != nil {
 		return nil, keys.MasterEntry{}, unlockError(opts, err)

@@ -11,8 +11,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/hcvault"
 	"github.com/cofferfs/coffer/keys/keyfile"
 	"github.com/cofferfs/coffer/keys/masterkey"
+	"github.com/cofferfs/coffer/keys/pkcs11"
 	"github.com/cofferfs/coffer/keys/recovery"
 )
 
@@ -33,7 +35,7 @@ type unlockOptions struct {
 // for each master key that did not unlock.
 func unlockVolume(ctx context.Context, a *app, cfg *keys.Config, o unlockOptions,
 	failed func(keys.MasterEntry, error)) (*keys.Ring, keys.MasterEntry, error) {
-	uo := keys.UnlockOptions{Logger: a.log, Failed: failed}
+	uo := keys.UnlockOptions{Logger: a.log, Failed: warnRefused(a, failed)}
 	if o.with != "" {
 		id, err := masterID(cfg, o.with)
 		if err != nil {
@@ -48,6 +50,7 @@ func unlockVolume(ctx context.Context, a *app, cfg *keys.Config, o unlockOptions
 
 	mopts := o.masterFlags.options()
 	mopts.Backing = o.backing
+	mopts.NamedURI = namedURI(o.with)
 	mopts.PIN = pinPrompt(a)
 	mopts.RecoveryKeyText = recoveryKeyReader(a)
 	mopts.Passphrase = func(_ context.Context, req masterkey.PassphraseRequest) (*keys.Secret, error) {
@@ -144,6 +147,41 @@ func masterID(cfg *keys.Config, s string) (string, error) {
 	}
 	return "", withHints(fmt.Errorf("volume has no master key %s", keys.RedactURI(s)),
 		"its master keys: "+strings.Join(ids, ", "))
+}
+
+// warnRefused wraps failed, a Failed hook of keys.Unlock (or nil), so that
+// a master key refused because its config entry names a PKCS#11 module, a
+// PIN file or a Vault server that nothing outside the backing directory
+// vouches for also gives a warning: an unlock that then succeeds with
+// another master key would otherwise hide a config that someone who can
+// write the backing directory may have edited.
+func warnRefused(a *app, failed func(keys.MasterEntry, error)) func(keys.MasterEntry, error) {
+	return func(m keys.MasterEntry, err error) {
+		if errors.Is(err, pkcs11.ErrUntrustedModule) || errors.Is(err, pkcs11.ErrPINInBacking) ||
+			errors.Is(err, hcvault.ErrUnconfirmed) {
+			a.log.Warn().Str("master", m.ID).Err(err).Msg("master key not used; if you did not " +
+				"set it up this way, check the volume config (coffer master list)")
+		}
+		if failed != nil {
+			failed(m, err)
+		}
+	}
+}
+
+// namedURI returns the canonical form of a master key URI the user named
+// (--master URI, --with URI), or "" for an ID or nothing. A kind that
+// sends secrets to the server its URI names takes the server of that
+// entry as confirmed: it came from the user, not only from the volume
+// config.
+func namedURI(s string) string {
+	if !strings.Contains(s, ":") {
+		return ""
+	}
+	ref, err := masterkey.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return ref.URI
 }
 
 // recoveryKeyError adds advice to a recovery key that could not be read.

@@ -16,16 +16,30 @@
 // and VAULT_SKIP_VERIFY. The server address is https://HOST[:PORT] from the
 // URI; masterkey.Options.KMSEndpoint (the --kms-endpoint flag) overrides it
 // with an http:// or https:// URL, for a dev server or a Vault Agent.
-// VAULT_ADDR is not read: the URI names the server. Every call is bounded by
-// a timeout and at most three attempts.
+// VAULT_ADDR never chooses the address. Every call is bounded by a timeout
+// and at most three attempts.
+//
+// The server receives the token, so opening a master key recorded in a
+// volume config (Open, as keys.Unlock does) contacts the server its URI
+// names only when something outside the backing directory confirms it:
+// the config is not authenticated, and whoever can write the backing
+// directory could name their own server. Confirmed means KMSEndpoint is
+// set (the calls go there), or the URI is masterkey.Options.NamedURI (the
+// user named the key on the command line or in fstab), or VAULT_ADDR names
+// the same server: scheme https, host and port. Otherwise Open fails with
+// an UnconfirmedError and makes no call. Enrolling takes the URI from the
+// user and needs no confirmation.
 //
 // Importing the package registers the kind with package masterkey.
 package hcvault
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/cofferfs/coffer/keys"
@@ -40,7 +54,88 @@ const Scheme = "hcvault"
 // Form is the URI form shown in help and error messages.
 const Form = "hcvault://HOST[:PORT]/MOUNT/keys/NAME"
 
-func init() { masterkey.Register(envelope.Kind(Scheme, Form, Canonical, New)) }
+func init() {
+	k := envelope.Kind(Scheme, Form, Canonical, New)
+	open := k.Open
+	k.Open = func(ctx context.Context, e keys.MasterEntry, opts masterkey.Options) (
+		keys.Master, error) {
+		if err := Confirm(e.URI, opts); err != nil {
+			return nil, err // keys.Unlock names the master entry
+		}
+		return open(ctx, e, opts)
+	}
+	masterkey.Register(k)
+}
+
+// ErrUnconfirmed reports a Vault server that only the volume config names;
+// UnconfirmedError carries the details.
+var ErrUnconfirmed = errors.New("Vault server not confirmed")
+
+// UnconfirmedError is a master key whose Vault server only the volume
+// config names: coffer does not send it the token.
+type UnconfirmedError struct {
+	Key Key
+}
+
+// Error returns one line naming the server and why it is not contacted.
+func (e *UnconfirmedError) Error() string {
+	return fmt.Sprintf("%v: %s is named only by the volume config, which whoever can "+
+		"write the backing directory can change; nothing was sent to it", ErrUnconfirmed,
+		e.Key.Address())
+}
+
+// Unwrap returns ErrUnconfirmed.
+func (e *UnconfirmedError) Unwrap() error { return ErrUnconfirmed }
+
+// Hint tells the user the ways to confirm the server, for a CLI "hint:"
+// line.
+func (e *UnconfirmedError) Hint() string {
+	return "confirm the server outside the backing directory: set VAULT_ADDR=" +
+		e.Key.Address() + " (Environment=VAULT_ADDR=" + e.Key.Address() + " in a systemd " +
+		"unit), or name the key: --master " + e.Key.URI() + " (master= in fstab), or pass " +
+		"--kms-endpoint URL"
+}
+
+// Confirm checks that something outside the backing directory confirms the
+// Vault server of uri, a master key URI read from a volume config: see the
+// package documentation. It returns an UnconfirmedError if nothing does.
+func Confirm(uri string, opts masterkey.Options) error {
+	k, err := ParseURI(uri)
+	if err != nil {
+		return err
+	}
+	if opts.KMSEndpoint != "" {
+		return nil
+	}
+	if named, err := ParseURI(opts.NamedURI); err == nil && named == k {
+		return nil
+	}
+	if sameServer(os.Getenv("VAULT_ADDR"), k.Address()) {
+		return nil
+	}
+	return &UnconfirmedError{Key: k}
+}
+
+// sameServer reports whether the URLs a and b have the same scheme, host
+// and port, with the scheme's default port filled in.
+func sameServer(a, b string) bool {
+	ua, err := url.Parse(a)
+	if err != nil || ua.Host == "" {
+		return false
+	}
+	ub, err := url.Parse(b)
+	if err != nil || ub.Host == "" {
+		return false
+	}
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		return map[string]string{"https": "443", "http": "80"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) &&
+		strings.EqualFold(ua.Hostname(), ub.Hostname()) && port(ua) == port(ub)
+}
 
 // Key is a parsed hcvault URI.
 type Key struct {

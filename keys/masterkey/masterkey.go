@@ -167,6 +167,13 @@ type Options struct {
 	// there.
 	Backing string
 
+	// NamedURI is the master key URI the user named on the command line or
+	// in fstab (--master URI, master=URI), or "". Kinds that send secrets
+	// to a server their URI names (hcvault) contact the server of a config
+	// entry only when something outside the backing directory confirms
+	// it, and an entry with this URI is confirmed.
+	NamedURI string
+
 	// PINFile is a file holding the PIN of a PKCS#11 token (--pin-file).
 	// A pin-source attribute in the URI takes precedence.
 	PINFile string

@@ -142,7 +142,9 @@ func (s *Server) TLSConfig() *tls.Config { return &tls.Config{RootCAs: s.CertPoo
 
 // SetEnv points the Vault client of this process and its children at the
 // server's token and CA, away from the user's token file and Vault
-// settings, for the rest of the test.
+// settings, for the rest of the test. For a TLS server it also sets
+// VAULT_ADDR to the server, as a vault CLI user has it, which confirms
+// the server of hcvault URIs naming s.Host (hcvault.Confirm).
 func SetEnv(t testing.TB, s *Server) {
 	t.Helper()
 	home := t.TempDir()
@@ -157,6 +159,7 @@ func SetEnv(t testing.TB, s *Server) {
 	t.Setenv("VAULT_CACERT", "")
 	if s != nil && strings.HasPrefix(s.Address, "https:") {
 		t.Setenv("VAULT_CACERT", s.CAFile(t))
+		t.Setenv("VAULT_ADDR", s.Address)
 	}
 }
 
