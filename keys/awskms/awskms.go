@@ -10,7 +10,9 @@
 //
 // The KMS client uses the standard AWS credential chain (environment,
 // shared config and credentials files, SSO, web identity, ECS and EC2
-// roles) and the region of the ARN. The endpoint comes from
+// roles) and the region of the ARN, which must be one DNS label, so that
+// the SDK's endpoint, kms.REGION.amazonaws.com, stays in AWS's domain
+// whatever the volume config says. The endpoint comes from
 // masterkey.Options.KMSEndpoint (the --kms-endpoint flag) or, failing that,
 // the standard AWS_ENDPOINT_URL_KMS and AWS_ENDPOINT_URL variables, which
 // the SDK reads itself. Every KMS call is bounded by a timeout and at most
@@ -71,6 +73,9 @@ func ParseURI(uri string) (Key, error) {
 		return Key{}, malformed(uri, "the ARN names service "+a.Service+", not kms")
 	case a.Region == "":
 		return Key{}, malformed(uri, "the ARN has no region")
+	case !isRegion(a.Region):
+		return Key{}, malformed(uri, "the ARN's region must be a region name such as "+
+			"eu-west-1: lower-case letters, digits and '-'")
 	case !isAccount(a.AccountID):
 		return Key{}, malformed(uri, "the ARN's account must be 12 digits")
 	case !isResource(a.Resource):
@@ -85,6 +90,24 @@ func Canonical(uri string) (string, error) { return envelope.Canonical(ParseURI,
 
 func malformed(uri, why string) error {
 	return fmt.Errorf("%w %q: %s", masterkey.ErrMalformed, keys.RedactURI(uri), why)
+}
+
+// isRegion reports whether s can be a region name: one DNS label of
+// lower-case letters, digits and '-'. The client sends its calls to
+// kms.REGION.amazonaws.com (or the partition's domain), and the region
+// comes from the volume config, which whoever can write the backing
+// directory can edit: a dot, slash or '@' there would move the host out of
+// AWS's domain (kms.x@evil.example/.amazonaws.com is evil.example).
+func isRegion(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func isAccount(s string) bool {

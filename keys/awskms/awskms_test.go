@@ -1,8 +1,13 @@
 package awskms
 
 import (
+	"context"
+	"net/url"
+	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -46,6 +51,16 @@ func TestParseURIRefusals(t *testing.T) {
 		{"bare key ID", "aws-kms://key/1234", "must be a KMS key ARN"},
 		{"other service", "aws-kms://arn:aws:s3:eu-west-1:111122223333:key/abc", "not kms"},
 		{"no region", "aws-kms://arn:aws:kms::111122223333:key/abc", "no region"},
+		{"slash in region", "aws-kms://arn:aws:kms:evil.example/x:111122223333:key/abc",
+			"region name"},
+		{"user in region", "aws-kms://arn:aws:kms:x@127.0.0.1:111122223333:key/abc",
+			"region name"},
+		{"dot in region", "aws-kms://arn:aws:kms:evil.example:111122223333:key/abc",
+			"region name"},
+		{"upper case region", "aws-kms://arn:aws:kms:EU-WEST-1:111122223333:key/abc",
+			"region name"},
+		{"dash at the end", "aws-kms://arn:aws:kms:eu-west-:111122223333:key/abc",
+			"region name"},
 		{"short account", "aws-kms://arn:aws:kms:eu-west-1:1111:key/abc", "12 digits"},
 		{"letters in account", "aws-kms://arn:aws:kms:eu-west-1:11112222333x:key/abc",
 			"12 digits"},
@@ -63,6 +78,31 @@ func TestParseURIRefusals(t *testing.T) {
 			assert.ErrorContains(t, err, tt.want)
 		})
 	}
+}
+
+// TestEndpointStaysWithAWS resolves the endpoint the SDK picks for regions
+// ParseURI accepts, and for ones it refuses: a region read from the volume
+// config must not choose a host outside AWS's domains.
+func TestEndpointStaysWithAWS(t *testing.T) {
+	resolve := func(region string) *url.URL {
+		ep, err := kms.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(),
+			kms.EndpointParameters{Region: aws.String(region)})
+		require.NoError(t, err)
+		return &ep.URI
+	}
+	for _, region := range []string{"eu-west-1", "us-gov-west-1", "cn-north-1",
+		"us-iso-east-1", "attacker-1"} {
+		k, err := ParseURI("aws-kms://arn:aws:kms:" + region + ":111122223333:key/abc")
+		require.NoError(t, err)
+		host := resolve(k.Region).Hostname()
+		assert.True(t, strings.HasPrefix(host, "kms.") && (strings.HasSuffix(host,
+			".amazonaws.com") || strings.HasSuffix(host, ".amazonaws.com.cn") ||
+			strings.HasSuffix(host, ".c2s.ic.gov")), "region %s: host %s", region, host)
+	}
+	// What the refusal prevents: the SDK takes such a region as it is.
+	assert.Equal(t, "127.0.0.1", resolve("x@127.0.0.1/").Hostname())
+	_, err := ParseURI("aws-kms://arn:aws:kms:x@127.0.0.1/:111122223333:key/abc")
+	require.ErrorIs(t, err, masterkey.ErrMalformed)
 }
 
 func TestRegistered(t *testing.T) {

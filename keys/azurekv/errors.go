@@ -203,11 +203,32 @@ func classifyStatus(e *azcore.ResponseError) error {
 }
 
 // credTagger marks the errors of a credential, so that a failed token
-// request is told apart from a failed Key Vault call.
+// request is told apart from a failed Key Vault call. It also gets tokens
+// for Key Vault and Managed HSM only: the client takes the scope from the
+// server's challenge, and with an endpoint whose host is not a vault's
+// (--kms-endpoint to a private endpoint) the SDK cannot check it, so a
+// server there could otherwise ask for, and receive, a token for another
+// Azure service.
 type credTagger struct{ azcore.TokenCredential }
+
+// vaultScopes are the token scopes of Key Vault and Managed HSM in the
+// public and sovereign clouds.
+var vaultScopes = map[string]bool{}
+
+func init() {
+	for _, s := range vaultSuffixes {
+		vaultScopes["https://"+strings.TrimPrefix(s, ".")+"/.default"] = true
+	}
+}
 
 func (c credTagger) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken,
 	error) {
+	for _, s := range o.Scopes {
+		if !vaultScopes[s] {
+			return azcore.AccessToken{}, fmt.Errorf("the server asked for a token for %q, "+
+				"which is not Key Vault's: refused", s)
+		}
+	}
 	tok, err := c.TokenCredential.GetToken(ctx, o)
 	if err != nil {
 		return tok, &credError{err}

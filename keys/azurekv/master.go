@@ -7,7 +7,9 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"net/url"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -96,15 +98,23 @@ func New(_ context.Context, uri, endpoint string) (*Master, error) {
 				MaxRetryDelay: maxBackoff, TryTimeout: callTimeout},
 			Transport: testTransport,
 		},
-		// A private endpoint's host is not the vault's, so the challenge's
-		// resource cannot match it; the token is still scoped to Key Vault.
-		DisableChallengeResourceVerification: endpoint != "",
+		DisableChallengeResourceVerification: !verifyChallenge(vaultURL),
 	}
 	client, err := azkeys.NewClient(vaultURL, credTagger{cred}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("failed to create the Key Vault client for %s: %w", k, err)
 	}
 	return &Master{key: k, endpoint: vaultURL, client: client}, nil
+}
+
+// verifyChallenge reports whether the SDK should check that the resource
+// of the server's challenge matches the host of vaultURL: whenever that host
+// is a vault's, which every host an azure-kv URI names is. A private
+// endpoint's host (--kms-endpoint) is not, so no resource could match it;
+// credTagger still gets tokens for Key Vault only.
+func verifyChallenge(vaultURL string) bool {
+	u, err := url.Parse(vaultURL)
+	return err == nil && isVaultHost(strings.ToLower(u.Hostname()))
 }
 
 func credential() (azcore.TokenCredential, error) {

@@ -296,6 +296,12 @@ func TestParseURI(t *testing.T) {
 		{"managed HSM", "azure-kv://myhsm.managedhsm.azure.net/keys/k",
 			Key{Host: "myhsm.managedhsm.azure.net", Name: "k"}, true},
 		{"other host", "azure-kv://example.com/keys/k", Key{}, false},
+		{"suffix in the middle", "azure-kv://myvault.vault.azure.net.evil.example/keys/k",
+			Key{}, false},
+		{"dot in the vault name", "azure-kv://a.evil.vault.azure.net/keys/k", Key{}, false},
+		{"user part", "azure-kv://myvault.vault.azure.net@evil.example/keys/k", Key{}, false},
+		{"port", "azure-kv://myvault.vault.azure.net:8443/keys/k", Key{}, false},
+		{"IP address", "azure-kv://127.0.0.1/keys/k", Key{}, false},
 		{"secrets path", "azure-kv://myvault.vault.azure.net/secrets/k", Key{}, false},
 		{"no name", "azure-kv://myvault.vault.azure.net/keys/", Key{}, false},
 		{"bad version", "azure-kv://myvault.vault.azure.net/keys/k/v1", Key{}, false},
@@ -316,6 +322,58 @@ func TestParseURI(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, k, again)
 		})
+	}
+}
+
+// countingCred is a credential that counts its token requests.
+type countingCred struct{ calls *int }
+
+func (c countingCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken,
+	error) {
+	*c.calls++
+	return azcore.AccessToken{Token: "t", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// TestTokenScopes checks that the client gets tokens for Key Vault and
+// Managed HSM only, whatever scope a server's challenge names: with an
+// endpoint the SDK does not check the challenge against the host.
+func TestTokenScopes(t *testing.T) {
+	calls := 0
+	c := credTagger{countingCred{&calls}}
+	for _, scope := range []string{"https://vault.azure.net/.default",
+		"https://managedhsm.azure.net/.default", "https://vault.azure.cn/.default",
+		"https://vault.usgovcloudapi.net/.default"} {
+		_, err := c.GetToken(context.Background(), policy.TokenRequestOptions{
+			Scopes: []string{scope}})
+		assert.NoError(t, err, scope)
+	}
+	assert.Equal(t, 4, calls)
+	for _, scope := range []string{"https://management.azure.com/.default",
+		"https://storage.azure.com/.default", "https://vault.azure.net.evil.example/.default",
+		"https://graph.microsoft.com/.default"} {
+		_, err := c.GetToken(context.Background(), policy.TokenRequestOptions{
+			Scopes: []string{"https://vault.azure.net/.default", scope}})
+		assert.ErrorContains(t, err, "not Key Vault's", scope)
+	}
+	assert.Equal(t, 4, calls, "a refused scope must not reach the credential")
+}
+
+// TestChallengeVerification checks when the SDK's check of the challenge's
+// resource against the vault host is on: always for the vault a URI names,
+// and for an endpoint that is itself a vault's host; off only for an
+// endpoint elsewhere (a private endpoint), where TestTokenScopes holds.
+func TestChallengeVerification(t *testing.T) {
+	for _, tt := range []struct {
+		url  string
+		want bool
+	}{
+		{"https://myvault.vault.azure.net", true},
+		{"https://MyHSM.managedhsm.azure.net/", true},
+		{"https://myvault.privatelink.vaultcore.azure.net", false},
+		{"https://127.0.0.1:8443", false},
+		{"https://myvault.vault.azure.net.evil.example", false},
+	} {
+		assert.Equal(t, tt.want, verifyChallenge(tt.url), tt.url)
 	}
 }
 
