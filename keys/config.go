@@ -179,7 +179,11 @@ func ReadConfig(backing string) (*Config, error) {
 		return nil, err
 	}
 	path := ConfigPath(backing)
-	f, err := os.Open(path)
+	// Not blocking and not following a link: whoever can write the
+	// backing directory could swap a named pipe in after a mount checked
+	// .coffer at its start, and a blocking open would hang every create
+	// of that mount, which reads the config to notice rotations.
+	f, err := os.OpenFile(path, os.O_RDONLY|openNoBlock|openNoFollow, 0)
 	if errors.Is(err, iofs.ErrNotExist) {
 		return nil, notInitialized(backing)
 	}
@@ -187,6 +191,12 @@ func ReadConfig(backing string) (*Config, error) {
 		return nil, fmt.Errorf("failed to open volume config: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("failed to inspect volume config %s: %w", path, err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: volume config %s is %s, not a regular file: remove it "+
+			"and put the config back (coffer restore)", ErrMalformed, path, FileKind(fi.Mode()))
+	}
 
 	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
 	if err != nil {

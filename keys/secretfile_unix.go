@@ -6,3 +6,7 @@ import "syscall"
 
 // openNoBlock keeps opening a named pipe from waiting for a writer.
 const openNoBlock = syscall.O_NONBLOCK
+
+// openNoFollow refuses a symbolic link in place of a file coffer keeps in
+// .coffer.
+const openNoFollow = syscall.O_NOFOLLOW
