@@ -32,6 +32,11 @@ type ringPayload struct {
 	// Names is the volume's names mode. Payloads sealed before the field
 	// existed lack it; Unlock then takes the config's mode (see there).
 	Names string `json:"names,omitempty"`
+	// Rotating is the target ring key of the rotation in progress, absent
+	// when none is. Set by the commit that starts a rotation, cleared by the
+	// one that finishes it; payloads sealed before the field existed lack
+	// it, and a rotation interrupted under them cannot be resumed.
+	Rotating uint32 `json:"rotating,omitempty"`
 }
 
 // RingAD returns the associated data that binds a sealed ring copy to its
@@ -61,6 +66,7 @@ func (r *Ring) marshalPayload(vol VolumeID) ([]byte, error) {
 		Keyset:     ks.Bytes(),
 		Keys:       st.keys,
 		Names:      r.names,
+		Rotating:   st.rotating,
 	}
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -96,9 +102,21 @@ func unmarshalPayload(b []byte) (VolumeID, *Ring, error) {
 		return VolumeID{}, nil, err
 	}
 
+	if p.Rotating != 0 && !slices.ContainsFunc(p.Keys, func(k KeyInfo) bool {
+		return k.ID == p.Rotating && k.State == StatePrimary
+	}) {
+		return VolumeID{}, nil, fmt.Errorf("%w: ring payload records a rotation to key %d, "+
+			"which is not its primary key", ErrMalformed, p.Rotating)
+	}
 	st, err := newRingState(h, p.Keys, p.Generation)
 	if err != nil {
 		return VolumeID{}, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	st.rotating = p.Rotating
+	for _, k := range p.Keys {
+		if k.State == StatePrimary {
+			st.base = k.ID
+		}
 	}
 	r := &Ring{names: p.Names}
 	r.state.Store(st)

@@ -83,6 +83,14 @@ type ringState struct {
 	aead       tink.AEAD
 	keys       []KeyInfo
 	generation uint64
+	// base is the primary key of the ring as it was read from its sealed
+	// copy (or made by NewRing); the rotation methods keep it. Entry tags
+	// under it are accepted besides the primary's (see VerifyEntry): they
+	// were written by the commit that sealed that copy.
+	base uint32
+	// rotating is the target of the rotation in progress as the sealed
+	// payload records it, 0 for none (see SetRotating).
+	rotating uint32
 }
 
 // NewRing returns a ring of generation 1 holding one fresh primary key.
@@ -105,6 +113,7 @@ func NewRing() (*Ring, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.base = id
 	r := &Ring{}
 	r.state.Store(st)
 	return r, nil
@@ -270,7 +279,39 @@ func (r *Ring) change(f func(*keyset.Manager, []KeyInfo) ([]KeyInfo, error)) err
 	if err != nil {
 		return err
 	}
+	st.base, st.rotating = old.base, old.rotating
+	if st.rotating != 0 && !slices.ContainsFunc(info, func(k KeyInfo) bool {
+		return k.ID == st.rotating
+	}) {
+		st.rotating = 0
+	}
 	r.state.Store(st)
+	return nil
+}
+
+// Rotating returns the target key of the rotation in progress as the
+// sealed ring records it, or 0 when none is (or the ring came from a
+// payload older than the field). Unlike .coffer/rotation.json, which
+// anyone who can write the backing directory can plant, the value comes
+// from a copy sealed to a master key.
+func (r *Ring) Rotating() uint32 {
+	return r.state.Load().rotating
+}
+
+// SetRotating records id, a key of the ring, as the target of a rotation
+// in progress, or, with 0, that none is. It makes a new generation, which
+// the next commit seals.
+func (r *Ring) SetRotating(id uint32) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.state.Load()
+	if id != 0 && !slices.ContainsFunc(old.keys, func(k KeyInfo) bool { return k.ID == id }) {
+		return fmt.Errorf("failed to record rotation: %w %d", ErrUnknownKey, id)
+	}
+	st := *old
+	st.rotating = id
+	st.generation++
+	r.state.Store(&st)
 	return nil
 }
 

@@ -96,6 +96,13 @@ type Opened struct {
 	// entry's tag then shows that a holder of the ring chose that public
 	// key, so the tag must verify (VerifySealOnly, CommitRing).
 	SealOnly bool
+	// RolledForward marks a master key whose copy held an older ring,
+	// opened to the current one through the carried copies (a master key
+	// a rotation skipped). That proves only that whoever sealed the copy
+	// once held an older ring, as a revoked master key's holder did, so
+	// its tag must verify too; a skipped master key's entry was tagged
+	// again by each commit since.
+	RolledForward bool
 }
 
 // MasterError reports the master key that could not be opened or did not
@@ -128,21 +135,31 @@ func (e *MasterError) Unwrap() error { return e.Err }
 // VerifySealOnly (CommitRing does so again under the config lock).
 func OpenMasters(ctx context.Context, cfg *Config, open OpenFunc, skip map[string]bool,
 	sealOnly func(error) bool) (*Ring, []Opened, error) {
-	var ring *Ring
+	var ring, carried *Ring
 	var opened []Opened
 	for _, m := range cfg.Masters {
 		if skip[m.ID] {
 			continue
 		}
-		r, master, err := cfg.openMaster(ctx, m, open, sealOnly)
+		r, rolled, master, err := cfg.openMaster(ctx, m, open, sealOnly)
 		if err != nil {
 			WipeMasters(opened)
 			return nil, nil, &MasterError{Master: m, Err: err}
 		}
-		opened = append(opened, Opened{Entry: m, Master: master, SealOnly: r == nil})
-		if ring == nil {
+		opened = append(opened, Opened{Entry: m, Master: master, SealOnly: r == nil,
+			RolledForward: rolled})
+		switch {
+		case r == nil:
+		case !rolled && ring == nil:
 			ring = r
+		case rolled && carried == nil:
+			carried = r
 		}
+	}
+	// A copy of the current ring is preferred: a carried copy is made by
+	// whoever holds an older ring key, not only by a commit.
+	if ring == nil {
+		ring = carried
 	}
 	if ring == nil {
 		WipeMasters(opened)
@@ -152,19 +169,21 @@ func OpenMasters(ctx context.Context, cfg *Config, open OpenFunc, skip map[strin
 	return ring, opened, nil
 }
 
-// openMaster opens m and unseals its copy. For a master that only seals it
+// openMaster opens m and unseals its copy; rolled reports that the copy
+// held an older ring, rolled forward. For a master that only seals it
 // returns a nil ring.
 func (c *Config) openMaster(ctx context.Context, m MasterEntry, open OpenFunc,
-	sealOnly func(error) bool) (*Ring, Master, error) {
-	master, err := open(m)
+	sealOnly func(error) bool) (ring *Ring, rolled bool, master Master, err error) {
+	master, err = open(m)
 	if err != nil {
-		return nil, nil, err
+		return nil, false, nil, err
 	}
-	ring, err := UnsealRing(ctx, c.Ring.Sealed[m.ID], c.VolumeID, m.ID, master)
+	ring, err = UnsealRing(ctx, c.Ring.Sealed[m.ID], c.VolumeID, m.ID, master)
 	if err != nil && sealOnly != nil && sealOnly(err) {
-		return nil, master, nil
+		return nil, false, master, nil
 	}
 	if err == nil {
+		rolled = ring.Generation() < c.Ring.Generation
 		ring, err = c.current(ring)
 	}
 	if err == nil {
@@ -174,20 +193,21 @@ func (c *Config) openMaster(ctx context.Context, m MasterEntry, open OpenFunc,
 		if w, ok := master.(wiper); ok {
 			w.Wipe()
 		}
-		return nil, nil, err
+		return nil, false, nil, err
 	}
-	return ring, master, nil
+	return ring, rolled, master, nil
 }
 
 // VerifySealOnly checks the tag (EntryTag) of every master key in opened
-// that only seals, with ring, the ring OpenMasters returned: the ring is
-// sealed to such a master key without anything else proving that its entry
-// (the public key it seals to) was written by a holder of the ring. It
-// returns the *EntryError of the first one whose tag is missing or does
-// not verify (matching ErrUntrustedMaster).
+// that only seals or whose copy was rolled forward, with ring, the ring
+// OpenMasters returned: the ring is sealed to such a master key without
+// anything else proving that its entry (the public key it seals to, or the
+// key file an older ring's holder sealed that ring with) was written by a
+// holder of the current ring. It returns the *EntryError of the first one
+// whose tag is missing or does not verify (matching ErrUntrustedMaster).
 func VerifySealOnly(vol VolumeID, ring *Ring, opened []Opened) error {
 	for _, o := range opened {
-		if !o.SealOnly {
+		if !o.SealOnly && !o.RolledForward {
 			continue
 		}
 		if err := ring.VerifyEntry(vol, o.Entry); err != nil {
@@ -212,8 +232,8 @@ func WipeMasters(opened []Opened) {
 // still at generation base (else ErrConfigChanged). It returns the config
 // as written.
 //
-// A master key that only seals must have an entry whose tag verifies with
-// ring, both before sealing and under the config lock (else an *EntryError
+// A master key that only seals, or whose copy was rolled forward, must have
+// an entry whose tag verifies with ring, both before sealing and under the config lock (else an *EntryError
 // matching ErrUntrustedMaster, nothing written); the entry of every opened
 // master key must still be the one opened (else ErrConfigChanged). Each of
 // them is tagged again under ring's primary key, as is a skipped master
@@ -291,7 +311,7 @@ func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
 
 // checkOpenedEntry checks that c's entry of the opened master key o, if c
 // still has one, is the entry that was opened, and, for a master key that
-// only seals, that its tag verifies with ring. The entry read now is
+// only seals or was rolled forward, that its tag verifies with ring. The entry read now is
 // checked, not o's copy: a commit before this one (the same rotation's) may
 // have tagged it again under a key that o's copy predates.
 func checkOpenedEntry(c *Config, ring *Ring, o Opened) error {
@@ -303,7 +323,7 @@ func checkOpenedEntry(c *Config, ring *Ring, o Opened) error {
 		return fmt.Errorf("%w: the entry of master key %s changed after it was opened; run "+
 			"the command again", ErrConfigChanged, e.ID)
 	}
-	if o.SealOnly {
+	if o.SealOnly || o.RolledForward {
 		return ring.VerifyEntry(c.VolumeID, e)
 	}
 	return nil

@@ -30,10 +30,12 @@ var ErrUntrustedMaster = errors.New("master key entry is not authenticated")
 // tagged entry was written by someone who could already open the volume.
 //
 // Every entry that Init, AddMaster, ReplaceMaster or CommitRing writes or
-// seals to carries one; it is checked where the ring is sealed to an entry
-// that was not opened first (Opened.SealOnly), since opening a master key
-// and unsealing its copy of the ring already proves the entry is one a
-// ring holder made.
+// seals to carries one, under the primary key; it is checked where the
+// ring is sealed to an entry that was not opened first (Opened.SealOnly)
+// or whose copy held an older ring (Opened.RolledForward). Opening a master
+// key and unsealing a copy of the current ring proves the entry is one a
+// holder of that ring sealed to; an older copy proves only that its maker
+// held an older ring.
 type EntryTag struct {
 	Key uint32 `json:"key"` // the ring key the MAC key is derived from
 	MAC []byte `json:"mac"` // 32 bytes, base64 in JSON
@@ -81,16 +83,29 @@ func (r *Ring) TagEntry(vol VolumeID, m MasterEntry) (*EntryTag, error) {
 
 // VerifyEntry checks the tag of master entry m of volume vol with r. It
 // returns an *EntryError (matching ErrUntrustedMaster) when m has no tag,
-// when its tag is under a ring key r lacks (purged, or another volume's),
-// or when the MAC does not match: the entry, or the tag, was not written by
-// a holder of this ring for this volume, master ID, kind, URI and params.
+// when its tag is under a ring key other than r's primary key or the
+// primary of the sealed copy r was read from, or when the MAC does not
+// match: the entry, or the tag, was not written by a holder of this ring
+// for this volume, master ID, kind, URI and params.
+//
+// A tag under an older key (active, retired) is refused even though the
+// ring still holds that key: every commit tags again, under its primary,
+// each entry it seals to, so a legitimate entry never needs one. Whoever
+// holds an old key (a revoked master key's holder with an old copy of
+// volume.json) can make such a tag, and accepting it would seal the next
+// ring to an entry of their choosing.
 func (r *Ring) VerifyEntry(vol VolumeID, m MasterEntry) error {
 	if m.Tag == nil {
 		return &EntryError{Master: m, Missing: true}
 	}
+	st := r.state.Load()
 	if !r.Has(m.Tag.Key) {
 		return &EntryError{Master: m,
 			Err: fmt.Errorf("ring key %d is not in the ring", m.Tag.Key)}
+	}
+	if m.Tag.Key != r.Primary().ID && m.Tag.Key != st.base {
+		return &EntryError{Master: m, Err: fmt.Errorf("ring key %d is not the primary key",
+			m.Tag.Key)}
 	}
 	want, err := r.entryMAC(m.Tag.Key, vol, m)
 	if err != nil {

@@ -381,18 +381,26 @@ func (r *rotation) begin() (uint32, error) {
 	if err := r.commit(); err != nil {
 		return 0, err
 	}
-	// The master keys the new ring went to, so that a master key put back
-	// into volume.json after its removal shows in the trail.
-	sealedTo := make([]string, len(r.opened))
-	for i, o := range r.opened {
-		sealedTo[i] = o.Entry.ID
-	}
-	slices.Sort(sealedTo)
 	recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventRotationStarted,
 		RingKey: added.ID, Detail: map[string]string{"replaces": ids(retire),
-			"sealed_to": strings.Join(sealedTo, ",")}})
+			"sealed_to": r.sealedTo()}})
 	r.a.log.Info().Uint32("ring_key", added.ID).Msg("rotation started")
 	return added.ID, nil
+}
+
+// sealedTo lists the master keys each commit seals the ring to, for the
+// audit records that follow a commit: a master key put back into
+// volume.json after its removal then shows in the trail, whichever run of
+// the rotation sealed to it.
+func (r *rotation) sealedTo() string {
+	v := make([]string, 0, len(r.opened))
+	for _, o := range r.opened {
+		if _, ok := r.cfg.Master(o.Entry.ID); ok {
+			v = append(v, o.Entry.ID)
+		}
+	}
+	slices.Sort(v)
+	return strings.Join(v, ",")
 }
 
 // commit seals the ring to every opened master key and writes the config.
@@ -483,7 +491,8 @@ func (r *rotation) retire(target uint32) error {
 		return err
 	}
 	for _, id := range done {
-		recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventKeyRetired, RingKey: id})
+		recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventKeyRetired, RingKey: id,
+			Detail: map[string]string{"sealed_to": r.sealedTo()}})
 	}
 	r.kill()
 	return nil
@@ -562,7 +571,8 @@ func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 		r.kill()
 	}
 	for _, id := range purged {
-		recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventKeyPurged, RingKey: id})
+		recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventKeyPurged, RingKey: id,
+			Detail: map[string]string{"sealed_to": r.sealedTo()}})
 	}
 	if r.opts.reencrypt {
 		// Before the rotation state: a crash between the two resumes the

@@ -580,6 +580,8 @@ func TestRotateAuditTrail(t *testing.T) {
 		got := ofEvent(records, e)
 		require.Len(t, got, 1, "%s", e)
 		assert.EqualValues(t, old, got[0]["ring_key"])
+		assert.Equal(t, f.masterID(t, f.keyURI()), got[0]["detail"].(map[string]any)["sealed_to"],
+			"every commit's record says what it sealed to")
 	}
 	finished := ofEvent(records, audit.EventRotationFinished)
 	require.Len(t, finished, 1)

@@ -45,6 +45,8 @@ func untrustedMaster(ctx context.Context, a *app, l *audit.Log, backing string, 
 			"with it at hand, which proves the entry by opening it (coffer rotate "+b+
 			" --recovery-key FILE), or replace it: coffer recovery new "+b+
 			", then coffer master remove "+b+" "+id,
+		"if "+id+" is a master key an earlier rotation skipped (its copy holds an older "+
+			"ring): rotate without it (--skip-master "+id+"), then remove it and add it again",
 		"if you did not add it, someone who can write "+b+" edited volume.json: remove it "+
 			"(coffer master remove "+b+" "+id+") and check who can write there")
 }
