@@ -91,3 +91,35 @@ func TestRolledForwardEntryNeedsTag(t *testing.T) {
 	assert.ErrorIs(t, err, keys.ErrUntrustedMaster)
 	assert.Equal(t, before, configBytes(t, v.backing))
 }
+
+// TestRotatingIsSealed checks that the rotation target recorded in the ring
+// travels in the sealed payload, must be the primary key, and ends when
+// another key becomes primary.
+func TestRotatingIsSealed(t *testing.T) {
+	ctx := context.Background()
+	v := newVolume(t)
+	assert.Zero(t, v.ring.Rotating(), "a new ring records no rotation")
+
+	cfg, err := keys.ReadConfig(v.backing)
+	require.NoError(t, err)
+	ring, opened, err := keys.OpenMasters(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}),
+		nil, nil)
+	require.NoError(t, err)
+	defer keys.WipeMasters(opened)
+	k, err := ring.AddKey()
+	require.NoError(t, err)
+	require.Error(t, ring.SetRotating(k.ID), "not the primary yet")
+	require.NoError(t, ring.SetPrimary(k.ID))
+	require.NoError(t, ring.SetRotating(k.ID))
+	_, err = keys.CommitRing(ctx, v.backing, cfg.Ring.Generation, ring, opened, nil)
+	require.NoError(t, err)
+
+	got, err := v.unlockWith(t, v.cfg.Masters[0].ID)
+	require.NoError(t, err)
+	assert.Equal(t, k.ID, got.Rotating(), "read back from the sealed copy")
+
+	next, err := got.AddKey()
+	require.NoError(t, err)
+	require.NoError(t, got.SetPrimary(next.ID))
+	assert.Zero(t, got.Rotating(), "a new primary ends the record")
+}

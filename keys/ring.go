@@ -280,10 +280,10 @@ func (r *Ring) change(f func(*keyset.Manager, []KeyInfo) ([]KeyInfo, error)) err
 		return err
 	}
 	st.base, st.rotating = old.base, old.rotating
-	if st.rotating != 0 && !slices.ContainsFunc(info, func(k KeyInfo) bool {
-		return k.ID == st.rotating
+	if !slices.ContainsFunc(info, func(k KeyInfo) bool {
+		return k.ID == st.rotating && k.State == StatePrimary
 	}) {
-		st.rotating = 0
+		st.rotating = 0 // a rotation's target stays the primary until it ends
 	}
 	r.state.Store(st)
 	return nil
@@ -298,15 +298,17 @@ func (r *Ring) Rotating() uint32 {
 	return r.state.Load().rotating
 }
 
-// SetRotating records id, a key of the ring, as the target of a rotation
-// in progress, or, with 0, that none is. It makes a new generation, which
-// the next commit seals.
+// SetRotating records id, the primary key, as the target of a rotation in
+// progress, or, with 0, that none is. It makes a new generation, which the
+// next commit seals. Making another key primary clears it.
 func (r *Ring) SetRotating(id uint32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.state.Load()
-	if id != 0 && !slices.ContainsFunc(old.keys, func(k KeyInfo) bool { return k.ID == id }) {
-		return fmt.Errorf("failed to record rotation: %w %d", ErrUnknownKey, id)
+	if id != 0 && !slices.ContainsFunc(old.keys, func(k KeyInfo) bool {
+		return k.ID == id && k.State == StatePrimary
+	}) {
+		return fmt.Errorf("failed to record rotation: ring key %d is not the primary key", id)
 	}
 	st := *old
 	st.rotating = id

@@ -345,16 +345,25 @@ func (r *rotation) run() error {
 }
 
 // begin makes a new primary key and commits it, or finds the one of an
-// interrupted rotation.
+// interrupted rotation. Only the ring, sealed to the master keys, says
+// whether a rotation is in progress and to which key: .coffer/rotation.json
+// is written by whoever can write the backing directory, and a planted one
+// naming the current primary would make rotate "resume" a rotation that
+// changes no key.
 func (r *rotation) begin() (uint32, error) {
 	st, err := keys.ReadRotation(r.opts.backing)
 	if err != nil {
 		return 0, fmt.Errorf("failed to read rotation state: %w", err)
 	}
-	if st != nil && r.ring.Has(st.Target) && r.ring.Primary().ID == st.Target {
-		fmt.Fprintf(r.a.stderr, "coffer: resuming the rotation to ring key %d started %s\n",
-			st.Target, st.Started.Format("2006-01-02 15:04:05Z07:00"))
-		return st.Target, nil
+	if target := r.ring.Rotating(); target != 0 {
+		return target, r.resume(target, st)
+	}
+	if st != nil {
+		fmt.Fprintf(r.a.stderr, "coffer: warning: %s names ring key %d, but the ring records "+
+			"no rotation in progress: starting a new rotation (the file was edited or planted, "+
+			"or left by a rotation that stopped before its first commit or after its last, "+
+			"or by a coffer older than the ring's record)\n",
+			filepath.Join(keys.DirName, keys.RotationName), st.Target)
 	}
 
 	var retire []uint32
@@ -378,6 +387,9 @@ func (r *rotation) begin() (uint32, error) {
 	if err := r.ring.SetPrimary(added.ID); err != nil {
 		return 0, err
 	}
+	if err := r.ring.SetRotating(added.ID); err != nil {
+		return 0, err
+	}
 	if err := r.commit(); err != nil {
 		return 0, err
 	}
@@ -386,6 +398,30 @@ func (r *rotation) begin() (uint32, error) {
 			"sealed_to": r.sealedTo()}})
 	r.a.log.Info().Uint32("ring_key", added.ID).Msg("rotation started")
 	return added.ID, nil
+}
+
+// resume continues the rotation to target that the ring records, st the
+// state file as read (nil when missing), which is rewritten if it names
+// another key: it is informational only.
+func (r *rotation) resume(target uint32, st *keys.Rotation) error {
+	if st == nil || st.Target != target {
+		fmt.Fprintf(r.a.stderr, "coffer: warning: the ring records a rotation to ring key %d "+
+			"in progress, but %s is missing or names another key: resuming the rotation the "+
+			"ring records\n", target, filepath.Join(keys.DirName, keys.RotationName))
+		started := time.Now().UTC()
+		for _, k := range r.ring.Keys() {
+			if k.ID == target {
+				started = k.Created
+			}
+		}
+		st = &keys.Rotation{Target: target, Started: started}
+		if err := keys.WriteRotation(r.opts.backing, *st); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(r.a.stderr, "coffer: resuming the rotation to ring key %d started %s\n",
+		target, st.Started.Format("2006-01-02 15:04:05Z07:00"))
+	return nil
 }
 
 // sealedTo lists the master keys each commit seals the ring to, for the
@@ -563,13 +599,18 @@ func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 			purged = append(purged, k.ID)
 		}
 	}
+	// The same commit ends the rotation in the ring: from now on a
+	// rotation.json naming target is stale, and rotate starts anew.
+	if err := r.ring.SetRotating(0); err != nil {
+		return err
+	}
 	if len(purged) > 0 {
 		testPause("purge")
-		if err := r.commit(); err != nil {
-			return err
-		}
-		r.kill()
 	}
+	if err := r.commit(); err != nil {
+		return err
+	}
+	r.kill()
 	for _, id := range purged {
 		recordAudit(r.ctx, r.a, r.alog, audit.Event{Type: audit.EventKeyPurged, RingKey: id,
 			Detail: map[string]string{"sealed_to": r.sealedTo()}})
