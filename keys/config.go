@@ -325,6 +325,22 @@ func validateMasters(ms []MasterEntry) error {
 		}
 		seen[m.ID] = true
 	}
+	return checkCopies(ms)
+}
+
+// checkCopies refuses two entries with the same kind, URI and params: one
+// key listed twice. master add never writes that, so one is a copy made
+// by hand, and a lookup by URI could pick either.
+func checkCopies(ms []MasterEntry) error {
+	for i, a := range ms {
+		for _, b := range ms[:i] {
+			if a.Kind == b.Kind && a.URI == b.URI && bytes.Equal(a.Params, b.Params) {
+				return fmt.Errorf("%w: master keys %s and %s are one key listed twice (same "+
+					"kind, URI and params): remove the entry you did not add from the volume "+
+					"config, or restore a backup", ErrMalformed, b.ID, a.ID)
+			}
+		}
+	}
 	return nil
 }
 

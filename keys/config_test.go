@@ -131,6 +131,18 @@ func TestParseConfig(t *testing.T) {
 		{name: "duplicate master", data: editConfig(t, func(m map[string]any) {
 			m["masters"] = append(m["masters"].([]any), firstMaster(m))
 		}), wantErr: ErrMalformed},
+		{name: "one key listed twice under two IDs", data: editConfig(t, func(m map[string]any) {
+			first := firstMaster(m)
+			dup := map[string]any{}
+			for k, v := range first {
+				dup[k] = v
+			}
+			dup["id"] = "dec0dec0"
+			delete(dup, "tag")
+			m["masters"] = append([]any{dup}, m["masters"].([]any)...)
+			sealed := ringOf(m)["sealed"].(map[string]any)
+			sealed["dec0dec0"] = sealed[first["id"].(string)]
+		}), wantErr: ErrMalformed, msg: []string{"dec0dec0", "listed twice"}},
 		{name: "sealed copy missing", data: editConfig(t, func(m map[string]any) {
 			ringOf(m)["sealed"] = map[string]any{}
 		}), wantErr: ErrMalformed},

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -363,10 +364,14 @@ func TestUnlockFallsBackInOrder(t *testing.T) {
 func TestSealedCopyBinding(t *testing.T) {
 	ctx := context.Background()
 	uri := newKeyFile(t)
+	// A second name for the same key: a config may not list one entry
+	// twice.
+	link := strings.TrimPrefix(uri, "file://") + ".link"
+	require.NoError(t, os.Link(strings.TrimPrefix(uri, "file://"), link))
 	open := masterkey.Opener(ctx, masterkey.Options{})
 	ens := func() []keys.Enrollment {
 		return []keys.Enrollment{enroll(t, uri, masterkey.Options{}),
-			enroll(t, uri, masterkey.Options{})}
+			enroll(t, "file://"+link, masterkey.Options{})}
 	}
 	a, _, err := keys.Init(ctx, t.TempDir(), ens(), keys.InitOptions{})
 	require.NoError(t, err)

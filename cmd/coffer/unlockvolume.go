@@ -124,6 +124,8 @@ func readRecoveryKeyText(a *app) (*keys.Secret, error) {
 }
 
 // masterID resolves --master, an ID or a URI, to a master key ID of cfg.
+// A URI that more than one entry has is refused: the choice would be the
+// config's order, which whoever can write the backing directory sets.
 func masterID(cfg *keys.Config, s string) (string, error) {
 	if _, ok := cfg.Master(s); ok {
 		return s, nil
@@ -135,10 +137,23 @@ func masterID(cfg *keys.Config, s string) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		var found []string
 		for _, m := range cfg.Masters {
 			if m.URI == ref.URI {
-				return m.ID, nil
+				found = append(found, m.ID)
 			}
+		}
+		switch {
+		case len(found) == 1:
+			return found[0], nil
+		case len(found) > 1:
+			// Anyone who can write the backing directory can add a copy of
+			// an entry under a new ID: picking one would act on whichever
+			// comes first, maybe that copy.
+			return "", withHints(fmt.Errorf("master key %s names %d master keys of the "+
+				"volume: %s", keys.RedactURI(s), len(found), strings.Join(found, ", ")),
+				"give the ID instead ('coffer master list' shows them); an entry you did "+
+					"not add may have been copied into the volume config")
 		}
 	}
 	ids := make([]string, len(cfg.Masters))
