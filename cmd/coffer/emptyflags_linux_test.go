@@ -38,6 +38,20 @@ func TestEmptyFlagValues(t *testing.T) {
 			"empty value for --log"},
 		{"master add --with", []string{"master", "add", f.backing, "passphrase:", "--with", ""},
 			"empty value for --with"},
+		// breaker4 F5: list flags, fixed after the string flags.
+		{"rotate --skip-master ''", []string{"rotate", f.backing, "--skip-master", ""},
+			`invalid argument "" for "--skip-master" flag: empty value or list item`},
+		{"rotate --skip-master ,", []string{"rotate", f.backing, "--skip-master", ","},
+			`invalid argument "," for "--skip-master" flag: empty value or list item`},
+		{"rotate --skip-master ID,", []string{"rotate", f.backing, "--skip-master", "0badc0de,"},
+			"empty value or list item"},
+		{"rotate --skip-master ID --skip-master ''",
+			[]string{"rotate", f.backing, "--skip-master", "0badc0de", "--skip-master="},
+			"empty value or list item"},
+		{"audit show --event ''", []string{"audit", "show", f.backing, "--event", ""},
+			"empty value or list item"},
+		{"init --master ''", []string{"init", f.backing, "--master", ""},
+			"empty value or list item"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := snapshot(t, f.dir)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -104,6 +105,7 @@ func newRootCommand(a *app) *cobra.Command {
 		newGenManCommand(a),
 	)
 	root.AddCommand(platformCommands(a)...)
+	refuseEmptyItems(root)
 
 	// cobra's completion command prints its help for an unknown shell and
 	// exits 0: make that the usage error of every other group.
@@ -174,6 +176,46 @@ func refuseEmptyFlags(cmd *cobra.Command) error {
 		}
 	})
 	return err
+}
+
+// refuseEmptyItems makes every list flag of cmd and its subcommands
+// (--skip-master, --event, init's --master) refuse an empty value or an
+// empty item, which would otherwise add nothing: an empty --skip-master would
+// skip nothing and --skip-master , would look up a master key "". Mount's
+// -o is left alone: mount(8) may hand on empty items, which mean nothing.
+func refuseEmptyItems(cmd *cobra.Command) {
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if sv, ok := f.Value.(pflag.SliceValue); ok && f.Name != "options" {
+			f.Value = &nonEmptyList{Value: f.Value, list: sv}
+		}
+	})
+	for _, c := range cmd.Commands() {
+		refuseEmptyItems(c)
+	}
+}
+
+// nonEmptyList is a list flag whose Set refuses a value that adds no item
+// or an empty one. pflag reports the error as a bad flag value: exit 2.
+type nonEmptyList struct {
+	pflag.Value
+	list pflag.SliceValue
+	set  bool // a first Set replaces the default: check every item
+}
+
+func (l *nonEmptyList) Set(s string) error {
+	before := len(l.list.GetSlice())
+	if !l.set {
+		before = 0
+	}
+	if err := l.Value.Set(s); err != nil {
+		return err
+	}
+	l.set = true
+	items := l.list.GetSlice()
+	if s == "" || len(items) <= before || slices.Contains(items[before:], "") {
+		return errors.New("empty value or list item: give each item a value, or leave the flag out")
+	}
+	return nil
 }
 
 // exactArgs is a cobra.PositionalArgs that wants one argument per name and
