@@ -131,7 +131,8 @@ func parseBackup(b []byte) (*Config, time.Time, error) {
 
 // RestoreOptions tunes Restore.
 type RestoreOptions struct {
-	// Force restores a backup older than the config it replaces.
+	// Force restores a backup older than the config it replaces, or over
+	// a config that cannot be read and so cannot be compared.
 	Force bool
 	// Logger receives an Info event for the restore.
 	Logger zerolog.Logger
@@ -158,8 +159,11 @@ type RestoreResult struct {
 // opts.Force it refuses a backup whose ring generation is lower than the
 // current config's, or equal but with other master keys or sealed copies
 // (ErrRollback): restoring it would drop ring keys that newer files need,
-// or bring back master keys removed since. A current config that cannot
-// be parsed is moved aside to volume.json.damaged-UNIXTIME, not deleted; a
+// or bring back master keys removed since. It also refuses, without
+// opts.Force, to replace a current config that cannot be parsed: nothing
+// can be compared, and damaging the config is open to whoever can write
+// the backing directory. Forced, such a config is moved aside to
+// volume.json.damaged-UNIXTIME, not deleted; a
 // valid one is copied to volume.json.replaced-UNIXTIME first: it may hold
 // the only copy of ring keys that newer files need.
 func Restore(backing string, backup *Config, opts RestoreOptions) (RestoreResult, error) {
@@ -257,6 +261,14 @@ func checkRestore(backing string, backup *Config, force bool) (RestoreResult, er
 			return RestoreResult{}, fmt.Errorf("%w: the backup is of volume %s, the damaged "+
 				"config names %s", ErrVolumeMismatch, backup.VolumeID, id)
 		}
+		if !force {
+			// Nothing to compare the backup with, and whoever can write the
+			// backing directory can damage the config on purpose, so that an
+			// old backup brings back the master keys removed since.
+			return RestoreResult{}, fmt.Errorf("%w: the current config cannot be read, so the "+
+				"backup (ring generation %d) cannot be compared with it%s: %w", ErrRollback,
+				backup.Ring.Generation, mountsSeen(backing), err)
+		}
 		aside := ConfigPath(backing) + ".damaged-" + strconv.FormatInt(time.Now().Unix(), 10)
 		return RestoreResult{Damaged: aside}, nil
 	case err != nil:
@@ -288,6 +300,22 @@ func checkRestore(backing string, backup *Config, force bool) (RestoreResult, er
 			masterIDs(backup), masterIDs(cur))
 	}
 	return res, nil
+}
+
+// mountsSeen says which ring generation the mount records of backing last
+// used, as a clue for the admin, never as proof: they are as writable as
+// the config.
+func mountsSeen(backing string) string {
+	acks, err := MountAcks(backing)
+	if err != nil || len(acks) == 0 {
+		return ""
+	}
+	var top uint64
+	for _, a := range acks {
+		top = max(top, a.Generation)
+	}
+	return fmt.Sprintf(" (the mount records in %s name generation %d)",
+		filepath.Join(DirName, MountsName), top)
 }
 
 // sameConfig reports whether two configs encode alike.

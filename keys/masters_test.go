@@ -300,9 +300,24 @@ func TestBackupRestore(t *testing.T) {
 	assert.Contains(t, err.Error(), "bring back removed master keys or drop added ones")
 	assert.Equal(t, newer, configBytes(t, v.backing))
 
-	// A damaged config is moved aside, not lost.
+	// A damaged config cannot be compared with the backup: refused unless
+	// forced (breaker4 F9: damaging it let an old backup bring back
+	// removed master keys without --force). The mount record's generation
+	// is named as a clue.
 	require.NoError(t, os.WriteFile(keys.ConfigPath(v.backing), []byte("{garbage"), 0o600))
-	res, err = keys.Restore(v.backing, cfg, keys.RestoreOptions{})
+	require.NoError(t, os.MkdirAll(filepath.Join(v.backing, keys.DirName, keys.MountsName), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(v.backing, keys.DirName, keys.MountsName,
+		"otherhost-42.json"), []byte(`{"version":1,"host":"otherhost","pid":42,"generation":7}`), 0o600))
+	_, err = keys.Restore(v.backing, cfg, keys.RestoreOptions{})
+	require.ErrorIs(t, err, keys.ErrRollback)
+	require.ErrorIs(t, err, keys.ErrMalformed)
+	assert.Contains(t, err.Error(), "cannot be compared")
+	assert.Contains(t, err.Error(), "name generation 7")
+	assert.Equal(t, "{garbage", string(configBytes(t, v.backing)))
+	require.NoError(t, os.RemoveAll(filepath.Join(v.backing, keys.DirName, keys.MountsName)))
+
+	// Forced, the damaged config is moved aside, not lost.
+	res, err = keys.Restore(v.backing, cfg, keys.RestoreOptions{Force: true})
 	require.NoError(t, err)
 	require.NotEmpty(t, res.Damaged)
 	damaged, err := os.ReadFile(res.Damaged)

@@ -228,6 +228,23 @@ func TestBackupRestoreMount(t *testing.T) {
 	assert.Contains(t, r.stdout, "restored volume ")
 	requireOK(t, f.mount(t))
 	assert.Equal(t, "survives a lost .coffer", f.readThrough(t, "data.txt"))
+	f.unmount(t)
+
+	// A damaged volume.json (docs/recovery.md, same section): nothing to
+	// compare the backup with, so --force is needed (breaker4 F9).
+	cfg := f.config(t)
+	require.NoError(t, os.WriteFile(keys.ConfigPath(f.backing), cfg[:200], 0o600))
+	assertFailure(t, f.mount(t), exitFailure, "malformed data")
+	r = cli(t, "restore", f.backing, backup)
+	assertFailure(t, r, exitFailure, "the current config cannot be read, so the backup (ring "+
+		"generation 1) cannot be compared with it")
+	assert.Contains(t, r.stderr, "then restore with --force")
+	assert.Equal(t, cfg[:200], f.config(t), "a refused restore changed the config")
+	r = cli(t, "restore", f.backing, backup, "--force")
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "the unreadable config was moved to ")
+	requireOK(t, f.mount(t))
+	assert.Equal(t, "survives a lost .coffer", f.readThrough(t, "data.txt"))
 }
 
 func TestBackupRestoreRefusals(t *testing.T) {

@@ -32,8 +32,11 @@ config written by a newer coffer. It refuses, unless --force, a backup that
 is older than the config it would replace (a lower ring generation: files
 written since may need ring keys the backup lacks), or that lists other
 master keys at the same generation (it would bring back removed master
-keys). A config that cannot be read is moved aside to
-volume.json.damaged-TIME, not deleted. No key is needed.
+keys). It refuses, unless --force, to replace a config that cannot be read:
+nothing can be compared with the backup, and whoever can write BACKING can
+damage the config so that an old backup brings back removed master keys.
+The damaged config is moved aside to volume.json.damaged-TIME, not
+deleted. No key is needed.
 
 restore refuses while the volume is mounted anywhere (a mount of this host,
 or one on another host sharing the backing directory that has recorded
@@ -48,7 +51,8 @@ first.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.force, "force", false,
-		"restore a backup older than the current config (see above)")
+		"restore a backup older than the current config, or over one that cannot be read "+
+			"(see above)")
 	return cmd
 }
 
@@ -73,6 +77,11 @@ func runRestore(ctx context.Context, a *app, opts restoreOptions) error {
 	switch {
 	case errors.Is(err, keys.ErrVolumeMismatch):
 		return withHints(err, "use the backup of this volume; 'coffer status BACKING' shows its ID")
+	case errors.Is(err, keys.ErrRollback) && errors.Is(err, keys.ErrMalformed):
+		return withHints(err, "anyone who can write "+opts.backing+" can damage the config so "+
+			"that an old backup brings back removed master keys: check that this backup is the "+
+			"newest you have (a rotation or master key change since makes it a rollback)",
+			"then restore with --force; the damaged config is moved aside, not deleted")
 	case errors.Is(err, keys.ErrRollback):
 		return withHints(err, "take a backup of the current config first (coffer backup), then "+
 			"restore with --force only if the current config is the wrong one")
