@@ -80,6 +80,13 @@ func TestConfiguredAuditLogNotTrusted(t *testing.T) {
 			requireOK(t, cli(t, "init", other.backing, "--master", other.keyURI(), "--audit-log", p))
 			return p
 		}, "its first record is of volume"},
+		// breaker4 F4: logrotate's copy of the volume's own log passed
+		// every check above, and took the records out of the live log.
+		{"renamed copy of the volume's log", func(t *testing.T, f *fixture) string {
+			p := filepath.Join(f.dir, filepath.Base(auditLogOf(t, f.backing))+".1")
+			copyLog(t, f, p)
+			return p
+		}, "its records were written to /"},
 		{"owned by another user", func(t *testing.T, f *fixture) string {
 			p := filepath.Join(f.dir, "theirs.jsonl")
 			copyLog(t, f, p)
@@ -185,6 +192,15 @@ func TestConfiguredAuditLogUsed(t *testing.T) {
 	require.Len(t, warnings(r.stderr), 1)
 	assert.Contains(t, r.stderr, "it is empty")
 	assert.Equal(t, "-rw------- ", snapshotPath(t, second))
+
+	// The renamed copy, named by hand, is not taken up either: its records
+	// say they were written to second (breaker4 F4).
+	setAuditLog(t, f.backing, second+".1")
+	r = backupRecords(t, f)
+	requireOK(t, r)
+	require.Len(t, warnings(r.stderr), 1)
+	assert.Contains(t, r.stderr, "its records were written to "+second+" (a copy renamed by log "+
+		"rotation?)")
 
 	requireOK(t, cli(t, "audit", "config", f.backing, "--log", second))
 	r = backupRecords(t, f)

@@ -213,8 +213,10 @@ func (o initOptions) startAudit(ctx context.Context, a *app, cfg *keys.Config,
 	if err != nil {
 		return err
 	}
+	// "log" names the file the log was started as: a configured log whose
+	// records name another is a renamed copy and is not used (audit.Where).
 	e := audit.Event{Type: audit.EventInit, RingKey: ring.Primary().ID,
-		Detail: map[string]string{"masters": mastersDetail(cfg)}}
+		Detail: map[string]string{"masters": mastersDetail(cfg), "log": l.Path()}}
 	if len(cfg.Masters) == 1 {
 		e.Master = cfg.Masters[0].ID
 	}

@@ -2,11 +2,13 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +27,12 @@ var ErrLogNotUsed = errors.New("configured audit log not used")
 // vol: an existing regular file, not a symbolic link, outside backing and
 // the folders in exclude, owned by the effective user, whose first record
 // is of vol. It never creates a file. The error says why it was refused.
+//
+// A log coffer renamed away (logrotate's copy FILE.1 of FILE) passes all
+// that, and would take every record out of the log the administrator
+// follows: so the last record in it that names the log it was written to
+// (init, audit-config) must name path. A log with no such record (older
+// than that detail) is taken as before.
 func openConfigured(path, backing string, vol keys.VolumeID, exclude []string) (*os.File, error) {
 	if dir := insideOf(path, append([]string{backing}, exclude...)); dir != "" {
 		return nil, fmt.Errorf("%w: it lies inside %s", ErrLogNotUsed, dir)
@@ -74,7 +82,42 @@ func checkOpened(f *os.File, before fs.FileInfo, vol keys.VolumeID) error {
 	if got != vol {
 		return fmt.Errorf("%w: its first record is of volume %s", ErrLogNotUsed, got)
 	}
+	if named := namedLog(f); named != "" && named != clip(f.Name(), maxDetailLen) {
+		return fmt.Errorf("%w: its records were written to %s (a copy renamed by log "+
+			"rotation?)", ErrLogNotUsed, named)
+	}
 	return nil
+}
+
+// namedLog returns the log path that the last init or audit-config record
+// in r names in its "log" detail, or "" if none does. Only the owner of the
+// file could have written those records.
+func namedLog(r io.ReaderAt) string {
+	br := bufio.NewReaderSize(io.NewSectionReader(r, 0, math.MaxInt64), maxLine+1)
+	var named string
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// Not a line coffer wrote: skip to the end of it.
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			line = nil
+		}
+		if bytes.Contains(line, []byte(`"log":`)) {
+			var rec struct {
+				Event  EventType         `json:"event"`
+				Detail map[string]string `json:"detail"`
+			}
+			if json.Unmarshal(line, &rec) == nil && rec.Detail["log"] != "" &&
+				(rec.Event == EventInit || rec.Event == EventAuditConfig) {
+				named = rec.Detail["log"]
+			}
+		}
+		if err != nil {
+			return named
+		}
+	}
 }
 
 // firstVolume returns the volume of the first record in r.

@@ -87,3 +87,33 @@ func TestAnchorFailureWarnedOnce(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(buf.String(), "failed to update audit head anchor"), buf.String())
 	assert.Contains(t, buf.String(), "later commands warn")
 }
+
+// TestNamedLog checks which record names the log a file was written to:
+// the last init or audit-config record with a "log" detail, skipping other
+// events and lines too long to be records.
+func TestNamedLog(t *testing.T) {
+	rec := func(event, log string) string {
+		return `{"seq":1,"event":"` + event + `","detail":{"log":"` + log + `"},"prev":"x"}` + "\n"
+	}
+	tests := []struct {
+		name, content, want string
+	}{
+		{name: "none names a log (older logs)", content: `{"seq":1,"event":"init","prev":"x"}` + "\n"},
+		{name: "init", content: rec("init", "/var/log/a"), want: "/var/log/a"},
+		{name: "last audit-config wins",
+			content: rec("init", "/var/log/a") + rec("audit-config", "/srv/b") +
+				rec("backup-exported", "/elsewhere"),
+			want: "/srv/b"},
+		{name: "over-long line skipped",
+			content: rec("init", "/var/log/a") + strings.Repeat("x", maxLine+10) + "\n" +
+				rec("audit-config", "/srv/b"),
+			want: "/srv/b"},
+		{name: "no final newline", content: strings.TrimSuffix(rec("init", "/var/log/a"), "\n"),
+			want: "/var/log/a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, namedLog(strings.NewReader(tt.content)))
+		})
+	}
+}
