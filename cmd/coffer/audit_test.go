@@ -90,7 +90,8 @@ func TestAuditInitRecord(t *testing.T) {
 	assert.Equal(t, cfg.Masters[0].ID, r["master"])
 	assert.EqualValues(t, cfg.Ring.Keys[0].ID, r["ring_key"])
 	assert.EqualValues(t, cfg.Ring.Keys[0].ID, r["mac_key"])
-	assert.Equal(t, map[string]any{"masters": cfg.Masters[0].ID + " (file)"}, r["detail"])
+	assert.Equal(t, map[string]any{"masters": cfg.Masters[0].ID + " (file)", "log": logPath},
+		r["detail"])
 	assert.Equal(t, host, r["host"])
 	assert.EqualValues(t, os.Getuid(), r["uid"])
 	assert.EqualValues(t, os.Getpid(), r["pid"], "init ran in this process")
