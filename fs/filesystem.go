@@ -48,6 +48,9 @@ type filesystem struct {
 	// a mount of its own; see undo.go.
 	undoTag string
 
+	// undoDir is the descriptor of the undo folder; see undodir.go.
+	undoDir undoDir
+
 	// ns is the namespace lock of a shared mount with encrypted names,
 	// nil otherwise; see nslock.go.
 	ns *nsLock
@@ -58,7 +61,7 @@ func newFilesystem(backing string, opts Options) *filesystem {
 	if opts.EncryptNames {
 		f.names = &nameState{}
 	}
-	f.undo.load(backing)
+	f.undo.load(f)
 	f.inodes.closed = f.closedUndo
 	if opts.Shared {
 		// Other processes create and remove undo records at any time:

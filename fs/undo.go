@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -29,34 +28,6 @@ import (
 // once, so each keeps its own record of the file, named with its tag
 // (<file ID>.<host>-<pid>); recovery looks at all records of the file.
 
-// undoRel returns the path of this mount's undo record of file id,
-// relative to the backing directory.
-func (f *filesystem) undoRel(id content.FileID) string {
-	name := content.UndoName(id)
-	if f.undoTag != "" {
-		name = content.UndoTagName(id, f.undoTag)
-	}
-	return filepath.Join(ReservedName, content.UndoDir, name)
-}
-
-// undoRels returns the paths of every undo record of file id, this mount's
-// or another's, relative to the backing directory.
-func (f *filesystem) undoRels(id content.FileID) []string {
-	dir := filepath.Join(ReservedName, content.UndoDir)
-	rels := []string{filepath.Join(dir, content.UndoName(id))}
-	ents, err := os.ReadDir(filepath.Join(f.backing, dir))
-	if err != nil {
-		return rels
-	}
-	prefix := content.UndoName(id) + "."
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) {
-			rels = append(rels, filepath.Join(dir, e.Name()))
-		}
-	}
-	return rels
-}
-
 // undoFD returns a descriptor of the undo record of file id, opened, and
 // created, on first use. The caller holds ino.mu exclusively.
 func (h *handle) undoFD(id content.FileID) (int, error) {
@@ -69,16 +40,9 @@ func (h *handle) undoFD(id content.FileID) (int, error) {
 		h.fs.dropStaleUndo(in)
 	}
 
-	rel := h.fs.undoRel(id)
-	flags := unix.O_RDWR | unix.O_CREAT | unix.O_CLOEXEC
-	fd, err := h.fs.openat(rel, flags, 0o600)
-	if errors.Is(err, unix.ENOENT) {
-		if err = os.MkdirAll(filepath.Join(h.fs.backing, filepath.Dir(rel)), 0o700); err == nil {
-			fd, err = h.fs.openat(rel, flags, 0o600)
-		}
-	}
+	fd, err := h.fs.createUndo(id)
 	if err != nil {
-		return -1, fmt.Errorf("failed to open undo record: %w", err)
+		return -1, err
 	}
 	in.undoFD, in.undoID, in.undoMade = fd, id, true
 	h.fs.undo.add(id)
@@ -92,7 +56,7 @@ func (h *handle) undoFD(id content.FileID) (int, error) {
 // before the mount ends. The caller holds ino.mu exclusively.
 func (f *filesystem) dropStaleUndo(in *inode) {
 	if f.undo.take(in.undoID) {
-		_ = unix.Unlink(filepath.Join(f.backing, f.undoRel(in.undoID)))
+		_ = f.unlinkUndo(f.undoName(in.undoID))
 	}
 	in.undoMade, in.undoKeep = false, false
 }
@@ -125,16 +89,15 @@ func (h *handle) dropUndo() error {
 	if !h.fs.undo.take(c.FileID()) {
 		return nil
 	}
-	err = unix.Unlink(filepath.Join(h.fs.backing, h.fs.undoRel(c.FileID())))
-	if err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := h.fs.unlinkUndo(h.fs.undoName(c.FileID())); err != nil {
 		return fmt.Errorf("failed to remove undo record: %w", err)
 	}
 	return nil
 }
 
-// readUndo reads the undo record at rel; nil if there is none.
-func (f *filesystem) readUndo(rel string) (*content.Undo, error) {
-	fd, err := f.openat(rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// readUndo reads the undo record name; nil if there is none.
+func (f *filesystem) readUndo(name string) (*content.Undo, error) {
+	fd, err := f.openUndo(name)
 	if errors.Is(err, unix.ENOENT) {
 		return nil, nil
 	}
@@ -176,8 +139,8 @@ func (h *handle) recoverBlock(c *content.Cipher, dst, cur []byte, b int64, authE
 	fail := &integrityError{path: h.path(), file: h.node, block: b, err: authErr}
 	at := content.BlockOffset(uint64(b))
 	var pre, out []byte
-	for _, rel := range h.fs.undoRels(c.FileID()) {
-		u, err := h.fs.readUndo(rel)
+	for _, name := range h.fs.undoNames(c.FileID()) {
+		u, err := h.fs.readUndo(name)
 		if err != nil || u == nil || u.FileID != c.FileID() {
 			continue
 		}
@@ -245,11 +208,11 @@ func (f *filesystem) removeUndo(id content.FileID) {
 		return
 	}
 	if f.undoTag == "" {
-		_ = unix.Unlink(filepath.Join(f.backing, f.undoRel(id)))
+		_ = f.unlinkUndo(f.undoName(id))
 		return
 	}
-	for _, rel := range f.undoRels(id) {
-		_ = unix.Unlink(filepath.Join(f.backing, rel))
+	for _, name := range f.undoNames(id) {
+		_ = f.unlinkUndo(name)
 	}
 }
 
@@ -264,7 +227,7 @@ func (f *filesystem) closedUndo(in *inode) {
 	if in.undoMade && !in.undoKeep && f.undo.take(in.undoID) {
 		// This mount's record only: in shared mode, another mount may
 		// be overwriting blocks of the file under its own.
-		_ = unix.Unlink(filepath.Join(f.backing, f.undoRel(in.undoID)))
+		_ = f.unlinkUndo(f.undoName(in.undoID))
 	}
 }
 
@@ -307,22 +270,26 @@ const renameExchange = unix.RENAME_EXCHANGE
 // RemoveSharedUndo removes the undo records that this process kept as a
 // shared mount of backing (Options.Shared). Call it once the mount is gone:
 // after a clean unmount no write of this process can be cut short, so its
-// records are of no further use.
+// records are of no further use. It follows no link below backing.
 func RemoveSharedUndo(backing string) error {
-	dir := filepath.Join(backing, ReservedName, content.UndoDir)
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	dfd, err := openUndoDirAt(backing)
+	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("failed to open the undo folder of %s: %w", backing, err)
+	}
+	defer unix.Close(dfd)
+	names, err := listDir(dfd)
 	if err != nil {
 		return fmt.Errorf("failed to list undo records: %w", err)
 	}
 	suffix := "." + undoTag()
 	var errs []error
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), suffix) {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
+	for _, name := range names {
+		if strings.HasSuffix(name, suffix) {
+			if err := unix.Unlinkat(dfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			}
 		}
 	}

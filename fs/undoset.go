@@ -3,9 +3,9 @@
 package fs
 
 import (
-	"os"
-	"path/filepath"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cofferfs/coffer/fs/content"
 )
@@ -24,16 +24,22 @@ type undoSet struct {
 	shared bool
 }
 
-// load adds the records in the undo folder of the backing directory.
-func (s *undoSet) load(backing string) {
-	ents, err := os.ReadDir(filepath.Join(backing, ReservedName, content.UndoDir))
+// load adds the records in the undo folder of f's backing directory,
+// listed without following a link.
+func (s *undoSet) load(f *filesystem) {
+	dfd, err := f.openUndoDir(false)
+	if err != nil {
+		return
+	}
+	names, err := listDir(dfd)
+	_ = unix.Close(dfd)
 	if err != nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range ents {
-		s.addLocked(e.Name())
+	for _, name := range names {
+		s.addLocked(name)
 	}
 }
 
