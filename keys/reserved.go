@@ -94,7 +94,11 @@ func reservedProblems(backing string, all bool) []*ReservedError {
 	for _, e := range reservedEntries {
 		fixed[e.name] = true
 		p := filepath.Join(dir, e.name)
-		if err := checkReservedEntry(p, e.dir); err != nil {
+		err := checkReservedEntry(p, e.dir)
+		if err == nil && all {
+			err = checkLinks(p)
+		}
+		if err != nil {
 			err.Config = e.name == ConfigName
 			out = append(out, err)
 		}
@@ -124,6 +128,22 @@ func checkReservedEntry(p string, dir bool) *ReservedError {
 	return nil
 }
 
+// checkLinks reports file p, if it exists, when it has more than one name:
+// a hard link to a file elsewhere, which coffer would overwrite if it
+// wrote p in place (mounts make undo records afresh since breaker4 F3, so
+// this is a trace of an attempt, or of a copy made with links).
+func checkLinks(p string) *ReservedError {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	if n := linkCount(fi); n > 1 {
+		return &ReservedError{Path: p, Is: fmt.Sprintf("a file with %d hard links", n),
+			Want: "a file with one name"}
+	}
+	return nil
+}
+
 // otherEntries returns the entries of folder dir, but those skip names,
 // that are not regular files. A folder that is missing or not a folder
 // (reported as a fixed entry) has none.
@@ -140,7 +160,12 @@ func otherEntries(dir string, skip func(string) bool) []*ReservedError {
 		if skip != nil && skip(e.Name()) {
 			continue
 		}
-		if err := checkReservedEntry(filepath.Join(dir, e.Name()), false); err != nil {
+		p := filepath.Join(dir, e.Name())
+		err := checkReservedEntry(p, false)
+		if err == nil {
+			err = checkLinks(p)
+		}
+		if err != nil {
 			out = append(out, err)
 		}
 	}

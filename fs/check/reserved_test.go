@@ -62,3 +62,34 @@ func TestUndoLinkReported(t *testing.T) {
 	assert.Equal(t, filepath.Join(cofferfs.ReservedName, content.UndoDir), r.Problems[0].Backing)
 	assert.Contains(t, r.Problems[0].Detail, "a symbolic link, not a directory")
 }
+
+// TestHardLinkReported is breaker4's F3: a hard link to a file elsewhere,
+// planted as an undo record, made the mount overwrite that file. fsck
+// reports every entry of .coffer with more than one name, and --repair
+// does not remove the linked file.
+func TestHardLinkReported(t *testing.T) {
+	t.Parallel()
+	v := newVolume(t)
+	f := v.newFile(t, plain(1, 2*bs))
+	v.write(t, "live", f.data)
+	outside := t.TempDir() // on the backing directory's file system
+	victim := filepath.Join(outside, "important")
+	require.NoError(t, os.WriteFile(victim, []byte("victim"), 0o644))
+	reserved := filepath.Join(v.dir, cofferfs.ReservedName)
+	record := filepath.Join(cofferfs.ReservedName, content.UndoDir, content.UndoName(f.id))
+	require.NoError(t, os.Link(victim, filepath.Join(v.dir, record)))
+	require.NoError(t, os.Link(victim, filepath.Join(reserved, keys.UsageName)))
+
+	r := v.run(t, true)
+	var got []string
+	for _, p := range r.Problems {
+		assert.Equal(t, KindReserved, p.Kind)
+		assert.Contains(t, p.Detail, "a file with 3 hard links, not a file with one name")
+		got = append(got, p.Backing)
+	}
+	assert.ElementsMatch(t, []string{record, filepath.Join(cofferfs.ReservedName, keys.UsageName)}, got)
+	assert.True(t, r.Damaged())
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "victim", string(b))
+}
