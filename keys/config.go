@@ -104,16 +104,27 @@ const MaxPolicyDays = 36500
 
 // RotationDue reports whether the volume's policy asks for a rotation at
 // now: its primary ring key is older than the policy's maximum age.
+//
+// The creation times in c.Ring.Keys are public metadata that anyone who can
+// write the backing directory can edit (a date in the future keeps the
+// policy quiet); a command that has the ring open uses KeyDue with the
+// sealed ring's Primary().Created instead.
 func (c *Config) RotationDue(now time.Time) bool {
-	if c.Policy == nil || c.Policy.MaxKeyAgeDays == 0 {
-		return false
-	}
 	for _, k := range c.Ring.Keys {
 		if k.State == StatePrimary {
-			return now.Sub(k.Created) > time.Duration(c.Policy.MaxKeyAgeDays)*24*time.Hour
+			return c.KeyDue(k.Created, now)
 		}
 	}
 	return false
+}
+
+// KeyDue reports whether the volume's policy asks for a rotation at now of
+// a primary ring key created at created.
+func (c *Config) KeyDue(created, now time.Time) bool {
+	if c.Policy == nil || c.Policy.MaxKeyAgeDays == 0 {
+		return false
+	}
+	return now.Sub(created) > time.Duration(c.Policy.MaxKeyAgeDays)*24*time.Hour
 }
 
 // Values of Config.Names.

@@ -123,15 +123,9 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 			return err
 		}
 	}
-	if opts.ifDue {
-		due, err := rotationDue(opts.backing, cfg)
-		if err != nil || !due {
-			if err == nil {
-				fmt.Fprintf(a.stdout, "rotation of volume %s not due: the primary ring key is "+
-					"younger than %d days\n", cfg.VolumeID, cfg.Policy.MaxKeyAgeDays)
-			}
-			return err
-		}
+	if opts.ifDue && (cfg.Policy == nil || cfg.Policy.MaxKeyAgeDays == 0) {
+		return withHints(usageErrorf("--if-due needs a maximum key age"),
+			"set one: coffer config "+shellQuote(opts.backing)+" --max-key-age 90d")
 	}
 	skip := map[string]bool{}
 	for _, s := range opts.skip {
@@ -151,6 +145,11 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 		return openMastersError(opts.backing, err)
 	}
 	defer keys.WipeMasters(opened)
+	if opts.ifDue && !rotationDue(a.stderr, cfg, ring, time.Now()) {
+		fmt.Fprintf(a.stdout, "rotation of volume %s not due: the primary ring key is "+
+			"younger than %d days\n", cfg.VolumeID, cfg.Policy.MaxKeyAgeDays)
+		return nil
+	}
 	// A recovery key is sealed to without being opened: its entry must be
 	// one a holder of the ring wrote, checked before anything is written.
 	if err := keys.VerifySealOnly(cfg.VolumeID, ring, opened); err != nil {
@@ -246,18 +245,23 @@ func sameMasters(backing string, cfg *keys.Config, skip map[string]bool) error {
 	return nil
 }
 
-// rotationDue reports whether --if-due should rotate: the policy says so,
-// or a rotation was left unfinished.
-func rotationDue(backing string, cfg *keys.Config) (bool, error) {
-	if cfg.Policy == nil || cfg.Policy.MaxKeyAgeDays == 0 {
-		return false, withHints(usageErrorf("--if-due needs a maximum key age"),
-			"set one: coffer config "+shellQuote(backing)+" --max-key-age 90d")
+// rotationDue reports whether --if-due should rotate: the ring records an
+// unfinished rotation, or the policy finds the primary key too old. The
+// age comes from the unsealed ring: volume.json's copy of the creation
+// times is public and editable, and a date moved forward there would keep
+// the timer from ever rotating. A copy that disagrees is reported; the
+// older date counts (an edit can cause a rotation, never prevent one).
+func rotationDue(w io.Writer, cfg *keys.Config, ring *keys.Ring, now time.Time) bool {
+	p := ring.Primary()
+	for _, k := range cfg.Ring.Keys {
+		if k.ID == p.ID && !k.Created.Equal(p.Created) {
+			fmt.Fprintf(w, "coffer: warning: volume.json says ring key %d was created "+
+				"%s, the sealed ring says %s: someone edited volume.json; the policy is "+
+				"checked against the sealed date\n", p.ID, k.Created.Format(time.RFC3339),
+				p.Created.Format(time.RFC3339))
+		}
 	}
-	st, err := keys.ReadRotation(backing)
-	if err != nil {
-		return false, err
-	}
-	return st != nil || cfg.RotationDue(time.Now()), nil
+	return ring.Rotating() != 0 || cfg.KeyDue(p.Created, now) || cfg.RotationDue(now)
 }
 
 // openOptions say how rotate opens master keys: passphrases from

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/masterkey"
 )
 
 // plantRotation writes .coffer/rotation.json naming target, as anyone who
@@ -115,4 +119,54 @@ func TestReencryptPlantedStateStillRewrites(t *testing.T) {
 	for p, h := range contentHeaders(t, f.backing) {
 		assert.Equal(t, next, h.key0, "%s", p)
 	}
+}
+
+// TestRotateIfDueUsesSealedAge is breaker4 F8: the primary key's creation
+// date moved into the future in volume.json kept rotate --if-due from ever
+// rotating, and status showed the key as fresh. The sealed ring's date
+// counts; status says its dates are unverified.
+func TestRotateIfDueUsesSealedAge(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.init(t)
+	requireOK(t, cli(t, "config", f.backing, "--max-key-age", "1d"))
+	old := primaryOf(t, f.backing)
+	edit := func(created time.Time) {
+		cfg, err := keys.ReadConfig(f.backing)
+		require.NoError(t, err)
+		for i := range cfg.Ring.Keys {
+			cfg.Ring.Keys[i].Created = created
+		}
+		require.NoError(t, keys.WriteConfig(f.backing, cfg))
+	}
+
+	// Sealed date fresh, public date fresh: not due.
+	r := cli(t, "rotate", f.backing, "--if-due")
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "not due")
+	assert.Equal(t, old, primaryOf(t, f.backing))
+
+	// Public date moved forward: the sealed (fresh) date still decides,
+	// and the disagreement is reported.
+	edit(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC))
+	r = cli(t, "rotate", f.backing, "--if-due")
+	requireOK(t, r)
+	assert.Contains(t, r.stdout, "not due")
+	assert.Contains(t, r.stderr, "someone edited volume.json")
+	st := cli(t, "status", f.backing)
+	requireOK(t, st)
+	assert.Contains(t, st.stdout, "unverified")
+	assert.Contains(t, st.stdout, "dated in the future")
+
+	// Two days on, the sealed date makes it due whatever volume.json says.
+	cfg, err := keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	ctx := context.Background()
+	ring, _, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}),
+		keys.UnlockOptions{})
+	require.NoError(t, err)
+	var warn bytes.Buffer
+	assert.True(t, rotationDue(&warn, cfg, ring, time.Now().Add(48*time.Hour)))
+	assert.Contains(t, warn.String(), "the sealed ring says")
+	assert.False(t, cfg.RotationDue(time.Now().Add(48*time.Hour)), "the public date says not due")
 }

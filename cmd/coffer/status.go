@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -199,13 +200,27 @@ func (st volumeStatus) print(w io.Writer, stopped []stoppedMount) error {
 		return err
 	}
 
-	fmt.Fprintf(w, "\nring keys:\n")
+	// status holds no key: the dates are volume.json's public copy, which
+	// anyone who can write the backing directory can edit; rotate --if-due
+	// checks the policy against the sealed ring instead.
+	fmt.Fprintf(w, "\nring keys (dates as volume.json lists them, unverified):\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  ID\tSTATE\tCREATED\tAGE\n")
+	var future []string
 	for _, k := range st.RingKeys {
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%d days\n", k.ID, k.State, k.Created.Format(time.RFC3339), k.AgeDays)
+		if k.AgeDays < 0 {
+			future = append(future, strconv.FormatUint(uint64(k.ID), 10))
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(future) > 0 {
+		fmt.Fprintf(w, "  warning: ring key %s is dated in the future: volume.json was edited; "+
+			"coffer rotate --if-due checks the sealed dates\n", strings.Join(future, ", "))
+	}
+	return nil
 }
 
 // readConfig reads the volume config of backing, with advice for the usual

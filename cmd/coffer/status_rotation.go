@@ -61,7 +61,8 @@ func (rs rotationStatus) print(w io.Writer, generation uint64) {
 	fmt.Fprintf(w, "\nrotation:\n")
 	switch {
 	case rs.InProgress != nil:
-		fmt.Fprintf(w, "  in progress to ring key %d since %s: run coffer rotate to finish it\n",
+		fmt.Fprintf(w, "  in progress to ring key %d since %s (as .coffer/rotation.json says, "+
+			"unverified): run coffer rotate to finish it\n",
 			rs.InProgress.Target, rs.InProgress.Started.Format(time.RFC3339))
 	default:
 		fmt.Fprintf(w, "  none in progress\n")
