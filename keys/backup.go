@@ -33,6 +33,10 @@ var (
 	// replace (a lower ring generation), or one that differs from it at the
 	// same generation. Restoring it needs RestoreOptions.Force.
 	ErrRollback = errors.New("backup is older than the volume config")
+	// ErrNotComparable reports a current config that cannot be parsed, so
+	// that nothing tells whether the backup is older. Restoring over it
+	// needs RestoreOptions.Force.
+	ErrNotComparable = errors.New("backup cannot be compared with the volume config")
 )
 
 // backupFile is the JSON form of a backup: the volume config, verbatim,
@@ -162,10 +166,10 @@ type RestoreResult struct {
 // or bring back master keys removed since. It also refuses, without
 // opts.Force, to replace a current config that cannot be parsed: nothing
 // can be compared, and damaging the config is open to whoever can write
-// the backing directory. Forced, such a config is moved aside to
-// volume.json.damaged-UNIXTIME, not deleted; a
-// valid one is copied to volume.json.replaced-UNIXTIME first: it may hold
-// the only copy of ring keys that newer files need.
+// the backing directory (ErrNotComparable). Forced, such a config is moved
+// aside to volume.json.damaged-UNIXTIME, not deleted; a valid one is copied
+// to volume.json.replaced-UNIXTIME first: it may hold the only copy of ring
+// keys that newer files need.
 func Restore(backing string, backup *Config, opts RestoreOptions) (RestoreResult, error) {
 	if err := backup.Validate(); err != nil {
 		return RestoreResult{}, fmt.Errorf("failed to restore: %w", err)
@@ -265,9 +269,9 @@ func checkRestore(backing string, backup *Config, force bool) (RestoreResult, er
 			// Nothing to compare the backup with, and whoever can write the
 			// backing directory can damage the config on purpose, so that an
 			// old backup brings back the master keys removed since.
-			return RestoreResult{}, fmt.Errorf("%w: the current config cannot be read, so the "+
-				"backup (ring generation %d) cannot be compared with it%s: %w", ErrRollback,
-				backup.Ring.Generation, mountsSeen(backing), err)
+			return RestoreResult{}, fmt.Errorf("%w: it cannot be read (the backup holds ring "+
+				"generation %d%s): %w", ErrNotComparable, backup.Ring.Generation,
+				mountsSeen(backing), err)
 		}
 		aside := ConfigPath(backing) + ".damaged-" + strconv.FormatInt(time.Now().Unix(), 10)
 		return RestoreResult{Damaged: aside}, nil
@@ -314,7 +318,7 @@ func mountsSeen(backing string) string {
 	for _, a := range acks {
 		top = max(top, a.Generation)
 	}
-	return fmt.Sprintf(" (the mount records in %s name generation %d)",
+	return fmt.Sprintf("; the mount records in %s name generation %d",
 		filepath.Join(DirName, MountsName), top)
 }
 

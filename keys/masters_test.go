@@ -309,9 +309,9 @@ func TestBackupRestore(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(v.backing, keys.DirName, keys.MountsName,
 		"otherhost-42.json"), []byte(`{"version":1,"host":"otherhost","pid":42,"generation":7}`), 0o600))
 	_, err = keys.Restore(v.backing, cfg, keys.RestoreOptions{})
-	require.ErrorIs(t, err, keys.ErrRollback)
+	require.ErrorIs(t, err, keys.ErrNotComparable)
 	require.ErrorIs(t, err, keys.ErrMalformed)
-	assert.Contains(t, err.Error(), "cannot be compared")
+	assert.Contains(t, err.Error(), "it cannot be read")
 	assert.Contains(t, err.Error(), "name generation 7")
 	assert.Equal(t, "{garbage", string(configBytes(t, v.backing)))
 	require.NoError(t, os.RemoveAll(filepath.Join(v.backing, keys.DirName, keys.MountsName)))

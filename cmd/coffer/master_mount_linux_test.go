@@ -236,8 +236,8 @@ func TestBackupRestoreMount(t *testing.T) {
 	require.NoError(t, os.WriteFile(keys.ConfigPath(f.backing), cfg[:200], 0o600))
 	assertFailure(t, f.mount(t), exitFailure, "malformed data")
 	r = cli(t, "restore", f.backing, backup)
-	assertFailure(t, r, exitFailure, "the current config cannot be read, so the backup (ring "+
-		"generation 1) cannot be compared with it")
+	assertFailure(t, r, exitFailure, "backup cannot be compared with the volume config: it "+
+		"cannot be read (the backup holds ring generation 1)")
 	assert.Contains(t, r.stderr, "then restore with --force")
 	assert.Equal(t, cfg[:200], f.config(t), "a refused restore changed the config")
 	r = cli(t, "restore", f.backing, backup, "--force")

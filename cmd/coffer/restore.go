@@ -77,7 +77,7 @@ func runRestore(ctx context.Context, a *app, opts restoreOptions) error {
 	switch {
 	case errors.Is(err, keys.ErrVolumeMismatch):
 		return withHints(err, "use the backup of this volume; 'coffer status BACKING' shows its ID")
-	case errors.Is(err, keys.ErrRollback) && errors.Is(err, keys.ErrMalformed):
+	case errors.Is(err, keys.ErrNotComparable):
 		return withHints(err, "anyone who can write "+opts.backing+" can damage the config so "+
 			"that an old backup brings back removed master keys: check that this backup is the "+
 			"newest you have (a rotation or master key change since makes it a rollback)",
