@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -37,6 +38,12 @@ type ringPayload struct {
 	// one that finishes it; payloads sealed before the field existed lack
 	// it, and a rotation interrupted under them cannot be resumed.
 	Rotating uint32 `json:"rotating,omitempty"`
+	// Entries lists, by master ID, the SHA-256 of each master entry's
+	// canonical encoding (entryMessage) as the rotation commit that sealed
+	// the payload wrote the config (see Ring.CheckEntry). A seal-only,
+	// rolled-forward or skipped entry that it lists must still match it.
+	// Payloads sealed before the field existed lack it.
+	Entries map[string][]byte `json:"entries,omitempty"`
 }
 
 // RingAD returns the associated data that binds a sealed ring copy to its
@@ -67,6 +74,12 @@ func (r *Ring) marshalPayload(vol VolumeID) ([]byte, error) {
 		Keys:       st.keys,
 		Names:      r.names,
 		Rotating:   st.rotating,
+	}
+	if st.entries != nil {
+		p.Entries = make(map[string][]byte, len(st.entries))
+		for id, d := range st.entries {
+			p.Entries[id] = d[:]
+		}
 	}
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -113,6 +126,9 @@ func unmarshalPayload(b []byte) (VolumeID, *Ring, error) {
 		return VolumeID{}, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	st.rotating = p.Rotating
+	if st.entries, err = payloadEntries(p.Entries); err != nil {
+		return VolumeID{}, nil, err
+	}
 	for _, k := range p.Keys {
 		if k.State == StatePrimary {
 			st.base = k.ID
@@ -193,4 +209,25 @@ func checkEntry(e *keyset.Entry, info KeyInfo) error {
 			ErrMalformed, info.ID)
 	}
 	return nil
+}
+
+// payloadEntries checks and converts the entry listing of a payload: at
+// most MaxMasters entries, each ID a master ID, each digest 32 bytes.
+func payloadEntries(in map[string][]byte) (map[string][sha256.Size]byte, error) {
+	if in == nil {
+		return nil, nil
+	}
+	if len(in) > MaxMasters {
+		return nil, fmt.Errorf("%w: ring payload lists %d master entries, at most %d",
+			ErrMalformed, len(in), MaxMasters)
+	}
+	out := make(map[string][sha256.Size]byte, len(in))
+	for id, d := range in {
+		if !isLowerHex(id, 8) || len(d) != sha256.Size {
+			return nil, fmt.Errorf("%w: ring payload lists master entry %q with a %d-byte "+
+				"digest", ErrMalformed, id, len(d))
+		}
+		out[id] = [sha256.Size]byte(d)
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -91,6 +92,11 @@ type ringState struct {
 	// rotating is the target of the rotation in progress as the sealed
 	// payload records it, 0 for none (see SetRotating).
 	rotating uint32
+	// entries is the listing the sealed payload holds: for each master
+	// entry of the config the last rotation commit wrote, the SHA-256 of
+	// its canonical encoding (entryDigest). nil for a ring read from a
+	// payload older than the field, or made by NewRing. See CheckEntry.
+	entries map[string][sha256.Size]byte
 }
 
 // NewRing returns a ring of generation 1 holding one fresh primary key.
@@ -279,7 +285,7 @@ func (r *Ring) change(f func(*keyset.Manager, []KeyInfo) ([]KeyInfo, error)) err
 	if err != nil {
 		return err
 	}
-	st.base, st.rotating = old.base, old.rotating
+	st.base, st.rotating, st.entries = old.base, old.rotating, old.entries
 	if !slices.ContainsFunc(info, func(k KeyInfo) bool {
 		return k.ID == st.rotating && k.State == StatePrimary
 	}) {

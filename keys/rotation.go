@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -92,16 +93,16 @@ type Opened struct {
 	Master Master
 	// SealOnly marks a master key that seals to a public key and cannot
 	// unseal here (a recovery key whose private half is on paper): its
-	// copy is sealed without the check that it opens. Nothing but its
-	// entry's tag then shows that a holder of the ring chose that public
-	// key, so the tag must verify (VerifySealOnly, CommitRing).
+	// copy is sealed without the check that it opens. Its entry must be
+	// the one the sealed ring lists for its ID or, not listed, carry a tag
+	// that verifies (Ring.CheckEntry, VerifySealOnly, CommitRing).
 	SealOnly bool
 	// RolledForward marks a master key whose copy held an older ring,
 	// opened to the current one through the carried copies (a master key
 	// a rotation skipped). That proves only that whoever sealed the copy
 	// once held an older ring, as a revoked master key's holder did, so
-	// its tag must verify too; a skipped master key's entry was tagged
-	// again by each commit since.
+	// its entry is checked the same way; a skipped master key's entry is
+	// listed, or tagged again, by each commit since.
 	RolledForward bool
 }
 
@@ -198,19 +199,20 @@ func (c *Config) openMaster(ctx context.Context, m MasterEntry, open OpenFunc,
 	return ring, rolled, master, nil
 }
 
-// VerifySealOnly checks the tag (EntryTag) of every master key in opened
-// that only seals or whose copy was rolled forward, with ring, the ring
+// VerifySealOnly checks (Ring.CheckEntry) every master key in opened that
+// only seals or whose copy was rolled forward, with ring, the ring
 // OpenMasters returned: the ring is sealed to such a master key without
-// anything else proving that its entry (the public key it seals to, or the
-// key file an older ring's holder sealed that ring with) was written by a
-// holder of the current ring. It returns the *EntryError of the first one
-// whose tag is missing or does not verify (matching ErrUntrustedMaster).
+// opening proving that its entry (the public key it seals to, or the key
+// file an older ring's holder sealed that ring with) is one a holder of
+// the current ring chose. The entry must match the digest the sealed ring
+// lists for its ID, or, not listed, carry a tag that verifies. It returns
+// the *EntryError of the first one refused (matching ErrUntrustedMaster).
 func VerifySealOnly(vol VolumeID, ring *Ring, opened []Opened) error {
 	for _, o := range opened {
 		if !o.SealOnly && !o.RolledForward {
 			continue
 		}
-		if err := ring.VerifyEntry(vol, o.Entry); err != nil {
+		if err := ring.CheckEntry(vol, o.Entry); err != nil {
 			return err
 		}
 	}
@@ -233,12 +235,15 @@ func WipeMasters(opened []Opened) {
 // as written.
 //
 // A master key that only seals, or whose copy was rolled forward, must have
-// an entry whose tag verifies with ring, both before sealing and under the config lock (else an *EntryError
-// matching ErrUntrustedMaster, nothing written); the entry of every opened
-// master key must still be the one opened (else ErrConfigChanged). Each of
-// them is tagged again under ring's primary key, as is a skipped master
-// key whose tag verifies, so that no tag is left under a key a later purge
-// removes.
+// an entry that passes ring.CheckEntry (listed digest, else tag), both
+// before sealing and under the config lock (else an *EntryError matching
+// ErrUntrustedMaster, nothing written); the entry of every opened master
+// key must still be the one opened (else ErrConfigChanged). Each of them is
+// tagged again under ring's primary key, as is a skipped master key whose
+// entry passes CheckEntry, so that no tag is left under a key a later purge
+// removes. The sealed payload lists the digest of each opened master key's
+// entry and carries the listed digest of each skipped one (listEntries);
+// ring takes that listing once the config is written.
 //
 // Only the master keys in skipped keep their older sealed copy, which rolls
 // forward through the carried copies until the keys it holds are purged.
@@ -254,24 +259,31 @@ func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
 		return nil, err
 	}
 	byID := make(map[string]Opened, len(opened))
-	sealed := make(map[string][]byte, len(opened))
 	for _, o := range opened {
 		if err := checkOpenedEntry(cfg, ring, o); err != nil {
 			return nil, err
 		}
-		s, err := sealChecked(ctx, ring, cfg.VolumeID, o)
+		byID[o.Entry.ID] = o
+	}
+	entries, err := cfg.listEntries(ring, byID)
+	if err != nil {
+		return nil, err
+	}
+	next := ring.withEntries(entries)
+	sealed := make(map[string][]byte, len(opened))
+	for _, o := range opened {
+		s, err := sealChecked(ctx, next, cfg.VolumeID, o)
 		if err != nil {
 			return nil, err
 		}
 		sealed[o.Entry.ID] = s
-		byID[o.Entry.ID] = o
 	}
-	carry, err := ring.sealCarry(cfg.VolumeID)
+	carry, err := next.sealCarry(cfg.VolumeID)
 	if err != nil {
 		return nil, err
 	}
 
-	return UpdateConfig(backing, func(c *Config) error {
+	written, err := UpdateConfig(backing, func(c *Config) error {
 		if c.VolumeID != cfg.VolumeID || c.Ring.Generation != base {
 			return fmt.Errorf("%w: the ring is at generation %d, expected %d; run the "+
 				"command again", ErrConfigChanged, c.Ring.Generation, base)
@@ -307,6 +319,37 @@ func CommitRing(ctx context.Context, backing string, base uint64, ring *Ring,
 		c.Ring.Carry = carry
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	// The next commit of the same rotation checks against what this one
+	// sealed, which carries every skipped entry's listing unchanged.
+	ring.setEntries(next.Generation(), entries)
+	return written, nil
+}
+
+// listEntries returns the entry listing a commit of ring to the master keys
+// in opened seals (ringPayload.Entries): the digest of each opened master
+// key's entry in c, and, for every other entry of c (a skipped master key),
+// the digest the ring as opened lists for it, if any. A skipped entry is
+// not proven by the commit, so the listing does not take it from c: a
+// changed one stays refused by the next rotation that seals to it.
+func (c *Config) listEntries(ring *Ring, opened map[string]Opened) (map[string][sha256.Size]byte,
+	error) {
+	prev := ring.state.Load().entries
+	out := make(map[string][sha256.Size]byte, len(c.Masters))
+	for _, m := range c.Masters {
+		if _, ok := opened[m.ID]; ok {
+			d, err := entryDigest(c.VolumeID, m)
+			if err != nil {
+				return nil, err
+			}
+			out[m.ID] = d
+		} else if d, ok := prev[m.ID]; ok {
+			out[m.ID] = d
+		}
+	}
+	return out, nil
 }
 
 // checkOpenedEntry checks that c's entry of the opened master key o, if c
@@ -324,18 +367,20 @@ func checkOpenedEntry(c *Config, ring *Ring, o Opened) error {
 			"the command again", ErrConfigChanged, e.ID)
 	}
 	if o.SealOnly || o.RolledForward {
-		return ring.VerifyEntry(c.VolumeID, e)
+		return ring.CheckEntry(c.VolumeID, e)
 	}
 	return nil
 }
 
 // retag tags, under ring's primary key, every entry of c that is in sealed
-// (opened, so authenticated) and every other entry whose tag verifies with
-// ring. Entries without a valid tag that are not sealed to keep what they
-// have.
+// (opened, so authenticated) and every other entry that passes
+// ring.CheckEntry: the digest the ring as opened lists for it matches, or,
+// not listed, its tag verifies. Other entries keep what they have: a
+// skipped entry changed since the last rotation is not given a tag under
+// a key that outlives the purge of the ring its changer held.
 func (c *Config) retag(ring *Ring, sealed map[string][]byte) error {
 	for i, m := range c.Masters {
-		if sealed[m.ID] == nil && (m.Tag == nil || ring.VerifyEntry(c.VolumeID, m) != nil) {
+		if sealed[m.ID] == nil && ring.CheckEntry(c.VolumeID, m) != nil {
 			continue
 		}
 		t, err := ring.TagEntry(c.VolumeID, m)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -48,12 +49,22 @@ type EntryError struct {
 	// Missing is true when the entry has no tag at all (written by a
 	// coffer older than tags, or not by coffer).
 	Missing bool
-	// Err says why a tag did not verify; nil when Missing.
+	// Changed is true when the sealed ring lists the entry's ID with
+	// another digest: its kind, URI or params are not those the last
+	// rotation commit sealed the ring to (Ring.CheckEntry). No tag is
+	// asked for then: whoever holds the ring can make one.
+	Changed bool
+	// Err says why a tag did not verify; nil when Missing or Changed.
 	Err error
 }
 
 // Error names the entry and what is wrong with its tag.
 func (e *EntryError) Error() string {
+	if e.Changed {
+		return fmt.Sprintf("master key %s (%s) is not the entry the last rotation sealed the "+
+			"ring to (its kind, URI or params changed since): %v", e.Master.ID, e.Master.Kind,
+			ErrUntrustedMaster)
+	}
 	if e.Missing {
 		return fmt.Sprintf("master key %s (%s) has no tag in volume.json: %v", e.Master.ID,
 			e.Master.Kind, ErrUntrustedMaster)
@@ -115,6 +126,71 @@ func (r *Ring) VerifyEntry(vol VolumeID, m MasterEntry) error {
 		return &EntryError{Master: m, Err: errors.New("MAC mismatch")}
 	}
 	return nil
+}
+
+// CheckEntry checks master entry m of volume vol, to which the ring is
+// about to be sealed without m having been opened at r's generation (a
+// master key that only seals, one whose copy rolled forward, a skipped one
+// whose tag a commit renews). When the payload r was read from lists m's
+// ID (every rotation commit lists the entries of the config it writes),
+// m must be that entry: same digest of its canonical encoding, else an
+// *EntryError with Changed. A tag cannot show this, since a holder of the
+// ring that a master key removal has not yet rotated away can make one.
+// An entry the payload does not list (added since the last rotation
+// commit, or a payload older than the listing) needs a tag that verifies
+// (VerifyEntry).
+func (r *Ring) CheckEntry(vol VolumeID, m MasterEntry) error {
+	want, listed := r.state.Load().entries[m.ID]
+	if !listed {
+		return r.VerifyEntry(vol, m)
+	}
+	got, err := entryDigest(vol, m)
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		return &EntryError{Master: m, Changed: true}
+	}
+	return nil
+}
+
+// Listed reports whether the sealed ring lists master ID id (see
+// CheckEntry).
+func (r *Ring) Listed(id string) bool {
+	_, ok := r.state.Load().entries[id]
+	return ok
+}
+
+// entryDigest returns the SHA-256 of m's canonical encoding (entryMessage),
+// the digest a ring payload lists for m.
+func entryDigest(vol VolumeID, m MasterEntry) ([sha256.Size]byte, error) {
+	msg, err := entryMessage(vol, m)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	return sha256.Sum256(msg), nil
+}
+
+// withEntries returns a copy of r, of the same generation, whose payload
+// lists entries.
+func (r *Ring) withEntries(entries map[string][sha256.Size]byte) *Ring {
+	st := *r.state.Load()
+	st.entries = entries
+	n := &Ring{names: r.names}
+	n.state.Store(&st)
+	return n
+}
+
+// setEntries makes entries r's listing, when r is still at generation gen.
+func (r *Ring) setEntries(gen uint64, entries map[string][sha256.Size]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := *r.state.Load()
+	if st.generation != gen {
+		return
+	}
+	st.entries = entries
+	r.state.Store(&st)
 }
 
 // entryMAC returns the HMAC-SHA256 of m's canonical encoding under the tag

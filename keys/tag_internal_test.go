@@ -54,3 +54,34 @@ func TestEntryTagLayout(t *testing.T) {
 	h.Write(msg)
 	assert.Equal(t, h.Sum(nil), tag.MAC)
 }
+
+// TestPayloadEntries checks that the entry listing survives sealing and
+// that a malformed one is refused.
+func TestPayloadEntries(t *testing.T) {
+	r := newTestRing(t)
+	vol := VolumeID{0x0a}
+	m := MasterEntry{ID: "0123abcd", Kind: "file", URI: "file:///k"}
+	d, err := entryDigest(vol, m)
+	require.NoError(t, err)
+	b, err := r.withEntries(map[string][sha256.Size]byte{m.ID: d}).marshalPayload(vol)
+	require.NoError(t, err)
+	_, got, err := unmarshalPayload(b)
+	require.NoError(t, err)
+	assert.True(t, got.Listed(m.ID))
+	require.NoError(t, got.CheckEntry(vol, m))
+	m.URI = "file:///other"
+	assert.ErrorIs(t, got.CheckEntry(vol, m), ErrUntrustedMaster)
+
+	for name, entries := range map[string]any{
+		"short digest": map[string][]byte{"0123abcd": make([]byte, 31)},
+		"bad ID":       map[string][]byte{"0123ABCD": make([]byte, 32)},
+	} {
+		var p map[string]any
+		require.NoError(t, json.Unmarshal(b, &p))
+		p["entries"] = entries
+		bad, err := json.Marshal(p)
+		require.NoError(t, err)
+		_, _, err = unmarshalPayload(bad)
+		assert.ErrorIs(t, err, ErrMalformed, name)
+	}
+}
