@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferfs/coffer/keys"
+	"github.com/cofferfs/coffer/keys/recovery"
 )
 
 type masterListOptions struct {
@@ -24,8 +25,9 @@ func newMasterListCommand(a *app) *cobra.Command {
 		Short: "List a volume's master keys",
 		Long: `List the master keys of the volume in BACKING: ID, kind, when added, when it
 last unlocked the volume (as far as .coffer/usage.json, written by mount,
-knows; "-" when unknown), and URI with any secret redacted. No key is
-needed. The order is the order in which mount tries them.`,
+knows; "-" when unknown), and URI with any secret redacted; a recovery key's
+URI is followed by the fingerprint of the public key it seals to (as printed
+with the key: compare them). No key is needed. The order is the order in which mount tries them.`,
 		Example: `  coffer master list /srv/app.enc
   coffer master list /srv/app.enc --json | jq -r '.[].id'`,
 		Args: exactArgs("BACKING"),
@@ -46,6 +48,9 @@ type masterListEntry struct {
 	URI      string     `json:"uri"`
 	Added    time.Time  `json:"added"`
 	LastUsed *time.Time `json:"last_used"`
+	// Fingerprint is a recovery key's fingerprint, as printed with the
+	// key, of the public key the entry seals to.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // runMasterList prints the master keys.
@@ -61,6 +66,7 @@ func runMasterList(_ context.Context, a *app, opts masterListOptions) error {
 	list := make([]masterListEntry, 0, len(cfg.Masters))
 	for _, m := range cfg.Masters {
 		e := masterListEntry{ID: m.ID, Kind: m.Kind, URI: keys.RedactURI(m.URI), Added: m.Added}
+		e.Fingerprint, _ = recovery.EntryFingerprint(m)
 		if at, ok := used[m.ID]; ok {
 			e.LastUsed = &at
 		}
@@ -79,8 +85,12 @@ func runMasterList(_ context.Context, a *app, opts masterListOptions) error {
 		if e.LastUsed != nil {
 			last = e.LastUsed.Format(time.RFC3339)
 		}
+		uri := printable(e.URI)
+		if e.Fingerprint != "" {
+			uri += " key " + e.Fingerprint
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(e.ID), printable(e.Kind),
-			e.Added.Format(time.RFC3339), last, printable(e.URI))
+			e.Added.Format(time.RFC3339), last, uri)
 	}
 	return tw.Flush()
 }

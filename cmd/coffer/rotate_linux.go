@@ -431,16 +431,47 @@ func (r *rotation) resume(target uint32, st *keys.Rotation) error {
 // sealedTo lists the master keys each commit seals the ring to, for the
 // audit records that follow a commit: a master key put back into
 // volume.json after its removal then shows in the trail, whichever run of
-// the rotation sealed to it.
+// the rotation sealed to it. A master key that only seals is named with the
+// fingerprint of its public key (ID:FINGERPRINT, for a recovery key the one
+// printed with it), so that a public key swapped under a known ID shows too.
 func (r *rotation) sealedTo() string {
 	v := make([]string, 0, len(r.opened))
 	for _, o := range r.opened {
 		if _, ok := r.cfg.Master(o.Entry.ID); ok {
-			v = append(v, o.Entry.ID)
+			v = append(v, sealedName(o))
 		}
 	}
 	slices.Sort(v)
 	return strings.Join(v, ",")
+}
+
+// sealedName names the opened master key o in sealedTo.
+func sealedName(o keys.Opened) string {
+	if fp, ok := recovery.EntryFingerprint(o.Entry); ok && o.SealOnly {
+		return o.Entry.ID + ":" + fp
+	}
+	return o.Entry.ID
+}
+
+// sealedOnlyLine returns the line rotate prints about the master keys it
+// sealed to without opening them, "" when there are none.
+func (r *rotation) sealedOnlyLine() string {
+	var v []string
+	for _, o := range r.opened {
+		if _, ok := r.cfg.Master(o.Entry.ID); ok && o.SealOnly {
+			name := o.Entry.ID + " (" + o.Entry.Kind + ")"
+			if fp, ok := recovery.EntryFingerprint(o.Entry); ok {
+				name = o.Entry.ID + " (recovery key " + fp + ")"
+			}
+			v = append(v, name)
+		}
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	slices.Sort(v)
+	return "sealed the new ring, without opening them, to " + strings.Join(v, ", ") +
+		": check that each is a key you hold (the fingerprint is printed with the recovery key)"
 }
 
 // commit seals the ring to every opened master key and writes the config.
@@ -643,6 +674,9 @@ func (r *rotation) finish(target uint32, res *rewrap.Result) error {
 		fmt.Fprintf(r.a.stdout, "; purged %s", ids(purged))
 	}
 	fmt.Fprintln(r.a.stdout)
+	if line := r.sealedOnlyLine(); line != "" {
+		fmt.Fprintln(r.a.stdout, line)
+	}
 	if len(r.skip) > 0 && !r.opts.purge {
 		fmt.Fprintf(r.a.stderr, "coffer: warning: old ring keys kept (retired) for the skipped "+
 			"master key; run 'coffer rotate %s' when it is reachable\n", shellQuote(r.opts.backing))

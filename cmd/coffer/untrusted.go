@@ -12,7 +12,7 @@ import (
 
 // untrustedMaster turns a refusal to seal the ring to a master key whose
 // entry is not authenticated (keys.ErrUntrustedMaster: a recovery entry
-// without a valid tag) into the command's error with hints, and records it
+// without a valid tag, or not the one the sealed ring lists) into the command's error with hints, and records it
 // in the audit log l as an integrity failure. l may be nil: the log of
 // backing is then opened for the record, keyed with ring. untouched says
 // that the command has written nothing yet. Other errors are returned as
@@ -40,6 +40,16 @@ func untrustedMaster(ctx context.Context, a *app, l *audit.Log, backing string, 
 	if untouched {
 		what += ", nothing was changed"
 	}
+	if ee.Changed {
+		return withHints(fmt.Errorf("%s: %w", what, err),
+			"the last rotation sealed the ring to another entry under the ID "+id+"; if you "+
+				"did not change it, someone who can write "+b+" edited volume.json (a tag "+
+				"does not help: the holder of a removed master key can make one until the "+
+				"ring is rotated)",
+			"put the entry back from a backup of volume.json, or remove it (coffer master "+
+				"remove "+b+" "+id+") and enrol the key again (coffer recovery new "+b+"), "+
+				"then check who can write there")
+	}
 	return withHints(fmt.Errorf("%s: %w", what, err),
 		"if "+id+" is a recovery key you made (with a coffer older than entry tags): rotate "+
 			"with it at hand, which proves the entry by opening it (coffer rotate "+b+
@@ -52,14 +62,14 @@ func untrustedMaster(ctx context.Context, a *app, l *audit.Log, backing string, 
 }
 
 // warnUntrustedRecovery logs a warning for each recovery master key of cfg
-// whose entry's tag does not verify with ring, so that the mount's log says
+// whose entry ring.CheckEntry refuses, so that the mount's log says
 // ahead of time what the next coffer rotate will refuse.
 func warnUntrustedRecovery(a *app, backing string, cfg *keys.Config, ring *keys.Ring) {
 	for _, m := range cfg.Masters {
 		if m.Kind != recovery.Kind {
 			continue
 		}
-		if err := ring.VerifyEntry(cfg.VolumeID, m); err != nil {
+		if err := ring.CheckEntry(cfg.VolumeID, m); err != nil {
 			a.log.Warn().Err(err).Str("backing", backing).Str("master", m.ID).
 				Msg("coffer rotate will refuse this recovery key's entry: replace it (coffer " +
 					"recovery new, then coffer master remove) or rotate once with --recovery-key")

@@ -137,6 +137,21 @@ func fingerprint(pub []byte) string {
 	return base32.StdEncoding.EncodeToString(sum[:5])
 }
 
+// EntryFingerprint returns the fingerprint (as Fingerprint prints it with
+// the key) of the public key that recovery master entry m seals to, so that
+// what volume.json records can be compared with the key on paper. ok is
+// false for an entry of another kind or with params that do not parse.
+func EntryFingerprint(m keys.MasterEntry) (fp string, ok bool) {
+	if m.Kind != Kind {
+		return "", false
+	}
+	p, err := ParseParams(m.Params)
+	if err != nil {
+		return "", false
+	}
+	return fingerprint(p.PublicKey), true
+}
+
 // ParseParams decodes and checks the params of a recovery master.
 func ParseParams(raw json.RawMessage) (Params, error) {
 	var p Params
