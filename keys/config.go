@@ -119,7 +119,9 @@ func (c *Config) RotationDue(now time.Time) bool {
 }
 
 // KeyDue reports whether the volume's policy asks for a rotation at now of
-// a primary ring key created at created.
+// a primary ring key created at created. The policy is c's, read from
+// volume.json and not authenticated: an edit of the backing directory can
+// raise or remove it (see docs/limitations.md).
 func (c *Config) KeyDue(created, now time.Time) bool {
 	if c.Policy == nil || c.Policy.MaxKeyAgeDays == 0 {
 		return false

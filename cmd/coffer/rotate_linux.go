@@ -250,7 +250,11 @@ func sameMasters(backing string, cfg *keys.Config, skip map[string]bool) error {
 // age comes from the unsealed ring: volume.json's copy of the creation
 // times is public and editable, and a date moved forward there would keep
 // the timer from ever rotating. A copy that disagrees is reported; the
-// older date counts (an edit can cause a rotation, never prevent one).
+// older date counts, so an edited date cannot prevent a rotation. The
+// policy itself (the maximum age) is not sealed: it comes from volume.json,
+// and whoever can write the backing directory can raise or remove it and
+// so stop --if-due (docs/limitations.md); status shows the policy in
+// force.
 func rotationDue(w io.Writer, cfg *keys.Config, ring *keys.Ring, now time.Time) bool {
 	p := ring.Primary()
 	for _, k := range cfg.Ring.Keys {
