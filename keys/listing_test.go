@@ -162,6 +162,8 @@ func TestEntryListing(t *testing.T) {
 
 	other := v.add(t, newKeyFile(t))
 	v.rotate(t, nil)
+	v.ring, err = v.unlockWith(t, first)
+	require.NoError(t, err)
 	rec, priv := v.addRecovery(t)
 	ring, err = v.unlockWith(t, first)
 	require.NoError(t, err)

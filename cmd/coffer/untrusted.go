@@ -41,14 +41,18 @@ func untrustedMaster(ctx context.Context, a *app, l *audit.Log, backing string, 
 		what += ", nothing was changed"
 	}
 	if ee.Changed {
+		again := "coffer master add " + b + " URI"
+		if ee.Master.Kind == recovery.Kind {
+			again = "coffer recovery new " + b
+		}
 		return withHints(fmt.Errorf("%s: %w", what, err),
 			"the last rotation sealed the ring to another entry under the ID "+id+"; if you "+
 				"did not change it, someone who can write "+b+" edited volume.json (a tag "+
 				"does not help: the holder of a removed master key can make one until the "+
 				"ring is rotated)",
 			"put the entry back from a backup of volume.json, or remove it (coffer master "+
-				"remove "+b+" "+id+") and enrol the key again (coffer recovery new "+b+"), "+
-				"then check who can write there")
+				"remove "+b+" "+id+") and enrol the key again ("+again+"), then check who "+
+				"can write there")
 	}
 	return withHints(fmt.Errorf("%s: %w", what, err),
 		"if "+id+" is a recovery key you made (with a coffer older than entry tags): rotate "+
