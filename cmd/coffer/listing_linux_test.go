@@ -99,3 +99,59 @@ func TestRotateRefusesSwappedRecoveryKey(t *testing.T) {
 		}
 	}
 }
+
+// TestRotateRefusesSkippedEntryTurnedRecovery is breaker5 F3 through the
+// CLI: the holder of a removed master key turns a file master entry into a
+// recovery entry of their own, tagged under the current primary key; the
+// admin rotates without it (--skip-master, --purge). That rotation warns
+// and does not renew the entry's tag, and the next rotation refuses it.
+func TestRotateRefusesSkippedEntryTurnedRecovery(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t)
+	att, x := f.newKey(t, "attacker.key"), f.newKey(t, "x.key")
+	requireOK(t, cli(t, "init", f.backing, "--master", f.keyURI(), "--master", att,
+		"--master", x))
+	requireOK(t, cli(t, "rotate", f.backing))
+	attID, xID := f.masterID(t, att), f.masterID(t, x)
+
+	cfg, err := keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	held, _, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}),
+		keys.UnlockOptions{Only: attID})
+	require.NoError(t, err)
+	requireOK(t, cli(t, "master", "remove", f.backing, attID))
+
+	other, err := recovery.Generate()
+	require.NoError(t, err)
+	defer other.Wipe()
+	en, err := other.Enrollment()
+	require.NoError(t, err)
+	cfg, err = keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	for i, m := range cfg.Masters {
+		if m.ID == xID {
+			cfg.Masters[i].Kind, cfg.Masters[i].URI = recovery.Kind, recovery.URI
+			cfg.Masters[i].Params = en.Params
+			cfg.Masters[i].Tag, err = held.TagEntry(cfg.VolumeID, cfg.Masters[i])
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, keys.WriteConfig(f.backing, cfg))
+
+	r := cli(t, "rotate", f.backing, "--skip-master", xID, "--purge")
+	requireOK(t, r)
+	assert.Contains(t, r.stderr, "master key "+xID+" (recovery) is not the entry the last "+
+		"rotation sealed the ring to")
+	cfg, err = keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	m, ok := cfg.Master(xID)
+	require.True(t, ok)
+	assert.NotEqual(t, primaryOf(t, f.backing), m.Tag.Key, "its tag was not renewed")
+
+	before := backingState(t, f.backing)
+	r = cli(t, "rotate", f.backing)
+	assertFailure(t, r, exitFailure, "master key "+xID+
+		" (recovery) is not the entry the last rotation sealed the ring to")
+	assert.Equal(t, before, backingState(t, f.backing), "nothing written")
+}

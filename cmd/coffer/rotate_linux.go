@@ -187,6 +187,15 @@ func runRotate(ctx context.Context, a *app, opts rotateOptions) error {
 			"generation %d, which still opens the volume until the old ring keys are purged; "+
 			"they are kept retired unless --purge; run 'coffer rotate %s' again once it is "+
 			"reachable\n", id, cfg.Ring.Generation, shellQuote(opts.backing))
+		// A skipped entry is not proven; one that differs from what the
+		// last rotation sealed keeps its tag and its listed digest, so the
+		// next rotation that reaches it refuses it: say so now.
+		if m, ok := cfg.Master(id); ok && ring.Listed(id) {
+			if err := ring.CheckEntry(cfg.VolumeID, m); err != nil {
+				fmt.Fprintf(a.stderr, "coffer: warning: %v; its tag is not renewed, and the "+
+					"next rotation that reaches it will refuse it\n", err)
+			}
+		}
 	}
 
 	alog, err := openAudit(a, opts.backing, cfg.VolumeID)
