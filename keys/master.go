@@ -18,6 +18,20 @@ type Master interface {
 	Unseal(ctx context.Context, sealed, associatedData []byte) ([]byte, error)
 }
 
+// PublicSealer is implemented by a Master whose Seal needs only public
+// values (a recovery key seals to a public key): anyone who holds the ring
+// can write a copy that it unseals, with whatever payload they choose.
+// OpenMasters therefore takes the ring, and the entry listing that comes
+// with it (Ring.CheckEntry), from another master key's copy when one opens.
+type PublicSealer interface {
+	SealsToPublicKey() bool
+}
+
+func sealsToPublicKey(m Master) bool {
+	p, ok := m.(PublicSealer)
+	return ok && p.SealsToPublicKey()
+}
+
 // wiper is a Master that holds key material to wipe after use.
 type wiper interface{ Wipe() }
 

@@ -137,6 +137,7 @@ func (e *MasterError) Unwrap() error { return e.Err }
 func OpenMasters(ctx context.Context, cfg *Config, open OpenFunc, skip map[string]bool,
 	sealOnly func(error) bool) (*Ring, []Opened, error) {
 	var ring, carried *Ring
+	ringPublic := false
 	var opened []Opened
 	for _, m := range cfg.Masters {
 		if skip[m.ID] {
@@ -151,14 +152,16 @@ func OpenMasters(ctx context.Context, cfg *Config, open OpenFunc, skip map[strin
 			RolledForward: rolled})
 		switch {
 		case r == nil:
-		case !rolled && ring == nil:
-			ring = r
+		case !rolled && (ring == nil || ringPublic && !sealsToPublicKey(master)):
+			ring, ringPublic = r, sealsToPublicKey(master)
 		case rolled && carried == nil:
 			carried = r
 		}
 	}
 	// A copy of the current ring is preferred: a carried copy is made by
-	// whoever holds an older ring key, not only by a commit.
+	// whoever holds an older ring key, not only by a commit. Among those,
+	// one that only its master key's holder can have sealed is preferred
+	// (PublicSealer): the volume.json order is anyone's to change.
 	if ring == nil {
 		ring = carried
 	}

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
@@ -84,4 +85,45 @@ func TestPayloadEntries(t *testing.T) {
 		_, _, err = unmarshalPayload(bad)
 		assert.ErrorIs(t, err, ErrMalformed, name)
 	}
+}
+
+// publicPlain is a plainMaster that says anyone can seal to it, as a
+// recovery key does.
+type publicPlain struct{ plainMaster }
+
+func (publicPlain) SealsToPublicKey() bool { return true }
+
+// TestOpenMastersPrefersPrivateCopy checks that the ring, with its entry
+// listing, comes from a copy that only its master key's holder can write
+// even when volume.json lists a public-key master first whose copy a
+// holder of the ring rewrote with a listing of their choosing.
+func TestOpenMastersPrefersPrivateCopy(t *testing.T) {
+	ctx := context.Background()
+	cfg, ring, err := newVolume(ctx, []Enrollment{
+		{Kind: "test", URI: "test:a", Master: plainMaster{}},
+		{Kind: "pub", URI: "pub:", Master: publicPlain{}},
+	}, NamesEncrypted)
+	require.NoError(t, err)
+	pub := cfg.Masters[1]
+	forged, err := SealRing(ctx, ring.withEntries(map[string][sha256.Size]byte{"0badc0de": {1}}),
+		cfg.VolumeID, pub.ID, publicPlain{})
+	require.NoError(t, err)
+	cfg.Ring.Sealed[pub.ID] = forged
+	cfg.Masters[0], cfg.Masters[1] = cfg.Masters[1], cfg.Masters[0]
+
+	open := func(m MasterEntry) (Master, error) {
+		if m.Kind == "pub" {
+			return publicPlain{}, nil
+		}
+		return plainMaster{}, nil
+	}
+	got, opened, err := OpenMasters(ctx, cfg, open, nil, nil)
+	require.NoError(t, err)
+	require.Len(t, opened, 2)
+	assert.False(t, got.Listed("0badc0de"), "the ring came from the private copy")
+
+	// Only the public copy opens: it is used.
+	got, _, err = OpenMasters(ctx, cfg, open, map[string]bool{cfg.Masters[1].ID: true}, nil)
+	require.NoError(t, err)
+	assert.True(t, got.Listed("0badc0de"))
 }

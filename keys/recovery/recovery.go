@@ -268,6 +268,10 @@ func handleOf(k key.Key) (*keyset.Handle, error) {
 
 // Seal encrypts the ring payload to the public key, with associatedData as
 // HPKE context info.
+// SealsToPublicKey reports that anyone can seal to a recovery key: a copy
+// it unseals proves nothing about its writer (keys.PublicSealer).
+func (m *master) SealsToPublicKey() bool { return true }
+
 func (m *master) Seal(_ context.Context, plaintext, associatedData []byte) ([]byte, error) {
 	ct, err := m.enc.Encrypt(plaintext, associatedData)
 	if err != nil {
