@@ -273,6 +273,9 @@ func preadToEnd(fd int, b []byte, off int64) (int, error) {
 	n := 0
 	for n < len(b) {
 		m, err := unix.Pread(fd, b[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
 		if err != nil {
 			return n, err
 		}
@@ -867,19 +870,11 @@ func (w *blockWriter) blockPlain(data []byte, off, b, newSize int64, scratch []b
 // preadFull fills b from offset off, failing with io.ErrUnexpectedEOF if the
 // file ends first.
 func preadFull(fd int, b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := unix.Pread(fd, b, off)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return err
-		case n == 0:
-			return io.ErrUnexpectedEOF
-		}
-		b, off = b[n:], off+int64(n)
+	n, err := preadToEnd(fd, b, off)
+	if err == nil && n < len(b) {
+		err = io.ErrUnexpectedEOF
 	}
-	return nil
+	return err
 }
 
 // pwriteFault, set only by tests, injects failures: given the length of a
