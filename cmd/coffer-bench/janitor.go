@@ -17,7 +17,8 @@ type janitor struct {
 	mu     sync.Mutex
 	mounts []*mountProc
 	dirs   []string
-	keep   bool // leave the directories for inspection
+	undo   []func() error // settings to restore, run last
+	keep   bool           // leave the directories for inspection
 }
 
 func newJanitor() *janitor {
@@ -38,6 +39,13 @@ func (j *janitor) addDir(dir string) {
 	j.dirs = append(j.dirs, dir)
 }
 
+// addUndo registers a function that restores a system setting at the end.
+func (j *janitor) addUndo(f func() error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.undo = append(j.undo, f)
+}
+
 // setKeep makes cleanup leave the work directories.
 func (j *janitor) setKeep(keep bool) {
 	j.mu.Lock()
@@ -49,8 +57,8 @@ func (j *janitor) setKeep(keep bool) {
 // something is still mounted below one of them.
 func (j *janitor) cleanup() {
 	j.mu.Lock()
-	mounts, dirs, keep := j.mounts, j.dirs, j.keep
-	j.mounts, j.dirs = nil, nil
+	mounts, dirs, undo, keep := j.mounts, j.dirs, j.undo, j.keep
+	j.mounts, j.dirs, j.undo = nil, nil, nil
 	j.mu.Unlock()
 
 	for i := len(mounts) - 1; i >= 0; i-- {
@@ -69,6 +77,11 @@ func (j *janitor) cleanup() {
 
 	for _, d := range dirs {
 		j.removeDir(d, keep)
+	}
+	for i := len(undo) - 1; i >= 0; i-- {
+		if err := undo[i](); err != nil {
+			fmt.Fprintf(os.Stderr, "coffer-bench: warning: %v\n", err)
+		}
 	}
 }
 

@@ -32,6 +32,8 @@ type machine struct {
 	coffer    string // "coffer version", first line
 	backings  map[string]string
 	dropped   bool // whether the page cache was dropped between phases
+
+	pageReporting pageReporting
 }
 
 const goFuseModule = "github.com/hanwen/go-fuse/v2"

@@ -43,6 +43,10 @@ type options struct {
 	cpuprofile string // directory for coffer's per-phase CPU profiles
 	out        string // Markdown file to update with the results, "" for none
 	keep       bool   // keep the work directories
+
+	// keepPageReporting leaves the kernel's free page reporting on
+	// (pagereport.go); -quick never changes it.
+	keepPageReporting bool
 }
 
 // Default sizes, from issue 7.
@@ -108,6 +112,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write CPU profiles of the mount daemons, one per phase, into this directory")
 	fs.StringVar(&o.out, "out", "docs/benchmarks.md", "Markdown file whose results section is replaced (\"\" for none)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directories")
+	fs.BoolVar(&o.keepPageReporting, "keep-page-reporting", false,
+		"leave the kernel's free page reporting (virtual machines) on; by default a full run pauses it and restores it after")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

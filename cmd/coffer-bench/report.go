@@ -73,6 +73,7 @@ func writeMachine(w io.Writer, opts *options, m machine, res *results, elapsed t
 	for _, b := range opts.backings {
 		fmt.Fprintf(w, "- Backing %s: %s\n", b, m.backings[b])
 	}
+	fmt.Fprintf(w, "- Free page reporting to the host: %s\n", m.pageReporting.describe())
 	lo, med, hi := loadStats(res.loads)
 	fmt.Fprintf(w, "- Load: 1-minute load average at the start of each step: min %.2f, median %.2f, max %.2f\n",
 		lo, med, hi)

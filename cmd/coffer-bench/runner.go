@@ -59,6 +59,23 @@ func benchmark(ctx context.Context, opts *options, j *janitor) error {
 
 	r := &runner{opts: opts, j: j, targets: targets, data: data, res: newResults()}
 	mach := describeMachine(ctx, opts, backingDirs(opts, work))
+	if !opts.quick && !opts.keepPageReporting {
+		var restore func() error
+		mach.pageReporting, restore = pausePageReporting(pageReportingOrderPath)
+		if restore != nil {
+			j.addUndo(restore)
+		}
+		if mach.pageReporting.paused {
+			if mach.pageReporting.touched, err = touchFreeMemory(); err != nil {
+				warnf("%v", err)
+			}
+		}
+		if mach.pageReporting.present && !mach.pageReporting.paused {
+			warnf("free page reporting: %s", mach.pageReporting.describe())
+		}
+	} else {
+		mach.pageReporting = currentPageReporting(pageReportingOrderPath)
+	}
 	start := time.Now()
 	for round := 1; round <= opts.rounds; round++ {
 		for _, b := range opts.backings {
