@@ -67,3 +67,33 @@ func TestPausePageReportingRefused(t *testing.T) {
 		t.Errorf("describe() = %q", p.describe())
 	}
 }
+
+// The janitor restores the setting at the end, after the directories are
+// gone, and a failing restore does not stop the others.
+func TestJanitorRunsUndo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "page_reporting_order")
+	if err := os.WriteFile(path, []byte("9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	dir := filepath.Join(work, "coffer-bench-1")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	j := newJanitor()
+	j.addDir(dir)
+	_, restore := pausePageReporting(path)
+	j.addUndo(restore)
+	j.addUndo(func() error { return os.ErrPermission })
+	j.cleanup()
+	if b, _ := os.ReadFile(path); strings.TrimSpace(string(b)) != "9" {
+		t.Fatalf("order after cleanup = %q, want 9 restored", b)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("work directory still there after cleanup: %v", err)
+	}
+	j.cleanup() // a second cleanup has nothing left to undo
+	if b, _ := os.ReadFile(path); strings.TrimSpace(string(b)) != "9" {
+		t.Fatalf("order after a second cleanup = %q", b)
+	}
+}
