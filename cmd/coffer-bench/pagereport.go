@@ -20,7 +20,7 @@ import (
 // whatever touched the page first. Every phase starts after the page cache
 // is dropped and the files of the previous phase are freed, so which file
 // system gets the handed-back pages depends on timing: on a small virtual
-// machine this made the same 512 MiB WRITE on tmpfs take 1.0 s or 3.3 s
+// machine this made the same 512 MiB WRITE on tmpfs take 1.1 s or 3.4 s
 // (daemon CPU 0.9 s against 2.3 s, all of the difference in its pwrite
 // copies). The benchmark measures the file systems, not the host, so it
 // pauses reporting for the run and restores the setting after.
