@@ -55,18 +55,26 @@ func (p pageReporting) describe() string {
 	}
 }
 
-// currentPageReporting describes the setting at path without changing it.
-func currentPageReporting(path string) pageReporting {
+// readPageReporting reads the reporting order at path. A missing file means
+// the kernel has no free page reporting; p.note says why the order could
+// not be read, if it could not.
+func readPageReporting(path string) (p pageReporting, ok bool) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return pageReporting{}
+		return pageReporting{}, false
 	}
-	p := pageReporting{present: true, note: "kept by request (-keep-page-reporting or -quick)"}
 	if err != nil {
-		p.note = err.Error()
-		return p
+		return pageReporting{present: true, note: err.Error()}, false
 	}
-	p.was = strings.TrimSpace(string(b))
+	return pageReporting{present: true, was: strings.TrimSpace(string(b))}, true
+}
+
+// currentPageReporting describes the setting at path without changing it.
+func currentPageReporting(path string) pageReporting {
+	p, ok := readPageReporting(path)
+	if ok {
+		p.note = "kept by request (-keep-page-reporting or -quick)"
+	}
 	return p
 }
 
@@ -74,16 +82,10 @@ func currentPageReporting(path string) pageReporting {
 // order. It returns what it did and a function that restores the old order
 // (nil when nothing was changed).
 func pausePageReporting(path string) (pageReporting, func() error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return pageReporting{}, nil
-	}
-	p := pageReporting{present: true}
-	if err != nil {
-		p.note = err.Error()
+	p, ok := readPageReporting(path)
+	if !ok {
 		return p, nil
 	}
-	p.was = strings.TrimSpace(string(b))
 	if p.was == noReportingOrder {
 		p.paused = true
 		return p, nil
