@@ -57,29 +57,7 @@ func TestRotateRefusesSwappedRecoveryKey(t *testing.T) {
 	assert.ElementsMatch(t, []string{first, f.masterID(t, att), rec + ":" + fp},
 		strings.Split(sealedTo, ","))
 
-	// What the attacker unseals with their key before the admin removes it.
-	cfg, err := keys.ReadConfig(f.backing)
-	require.NoError(t, err)
-	held, _, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}),
-		keys.UnlockOptions{Only: f.masterID(t, att)})
-	require.NoError(t, err)
-	requireOK(t, cli(t, "master", "remove", f.backing, f.masterID(t, att)))
-
-	other, err := recovery.Generate()
-	require.NoError(t, err)
-	defer other.Wipe()
-	en, err := other.Enrollment()
-	require.NoError(t, err)
-	cfg, err = keys.ReadConfig(f.backing)
-	require.NoError(t, err)
-	for i, m := range cfg.Masters {
-		if m.ID == rec {
-			cfg.Masters[i].Params = en.Params
-			cfg.Masters[i].Tag, err = held.TagEntry(cfg.VolumeID, cfg.Masters[i])
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, keys.WriteConfig(f.backing, cfg))
+	other := forgeRecoveryEntry(ctx, t, f, f.masterID(t, att), rec)
 	before := backingState(t, f.backing)
 
 	r = cli(t, "rotate", f.backing)
@@ -115,35 +93,13 @@ func TestRotateRefusesSkippedEntryTurnedRecovery(t *testing.T) {
 	requireOK(t, cli(t, "rotate", f.backing))
 	attID, xID := f.masterID(t, att), f.masterID(t, x)
 
-	cfg, err := keys.ReadConfig(f.backing)
-	require.NoError(t, err)
-	held, _, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}),
-		keys.UnlockOptions{Only: attID})
-	require.NoError(t, err)
-	requireOK(t, cli(t, "master", "remove", f.backing, attID))
-
-	other, err := recovery.Generate()
-	require.NoError(t, err)
-	defer other.Wipe()
-	en, err := other.Enrollment()
-	require.NoError(t, err)
-	cfg, err = keys.ReadConfig(f.backing)
-	require.NoError(t, err)
-	for i, m := range cfg.Masters {
-		if m.ID == xID {
-			cfg.Masters[i].Kind, cfg.Masters[i].URI = recovery.Kind, recovery.URI
-			cfg.Masters[i].Params = en.Params
-			cfg.Masters[i].Tag, err = held.TagEntry(cfg.VolumeID, cfg.Masters[i])
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, keys.WriteConfig(f.backing, cfg))
+	forgeRecoveryEntry(ctx, t, f, attID, xID)
 
 	r := cli(t, "rotate", f.backing, "--skip-master", xID, "--purge")
 	requireOK(t, r)
 	assert.Contains(t, r.stderr, "master key "+xID+" (recovery) is not the entry the last "+
 		"rotation sealed the ring to")
-	cfg, err = keys.ReadConfig(f.backing)
+	cfg, err := keys.ReadConfig(f.backing)
 	require.NoError(t, err)
 	m, ok := cfg.Master(xID)
 	require.True(t, ok)
@@ -154,4 +110,39 @@ func TestRotateRefusesSkippedEntryTurnedRecovery(t *testing.T) {
 	assertFailure(t, r, exitFailure, "master key "+xID+
 		" (recovery) is not the entry the last rotation sealed the ring to")
 	assert.Equal(t, before, backingState(t, f.backing), "nothing written")
+}
+
+// forgeRecoveryEntry is what the holder of master key heldID can do: unseal
+// the ring with it, let the admin remove it, then turn entry target into a
+// recovery entry of a fresh key of their own, tagged with the ring they
+// kept. It returns that key.
+func forgeRecoveryEntry(ctx context.Context, t *testing.T, f *fixture, heldID, target string) *recovery.PrivateKey {
+	t.Helper()
+	cfg, err := keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	held, _, err := keys.Unlock(ctx, cfg, masterkey.Opener(ctx, masterkey.Options{}),
+		keys.UnlockOptions{Only: heldID})
+	require.NoError(t, err)
+	requireOK(t, cli(t, "master", "remove", f.backing, heldID))
+
+	forged, err := recovery.Generate()
+	require.NoError(t, err)
+	t.Cleanup(forged.Wipe)
+	en, err := forged.Enrollment()
+	require.NoError(t, err)
+	cfg, err = keys.ReadConfig(f.backing)
+	require.NoError(t, err)
+	found := false
+	for i, m := range cfg.Masters {
+		if m.ID == target {
+			found = true
+			cfg.Masters[i].Kind, cfg.Masters[i].URI = recovery.Kind, recovery.URI
+			cfg.Masters[i].Params = en.Params
+			cfg.Masters[i].Tag, err = held.TagEntry(cfg.VolumeID, cfg.Masters[i])
+			require.NoError(t, err)
+		}
+	}
+	require.True(t, found, "entry %s in the config", target)
+	require.NoError(t, keys.WriteConfig(f.backing, cfg))
+	return forged
 }
